@@ -1,0 +1,184 @@
+# tgrun build: programs, handlers and tests land in build/.
+# Flags come from pkg-config; warnings are errors.
+
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+LIBEXECDIR ?= $(PREFIX)/libexec/tgrun
+INCLUDEDIR ?= $(PREFIX)/include
+LIBDIR     ?= $(PREFIX)/lib
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+HANDLERDIR ?= $(LIBDIR)/tgrun/handlers
+UNITDIR    ?= $(LIBDIR)/systemd/system
+SYSCONFDIR ?= /etc
+DESTDIR    ?=
+
+B := build
+CC ?= cc
+PKGS := libevent jansson libcurl libsystemd inih sqlite3
+# Debian package that provides each pkg-config module (used by `make deps`).
+DEB_libevent   := libevent-dev
+DEB_jansson    := libjansson-dev
+DEB_libcurl    := libcurl4-openssl-dev
+DEB_libsystemd := libsystemd-dev
+DEB_inih       := libinih-dev
+DEB_sqlite3    := libsqlite3-dev
+DEB_cmocka     := libcmocka-dev
+
+PYTEST ?= /usr/bin/python3 -m pytest
+
+OPT      ?= -O2
+WARN     := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes \
+            -Wmissing-prototypes -Wno-unused-parameter
+BASEFLAGS := -std=gnu11 -g $(OPT) $(WARN) -D_GNU_SOURCE -fno-strict-aliasing \
+            -fstack-protector-strong -Icommon -Iworker -Idaemon
+ifeq ($(SANITIZE),1)
+BASEFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer \
+             -fno-sanitize-recover=undefined
+SANLDFLAGS := -fsanitize=address,undefined
+endif
+
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+ALL_CFLAGS = $(BASEFLAGS) $(PKG_CFLAGS) $(CFLAGS)
+ALL_LDFLAGS = $(SANLDFLAGS) $(LDFLAGS)
+
+COMMON_SRC  := $(wildcard common/*.c)
+DAEMON_SRC  := $(filter-out daemon/main.c,$(wildcard daemon/*.c))
+WORKER_SRC  := $(filter-out worker/main.c,$(wildcard worker/*.c))
+CTL_SRC     := $(wildcard ctl/*.c)
+FAKEAPI_SRC := $(wildcard tests/fakeapi/*.c)
+HANDLER_SRC := $(wildcard worker/examples/*.c tests/handlers/*.c)
+UNIT_SRC    := $(wildcard tests/unit/test_*.c)
+
+obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
+COMMON_OBJ  := $(call obj,$(COMMON_SRC))
+DAEMON_OBJ  := $(call obj,$(DAEMON_SRC))
+WORKER_OBJ  := $(call obj,$(WORKER_SRC))
+FAKEAPI_OBJ := $(call obj,$(FAKEAPI_SRC))
+HANDLERS    := $(patsubst %.c,$(B)/handlers/%.so,$(notdir $(HANDLER_SRC)))
+UNIT_BINS   := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
+
+PROGRAMS := $(B)/tgrund $(B)/tgrun-worker $(B)/tgrun-fakeapi
+ifneq ($(CTL_SRC),)
+PROGRAMS += $(B)/tgrunctl
+endif
+
+.PHONY: all deps check unit integration demo bench install clean
+.DEFAULT_GOAL := all
+
+all: deps
+	@$(MAKE) --no-print-directory build-all
+
+.PHONY: build-all
+build-all: $(PROGRAMS) $(HANDLERS) $(UNIT_BINS) $(B)/tgrun.pc
+
+# Rebuild everything when the flags change (e.g. switching SANITIZE on or off).
+$(B)/.flags: FORCE
+	@mkdir -p $(B)
+	@echo '$(ALL_CFLAGS) $(ALL_LDFLAGS)' | cmp -s - $@ || echo '$(ALL_CFLAGS) $(ALL_LDFLAGS)' > $@
+.PHONY: FORCE
+FORCE:
+
+$(B)/obj/%.o: %.c $(B)/.flags
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -fPIC -MMD -MP -c $< -o $@
+
+$(B)/libcommon.a: $(COMMON_OBJ)
+	@rm -f $@; ar rcs $@ $^
+$(B)/libdaemon.a: $(DAEMON_OBJ)
+	@rm -f $@; ar rcs $@ $^
+$(B)/libworker.a: $(WORKER_OBJ)
+	@rm -f $@; ar rcs $@ $^
+
+$(B)/tgrund: $(B)/obj/daemon/main.o $(B)/libdaemon.a $(B)/libcommon.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm
+
+# The worker exports its API (tgrun_*) to the handlers it dlopen()s.
+$(B)/tgrun-worker: $(B)/obj/worker/main.o $(B)/libworker.a $(B)/libcommon.a
+	$(CC) $(ALL_LDFLAGS) -rdynamic -o $@ -Wl,--whole-archive $(B)/libworker.a \
+		-Wl,--no-whole-archive $(B)/obj/worker/main.o $(B)/libcommon.a $(PKG_LIBS) -ldl -lm
+
+$(B)/tgrunctl: $(call obj,$(CTL_SRC)) $(B)/libcommon.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm
+
+$(B)/tgrun-fakeapi: $(FAKEAPI_OBJ)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm
+
+# Handlers: position-independent, no executable stack (MemoryDenyWriteExecute).
+$(B)/handlers/%.so: worker/examples/%.c worker/tgrun.h $(B)/.flags
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -fPIC -shared -Wl,-z,noexecstack -o $@ $< $(ALL_LDFLAGS)
+$(B)/handlers/%.so: tests/handlers/%.c worker/tgrun.h $(B)/.flags
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -fPIC -shared -Wl,-z,noexecstack -o $@ $< $(ALL_LDFLAGS)
+
+$(B)/tests/%: tests/unit/%.c $(B)/libdaemon.a $(B)/libworker.a $(B)/libcommon.a $(B)/.flags
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(B)/libdaemon.a $(B)/libworker.a $(B)/libcommon.a \
+		$(ALL_LDFLAGS) $(PKG_LIBS) $(shell pkg-config --libs cmocka 2>/dev/null) -ldl -lm
+
+$(B)/tgrun.pc: Makefile
+	@mkdir -p $(B)
+	printf 'prefix=%s\nincludedir=%s\n\nName: tgrun\nDescription: tgrun handler API\nVersion: 0.1\nRequires: jansson\nCflags: -I$${includedir}\n' \
+		'$(PREFIX)' '$(INCLUDEDIR)' > $@
+
+-include $(shell find $(B)/obj -name '*.d' 2>/dev/null)
+
+# Install the Debian development packages pkg-config cannot find, and the test tools.
+deps:
+	@missing=""; \
+	for p in $(PKGS) cmocka; do \
+		pkg-config --exists $$p 2>/dev/null || case $$p in \
+			libevent) missing="$$missing $(DEB_libevent)";; \
+			jansson) missing="$$missing $(DEB_jansson)";; \
+			libcurl) missing="$$missing $(DEB_libcurl)";; \
+			libsystemd) missing="$$missing $(DEB_libsystemd)";; \
+			inih) missing="$$missing $(DEB_inih)";; \
+			sqlite3) missing="$$missing $(DEB_sqlite3)";; \
+			cmocka) missing="$$missing $(DEB_cmocka)";; \
+		esac; \
+	done; \
+	command -v pkg-config >/dev/null || missing="$$missing pkg-config"; \
+	command -v cc >/dev/null || missing="$$missing gcc"; \
+	/usr/bin/python3 -c 'import pytest' 2>/dev/null || missing="$$missing python3-pytest"; \
+	if [ -n "$$missing" ]; then \
+		echo "deps: installing$$missing"; \
+		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing </dev/null; \
+	fi
+
+check: all
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory integration
+
+unit: build-all
+	@fail=0; for t in $(UNIT_BINS); do echo "== $$t"; $$t || fail=1; done; \
+	if [ $$fail != 0 ]; then echo "unit tests FAILED"; exit 1; fi
+
+integration: build-all
+	TGRUN_BUILD=$(CURDIR)/$(B) $(PYTEST) -q -p no:cacheprovider tests/integration $(PYTEST_ARGS)
+
+demo: all
+	/usr/bin/python3 tests/demo.py --build $(B)
+
+bench: all
+	@command -v wrk >/dev/null || { SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk </dev/null; }
+	/usr/bin/python3 tests/bench/run.py --build $(B)
+
+install: build-all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(INCLUDEDIR) \
+		$(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(HANDLERDIR) $(DESTDIR)$(UNITDIR) \
+		$(DESTDIR)$(SYSCONFDIR)/tgrun
+	install -m 755 $(B)/tgrund $(DESTDIR)$(BINDIR)/
+	install -m 755 $(B)/tgrun-worker $(DESTDIR)$(LIBEXECDIR)/
+	install -m 644 worker/tgrun.h $(DESTDIR)$(INCLUDEDIR)/
+	install -m 644 $(B)/tgrun.pc $(DESTDIR)$(PKGCONFIGDIR)/
+	install -m 755 $(patsubst %,$(B)/handlers/%.so,$(basename $(notdir $(wildcard worker/examples/*.c)))) \
+		$(DESTDIR)$(HANDLERDIR)/
+	for u in $(wildcard systemd/*.service); do install -m 644 $$u $(DESTDIR)$(UNITDIR)/; done
+	[ ! -f conf/example.conf ] || install -m 644 conf/example.conf $(DESTDIR)$(SYSCONFDIR)/tgrun/example.conf.sample
+
+clean:
+	rm -rf $(B)
