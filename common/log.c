@@ -1,0 +1,152 @@
+/* Logging to stderr: levels, process role, journald priorities, secret redaction. */
+#include "log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LOG_MAX_SECRETS 4
+#define LOG_LINE_MAX 4096
+
+static struct {
+	char role[32];
+	enum log_level level;
+	int journal;		/* stderr is connected to journald */
+	char *secrets[LOG_MAX_SECRETS];
+	int nsecrets;
+} lg = { "tgrun", LOG_LVL_INFO, -1, { 0 }, 0 };
+
+static const char *const level_names[] = {
+	[LOG_LVL_ERR] = "error", [LOG_LVL_WARN] = "warn",
+	[LOG_LVL_NOTICE] = "notice", [LOG_LVL_INFO] = "info",
+	[LOG_LVL_DEBUG] = "debug",
+};
+
+void log_init(const char *role, int slot)
+{
+	if (slot >= 0)
+		snprintf(lg.role, sizeof(lg.role), "%s %d", role, slot);
+	else
+		snprintf(lg.role, sizeof(lg.role), "%s", role);
+	lg.journal = getenv("JOURNAL_STREAM") != NULL;
+}
+
+void log_set_level(enum log_level lvl) { lg.level = lvl; }
+enum log_level log_get_level(void) { return lg.level; }
+
+int log_level_parse(const char *s)
+{
+	for (int i = LOG_LVL_ERR; i <= LOG_LVL_DEBUG; i++)
+		if (strcmp(s, level_names[i]) == 0)
+			return i;
+	if (strcmp(s, "err") == 0)
+		return LOG_LVL_ERR;
+	if (strcmp(s, "warning") == 0)
+		return LOG_LVL_WARN;
+	return -1;
+}
+
+void log_add_secret(const char *secret)
+{
+	if (secret == NULL || *secret == '\0')
+		return;
+	for (int i = 0; i < lg.nsecrets; i++)
+		if (strcmp(lg.secrets[i], secret) == 0)
+			return;
+	if (lg.nsecrets == LOG_MAX_SECRETS) {
+		free(lg.secrets[0]);
+		memmove(lg.secrets, lg.secrets + 1,
+		    sizeof(lg.secrets[0]) * (LOG_MAX_SECRETS - 1));
+		lg.nsecrets--;
+	}
+	lg.secrets[lg.nsecrets++] = strdup(secret);
+}
+
+/* Replace every secret in buf (NUL-terminated, capacity cap) in place. */
+static void redact(char *buf, size_t cap)
+{
+	static const char mark[] = "<redacted>";
+	const size_t ml = sizeof(mark) - 1;
+
+	for (int i = 0; i < lg.nsecrets; i++) {
+		const char *s = lg.secrets[i];
+		size_t sl;
+		char *p;
+
+		if (s == NULL)
+			continue;
+		sl = strlen(s);
+		while ((p = strstr(buf, s)) != NULL) {
+			size_t tail = strlen(p + sl) + 1;
+
+			if ((size_t)(p - buf) + ml + tail > cap)
+				tail = cap - (size_t)(p - buf) - ml;
+			memmove(p + ml, p + sl, tail);
+			memcpy(p, mark, ml);
+			buf[cap - 1] = '\0';
+		}
+	}
+}
+
+void log_vmsg(enum log_level lvl, const char *fmt, va_list ap)
+{
+	char line[LOG_LINE_MAX], head[96];
+	int saved = errno, n;
+
+	if (lvl > lg.level)
+		return;
+	if (lg.journal < 0)
+		lg.journal = getenv("JOURNAL_STREAM") != NULL;
+	vsnprintf(line, sizeof(line), fmt, ap);
+	redact(line, sizeof(line));
+	if (lg.journal) {
+		n = snprintf(head, sizeof(head), "<%d>%s: ", (int)lvl, lg.role);
+	} else {
+		struct timespec ts;
+		struct tm tm;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		localtime_r(&ts.tv_sec, &tm);
+		n = snprintf(head, sizeof(head),
+		    "%04d-%02d-%02d %02d:%02d:%02d.%03ld [%s] %s: ",
+		    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+		    tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000,
+		    level_names[lvl], lg.role);
+	}
+	/* One write per line keeps lines from several processes whole. */
+	{
+		char out[LOG_LINE_MAX + 128];
+		int m = snprintf(out, sizeof(out), "%.*s%s\n", n, head, line);
+
+		if (m > (int)sizeof(out) - 1)
+			m = (int)sizeof(out) - 1;
+		if (write(STDERR_FILENO, out, (size_t)m) < 0) {
+			/* nowhere left to report it */
+		}
+	}
+	errno = saved;
+}
+
+void log_msg(enum log_level lvl, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vmsg(lvl, fmt, ap);
+	va_end(ap);
+}
+
+void fatal_at(const char *func, const char *fmt, ...)
+{
+	char buf[LOG_LINE_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	log_msg(LOG_LVL_ERR, "fatal in %s: %s", func, buf);
+	abort();
+}
