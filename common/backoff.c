@@ -1,0 +1,36 @@
+/* Exponential backoff with jitter, capped, reset on success. */
+#include "backoff.h"
+
+void backoff_init(struct backoff *b, int64_t base_ms, int64_t cap_ms, uint64_t seed)
+{
+	b->base_ms = base_ms > 0 ? base_ms : 1;
+	b->cap_ms = cap_ms > b->base_ms ? cap_ms : b->base_ms;
+	b->cur_ms = 0;
+	b->rng = seed ? seed : 0x9e3779b97f4a7c15ull;
+}
+
+static uint64_t xorshift(uint64_t *s)
+{
+	uint64_t x = *s;
+
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	return *s = x;
+}
+
+int64_t backoff_next(struct backoff *b)
+{
+	int64_t half;
+
+	b->cur_ms = b->cur_ms == 0 ? b->base_ms : b->cur_ms * 2;
+	if (b->cur_ms > b->cap_ms)
+		b->cur_ms = b->cap_ms;
+	half = b->cur_ms / 2;
+	return half + (int64_t)(xorshift(&b->rng) % (uint64_t)(b->cur_ms - half + 1));
+}
+
+void backoff_reset(struct backoff *b)
+{
+	b->cur_ms = 0;
+}

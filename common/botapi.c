@@ -1,0 +1,164 @@
+/* Bot API requests: URL building (the one place the token is used) and response decoding. */
+#include "botapi.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Answers larger than this are refused (getUpdates of 100 long updates fits). */
+#define BOTAPI_MAX_BODY (64u << 20)
+
+int botapi_token_valid(const char *t)
+{
+	const char *p = t;
+
+	if (t == NULL || !isdigit((unsigned char)*p))
+		return 0;
+	while (isdigit((unsigned char)*p))
+		p++;
+	if (*p++ != ':' || *p == '\0')
+		return 0;
+	for (; *p; p++)
+		if (!isalnum((unsigned char)*p) && *p != '_' && *p != '-')
+			return 0;
+	return strlen(t) < 128;
+}
+
+static size_t on_write(char *ptr, size_t size, size_t nmemb, void *arg)
+{
+	struct botapi_buf *b = arg;
+	size_t n = size * nmemb;
+
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 4096;
+		char *d;
+
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		if (cap > BOTAPI_MAX_BODY)
+			return 0;	/* makes curl fail the transfer */
+		d = realloc(b->data, cap);
+		if (d == NULL)
+			return 0;
+		b->data = d;
+		b->cap = cap;
+	}
+	memcpy(b->data + b->len, ptr, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+	return n;
+}
+
+int botapi_req_init(struct botapi_req *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->easy = curl_easy_init();
+	if (r->easy == NULL)
+		return -1;
+	r->hdrs = curl_slist_append(NULL, "Content-Type: application/json");
+	if (r->hdrs == NULL) {
+		curl_easy_cleanup(r->easy);
+		r->easy = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+void botapi_req_free(struct botapi_req *r)
+{
+	if (r->easy != NULL)
+		curl_easy_cleanup(r->easy);
+	curl_slist_free_all(r->hdrs);
+	free(r->url);
+	free(r->body);
+	free(r->resp.data);
+	memset(r, 0, sizeof(*r));
+}
+
+int botapi_req_prepare(struct botapi_req *r, const char *api_url,
+    const char *token, const char *method, const json_t *body, long timeout_ms)
+{
+	CURL *e = r->easy;
+	size_t n;
+
+	free(r->url);
+	free(r->body);
+	r->body = NULL;
+	n = strlen(api_url) + strlen(token) + strlen(method) + 8;
+	r->url = malloc(n);
+	if (r->url == NULL)
+		return -1;
+	snprintf(r->url, n, "%s/bot%s/%s", api_url, token, method);
+	r->body = json_dumps(body, JSON_COMPACT);
+	if (r->body == NULL)
+		return -1;
+	r->resp.len = 0;
+	if (r->resp.data != NULL)
+		r->resp.data[0] = '\0';
+	r->errbuf[0] = '\0';
+
+	curl_easy_setopt(e, CURLOPT_URL, r->url);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->hdrs);
+	curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body);
+	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)strlen(r->body));
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, &r->resp);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
+	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+	curl_easy_setopt(e, CURLOPT_USERAGENT, "tgrun/0.1");
+	return 0;
+}
+
+void botapi_result_clear(struct botapi_result *res)
+{
+	json_decref(res->result);
+	memset(res, 0, sizeof(*res));
+}
+
+int botapi_decode(struct botapi_req *r, CURLcode res, struct botapi_result *out)
+{
+	json_t *root, *ok, *v;
+	json_error_t jerr;
+
+	memset(out, 0, sizeof(*out));
+	if (res != CURLE_OK) {
+		/* errbuf may name the host, never the path: the token is in the path. */
+		snprintf(out->description, sizeof(out->description), "%s",
+		    r->errbuf[0] ? r->errbuf : curl_easy_strerror(res));
+		return -1;
+	}
+	curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &out->http_status);
+	root = json_loadb(r->resp.data ? r->resp.data : "", r->resp.len, 0, &jerr);
+	if (root == NULL || !json_is_object(root) ||
+	    !json_is_boolean(ok = json_object_get(root, "ok"))) {
+		snprintf(out->description, sizeof(out->description),
+		    "HTTP %ld with a body that is not a Bot API answer (%zu bytes)",
+		    out->http_status, r->resp.len);
+		json_decref(root);
+		return -1;
+	}
+	out->ok = json_is_true(ok);
+	if (out->ok) {
+		out->result = json_incref(json_object_get(root, "result"));
+		if (out->result == NULL)
+			out->result = json_null();
+	} else {
+		v = json_object_get(root, "error_code");
+		out->error_code = json_is_integer(v) ? (int)json_integer_value(v)
+		    : (int)out->http_status;
+		v = json_object_get(root, "description");
+		snprintf(out->description, sizeof(out->description), "%s",
+		    json_is_string(v) ? json_string_value(v) : "no description");
+		v = json_object_get(json_object_get(root, "parameters"), "retry_after");
+		if (json_is_integer(v))
+			out->retry_after = (int)json_integer_value(v);
+	}
+	json_decref(root);
+	return 0;
+}

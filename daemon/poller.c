@@ -1,0 +1,255 @@
+/* getUpdates long polling on curl multi, with the Bot API's error policy. */
+#include "poller.h"
+#include "backoff.h"
+#include "botapi.h"
+#include "config.h"
+#include "evcurl.h"
+#include "log.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/event.h>
+
+enum poll_state { P_IDLE, P_REQUEST, P_WAIT, P_CONFIRM };
+
+struct poller {
+	struct event_base *base;
+	struct evcurl *ec;
+	const struct config *cfg;
+	const char *token;
+	struct poller_cbs cbs;
+	struct botapi_req req;
+	struct event *retry_ev;
+	enum poll_state state;
+	int64_t offset;
+	int limit;
+	struct backoff bo;
+	int conflict_logged;
+	int deleting;		/* the request in flight is deleteWebhook */
+	json_t *allowed;	/* parsed allowed_updates, or NULL */
+	struct poller_stats st;
+};
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void send_request(struct poller *p, int64_t offset, int limit, long timeout_s);
+
+static void on_retry(evutil_socket_t fd, short what, void *arg)
+{
+	struct poller *p = arg;
+
+	p->state = P_IDLE;
+	send_request(p, p->offset, p->limit, (long)(p->cfg->poll_timeout_ms / 1000));
+}
+
+static void wait_then_retry(struct poller *p, int64_t ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	p->state = P_WAIT;
+	evtimer_add(p->retry_ev, &tv);
+}
+
+static void on_done(CURL *easy, CURLcode res, void *arg)
+{
+	struct poller *p = arg;
+	struct botapi_result r;
+	int confirm = p->state == P_CONFIRM;
+	int64_t wait;
+
+	if (botapi_decode(&p->req, res, &r) == 0 && r.ok) {
+		p->st.last_ok_ms = mono_ms();
+		backoff_reset(&p->bo);
+		p->conflict_logged = 0;
+		p->state = P_IDLE;
+		if (confirm) {
+			botapi_result_clear(&r);
+			p->cbs.on_confirmed(p->cbs.arg, 1);
+			return;
+		}
+		if (p->deleting) {
+			p->deleting = 0;
+			botapi_result_clear(&r);
+			log_notice("deleteWebhook: webhook removed; polling");
+			send_request(p, p->offset, p->limit,
+			    (long)(p->cfg->poll_timeout_ms / 1000));
+			return;
+		}
+		if (!json_is_array(r.result)) {
+			log_warn("getUpdates: result is not an array; retrying");
+			botapi_result_clear(&r);
+			wait_then_retry(p, backoff_next(&p->bo));
+			return;
+		}
+		if (json_array_size(r.result) > 0) {
+			p->st.batches++;
+			p->st.updates += json_array_size(r.result);
+		}
+		p->cbs.on_batch(p->cbs.arg, r.result);
+		botapi_result_clear(&r);
+		return;
+	}
+	p->st.errors++;
+	p->deleting = 0;
+	if (confirm) {
+		log_warn("getUpdates (confirming offset %lld): %s",
+		    (long long)p->offset, r.description);
+		botapi_result_clear(&r);
+		p->state = P_IDLE;
+		p->cbs.on_confirmed(p->cbs.arg, 0);
+		return;
+	}
+	if (r.error_code == 401 || r.error_code == 404) {
+		p->state = P_IDLE;
+		p->cbs.on_rejected(p->cbs.arg, r.error_code, r.description);
+		botapi_result_clear(&r);
+		return;
+	}
+	if (r.error_code == 429) {
+		wait = (int64_t)(r.retry_after > 0 ? r.retry_after : 1) * 1000;
+		log_warn("getUpdates: 429 Too Many Requests; waiting %lld s as told",
+		    (long long)(wait / 1000));
+	} else if (r.error_code == 409) {
+		wait = backoff_next(&p->bo);
+		if (!p->conflict_logged)
+			log_err("getUpdates: 409 %s; another poller or a webhook is "
+			    "active%s; retrying with backoff", r.description,
+			    p->cfg->delete_webhook ? "" :
+			    " (set [poll] delete_webhook = yes to remove a webhook)");
+		else
+			log_info("getUpdates: 409 again; next try in %lld ms", (long long)wait);
+		p->conflict_logged = 1;
+		if (p->cfg->delete_webhook && strstr(r.description, "webhook")) {
+			botapi_result_clear(&r);
+			p->state = P_IDLE;
+			log_notice("calling deleteWebhook ([poll] delete_webhook = yes)");
+			send_request(p, -1, 0, 0);
+			return;
+		}
+	} else {
+		wait = backoff_next(&p->bo);
+		if (r.error_code != 0)
+			log_warn("getUpdates: %d %s; retrying in %lld ms", r.error_code,
+			    r.description, (long long)wait);
+		else
+			log_warn("getUpdates: %s; retrying in %lld ms", r.description,
+			    (long long)wait);
+	}
+	botapi_result_clear(&r);
+	wait_then_retry(p, wait);
+}
+
+/* offset -1 with limit 0 means: call deleteWebhook instead. */
+static void send_request(struct poller *p, int64_t offset, int limit, long timeout_s)
+{
+	json_t *body;
+	const char *method = "getUpdates";
+	long total_ms;
+
+	if (offset == -1 && limit == 0) {
+		method = "deleteWebhook";
+		p->deleting = 1;
+		body = json_object();
+		timeout_s = 0;
+	} else {
+		body = json_pack("{s:I, s:i, s:i}", "offset", (json_int_t)offset,
+		    "limit", limit, "timeout", (int)timeout_s);
+		if (body != NULL && p->allowed != NULL)
+			json_object_set(body, "allowed_updates", p->allowed);
+	}
+	/* The transfer may take the long-poll time plus a margin for the network. */
+	total_ms = timeout_s * 1000 + 15000;
+	if (body == NULL || botapi_req_prepare(&p->req, p->cfg->api_url, p->token,
+	    method, body, total_ms) != 0) {
+		json_decref(body);
+		log_err("getUpdates: cannot build the request; retrying");
+		wait_then_retry(p, 1000);
+		return;
+	}
+	json_decref(body);
+	if (p->state != P_CONFIRM)
+		p->state = P_REQUEST;
+	p->st.requests++;
+	if (evcurl_add(p->ec, p->req.easy, on_done, p) != 0) {
+		p->state = P_IDLE;
+		wait_then_retry(p, 1000);
+	}
+}
+
+struct poller *poller_new(struct event_base *base, struct evcurl *ec,
+    const struct config *cfg, const char *token, const struct poller_cbs *cbs)
+{
+	struct poller *p = calloc(1, sizeof(*p));
+
+	if (p == NULL)
+		return NULL;
+	p->base = base;
+	p->ec = ec;
+	p->cfg = cfg;
+	p->token = token;
+	p->cbs = *cbs;
+	backoff_init(&p->bo, 500, 30000, (uint64_t)mono_ms());
+	if (cfg->allowed_updates != NULL)
+		p->allowed = json_loads(cfg->allowed_updates, 0, NULL);
+	p->retry_ev = evtimer_new(base, on_retry, p);
+	if (p->retry_ev == NULL || botapi_req_init(&p->req) != 0) {
+		poller_free(p);
+		return NULL;
+	}
+	return p;
+}
+
+void poller_free(struct poller *p)
+{
+	if (p == NULL)
+		return;
+	if (p->req.easy != NULL)
+		evcurl_remove(p->ec, p->req.easy);
+	botapi_req_free(&p->req);
+	if (p->retry_ev != NULL)
+		event_free(p->retry_ev);
+	json_decref(p->allowed);
+	free(p);
+}
+
+void poller_poll(struct poller *p, int64_t offset, int limit)
+{
+	if (p->state != P_IDLE)
+		return;
+	p->offset = offset;
+	p->limit = limit;
+	send_request(p, offset, limit, (long)(p->cfg->poll_timeout_ms / 1000));
+}
+
+int poller_busy(const struct poller *p)
+{
+	return p->state != P_IDLE;
+}
+
+void poller_stop(struct poller *p)
+{
+	evcurl_remove(p->ec, p->req.easy);
+	evtimer_del(p->retry_ev);
+	p->state = P_IDLE;
+}
+
+void poller_confirm(struct poller *p, int64_t offset)
+{
+	poller_stop(p);
+	p->state = P_CONFIRM;
+	p->offset = offset;
+	send_request(p, offset, 1, 0);
+}
+
+void poller_get_stats(const struct poller *p, struct poller_stats *st)
+{
+	*st = p->st;
+}

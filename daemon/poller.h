@@ -1,0 +1,49 @@
+/* getUpdates long polling on curl multi, with the Bot API's error policy. */
+#ifndef TGRUN_POLLER_H
+#define TGRUN_POLLER_H
+
+#include <stdint.h>
+#include <jansson.h>
+
+struct event_base;
+struct evcurl;
+struct config;
+struct poller;
+
+struct poller_cbs {
+	/* A batch arrived (array of update objects; borrowed). */
+	void (*on_batch)(void *arg, json_t *updates);
+	/* The token was rejected (401/404): the daemon must stop with status 3. */
+	void (*on_rejected)(void *arg, int code, const char *desc);
+	/* A confirm-only request (poller_confirm) ended, ok or not. */
+	void (*on_confirmed)(void *arg, int ok);
+	void *arg;
+};
+
+struct poller *poller_new(struct event_base *base, struct evcurl *ec,
+    const struct config *cfg, const char *token, const struct poller_cbs *cbs);
+void poller_free(struct poller *p);
+
+/*
+ * Ask for updates from `offset`, at most `limit`. Does nothing when a
+ * request or a backoff wait is already under way. Errors are retried
+ * inside the poller (backoff, retry_after) until poller_stop().
+ */
+void poller_poll(struct poller *p, int64_t offset, int limit);
+/* 1 while a request or a retry wait is under way. */
+int poller_busy(const struct poller *p);
+/* Abort any request and wait; no callback follows. */
+void poller_stop(struct poller *p);
+/*
+ * One short getUpdates(offset, limit 1, timeout 0) whose only purpose is to
+ * confirm everything below `offset` to the Bot API. Calls on_confirmed.
+ */
+void poller_confirm(struct poller *p, int64_t offset);
+
+struct poller_stats {
+	uint64_t requests, batches, updates, errors;
+	int64_t last_ok_ms;	/* monotonic time of the last successful answer */
+};
+void poller_get_stats(const struct poller *p, struct poller_stats *st);
+
+#endif

@@ -1,0 +1,44 @@
+/*
+ * crash.c - test handler: echoes "u<update_id>", but a text containing
+ * "#crash" dereferences NULL (the worker dies with SIGSEGV) and "#exit"
+ * calls exit(3). [handler] init = fail makes tgrun_init fail.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <tgrun.h>
+
+TGRUN_HANDLER;
+
+int tgrun_init(struct tgrun_bot *bot)
+{
+	const char *init = tgrun_config(bot, "init");
+
+	if (init != NULL && strcmp(init, "fail") == 0) {
+		tgrun_log(bot, 3, "crash.so: init fails as configured");
+		return -1;
+	}
+	return 0;
+}
+
+int tgrun_handle(struct tgrun_ctx *ctx, const json_t *update)
+{
+	const char *text = json_string_value(json_object_get(
+	    json_object_get(update, "message"), "text"));
+	char reply[64];
+	json_t *res;
+
+	if (text != NULL && strstr(text, "#crash") != NULL) {
+		volatile int *p = NULL;
+
+		*p = 1;
+	}
+	if (text != NULL && strstr(text, "#exit") != NULL)
+		exit(3);
+	if (tgrun_chat_id(ctx) == 0)
+		return 0;
+	snprintf(reply, sizeof(reply), "u%lld", (long long)tgrun_update_id(ctx));
+	res = tgrun_send_text(ctx, tgrun_chat_id(ctx), reply, NULL);
+	json_decref(res);
+	return res ? 0 : -1;
+}

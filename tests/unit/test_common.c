@@ -1,0 +1,117 @@
+/* Unit tests for small common modules: u64map, backoff, log redaction, token syntax. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "backoff.h"
+#include "botapi.h"
+#include "log.h"
+#include "u64map.h"
+
+static void test_u64map_against_model(void **state)
+{
+	enum { N = 5000 };
+	static void *model[N];
+	struct u64map m;
+	unsigned seed = 7;
+
+	u64map_init(&m);
+	memset(model, 0, sizeof(model));
+	for (int i = 0; i < 200000; i++) {
+		uint64_t k = (uint64_t)(rand_r(&seed) % N);
+		int op = rand_r(&seed) % 3;
+
+		if (k == 0)
+			continue;
+		if (op == 0) {
+			assert_int_equal(u64map_put(&m, k, (void *)(uintptr_t)(k * 3)), 0);
+			model[k] = (void *)(uintptr_t)(k * 3);
+		} else if (op == 1) {
+			assert_ptr_equal(u64map_del(&m, k), model[k]);
+			model[k] = NULL;
+		} else {
+			assert_ptr_equal(u64map_get(&m, k), model[k]);
+		}
+	}
+	size_t count = 0;
+	for (int k = 1; k < N; k++) {
+		assert_ptr_equal(u64map_get(&m, (uint64_t)k), model[k]);
+		count += model[k] != NULL;
+	}
+	assert_int_equal(m.count, count);
+	assert_int_equal(u64map_put(&m, 0, NULL), -1);
+	u64map_free(&m);
+}
+
+static void test_backoff_bounds(void **state)
+{
+	struct backoff b;
+	int64_t prev_cap = 0;
+
+	backoff_init(&b, 100, 3000, 42);
+	for (int i = 0; i < 20; i++) {
+		int64_t d = backoff_next(&b);
+
+		assert_true(b.cur_ms >= prev_cap);
+		assert_true(d >= b.cur_ms / 2 && d <= b.cur_ms);
+		assert_true(d <= 3000);
+		prev_cap = b.cur_ms;
+	}
+	assert_int_equal(b.cur_ms, 3000);
+	backoff_reset(&b);
+	assert_true(backoff_next(&b) <= 100);
+}
+
+static void test_token_syntax(void **state)
+{
+	assert_true(botapi_token_valid("123456:ABC-def_123"));
+	assert_false(botapi_token_valid(""));
+	assert_false(botapi_token_valid("123456"));
+	assert_false(botapi_token_valid("123456:"));
+	assert_false(botapi_token_valid(":abc"));
+	assert_false(botapi_token_valid("12a:abc"));
+	assert_false(botapi_token_valid("123:ab/c"));
+	assert_false(botapi_token_valid("123:ab c"));
+	assert_false(botapi_token_valid(NULL));
+}
+
+static void test_log_redacts_secret(void **state)
+{
+	char path[] = "/tmp/tgrun-logtest-XXXXXX";
+	int fd = mkstemp(path), saved = dup(2);
+	char buf[1024];
+	ssize_t n;
+
+	assert_true(fd >= 0);
+	dup2(fd, 2);
+	log_init("test", 1);
+	log_add_secret("123:SECRETsecret");
+	log_warn("url http://h/bot123:SECRETsecret/getMe and again 123:SECRETsecret!");
+	dup2(saved, 2);
+	close(saved);
+	n = pread(fd, buf, sizeof(buf) - 1, 0);
+	assert_true(n > 0);
+	buf[n] = '\0';
+	close(fd);
+	unlink(path);
+	assert_null(strstr(buf, "SECRET"));
+	assert_non_null(strstr(buf, "bot<redacted>/getMe and again <redacted>!"));
+	assert_non_null(strstr(buf, "[warn] test 1: "));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_u64map_against_model),
+		cmocka_unit_test(test_backoff_bounds),
+		cmocka_unit_test(test_token_syntax),
+		cmocka_unit_test(test_log_redacts_secret),
+	};
+	return cmocka_run_group_tests_name("common", tests, NULL, NULL);
+}
