@@ -60,8 +60,10 @@ int keys_extract(const json_t *update, struct update_keys *k);
 #define KEYS_MAX 3
 /*
  * The sequencing keys for `k` under CFG_SEQ_* bits `seq`, as 64-bit hashes
- * distinct per kind (a chat id never equals a user id key). Returns how many
- * (0..KEYS_MAX) were written to `out`.
+ * distinct per kind (a chat id never equals a user id key). A kind the update
+ * does not carry gives no key; CFG_SEQ_CHAT_THREAD on an update without a
+ * thread gives the chat key, so it still orders within its chat. Equal keys
+ * are written once. Returns how many (0..KEYS_MAX) were written to `out`.
  */
 int keys_for(const struct update_keys *k, unsigned seq, uint64_t out[KEYS_MAX]);
 
