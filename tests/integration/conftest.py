@@ -40,3 +40,13 @@ def fakeapi(procs):
     def start(*args, token=None):
         return procs.add(FakeApi(BUILD, procs.tmp, args=args, token=token))
     return start
+
+
+@pytest.fixture
+def tgrund(procs):
+    """Factory: tgrund(api, handler=..., conf={...}) starts a daemon against `api`."""
+    from daemon import Tgrund
+
+    def start(api, **kw):
+        return procs.add(Tgrund(BUILD, procs.tmp, api.url, **kw))
+    return start

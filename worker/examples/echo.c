@@ -1,9 +1,9 @@
 /*
  * echo.c - the smallest useful tgrun handler.
  *
- * It sends every text message back to the chat it came from, and answers
- * callback queries (the buttons of inline keyboards) so the client stops
- * showing its progress spinner.
+ * It sends every text message back to the chat it came from, as a reply
+ * to that message, and answers callback queries (the buttons of inline
+ * keyboards) so the client stops showing its progress spinner.
  *
  * Build:  cc -shared -fPIC -Wl,-z,noexecstack $(pkg-config --cflags tgrun) \
  *             -o echo.so echo.c
@@ -29,12 +29,15 @@ int tgrun_handle(struct tgrun_ctx *ctx, const json_t *update)
 		return res ? 0 : -1;
 	}
 
-	/* A text message: say it back. Other updates are fine to ignore. */
+	/* A text message: say it back, as a reply. Other updates are ignored. */
 	msg = json_object_get(update, "message");
 	text = json_string_value(json_object_get(msg, "text"));
 	if (text == NULL)
 		return 0;
-	res = tgrun_reply(ctx, update, text, &err);
+	res = tgrun_call(ctx, "sendMessage", json_pack("{s:I, s:s, s:{s:O}}",
+	    "chat_id", (json_int_t)tgrun_chat_id(ctx), "text", text,
+	    "reply_parameters", "message_id", json_object_get(msg, "message_id")),
+	    &err);
 	if (res == NULL) {
 		tgrun_log(tgrun_bot(ctx), 4, "echo: sendMessage failed: %s",
 		    err.description);

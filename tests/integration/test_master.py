@@ -1,0 +1,316 @@
+"""The master end to end: polling, ordering, limits, faults, shutdown and workers."""
+import os
+import signal
+import time
+
+import pytest
+
+from daemon import run_check, wait_until
+from updates import callback_query, message
+
+
+def wait_echoed(api, n, timeout=120):
+    st = api.wait_stats(lambda s: s["echoed"] >= n, timeout)
+    assert st["echoed"] >= n, "only %d of %d updates echoed: %r" % (st["echoed"], n, st)
+    return st
+
+
+def first_echo_ms(api, uid):
+    e = api.control("/__fake/echoes?id=%d" % uid)["echoes"]
+    assert e, "update %d was not echoed" % uid
+    return e[0]["t_ms"]
+
+
+# ---- correctness --------------------------------------------------------------
+
+def test_20000_updates_no_loss_no_duplicates_in_order(fakeapi, tgrund):
+    api = fakeapi("--count", "20000", "--chats", "500", "--users", "2000",
+                  "--seed", "11")
+    d = tgrund(api, conf={"workers": {"count": 2}})
+    st = wait_echoed(api, api.stats()["expected_echoes"], timeout=240)
+    assert st["missing"] == 0
+    assert st["duplicates"] == 0
+    assert st["inversions"] == 0
+    assert st["handed_out"] == 20000
+    assert d.stop() == 0
+
+
+def test_chat_and_user_keys_in_groups(fakeapi, tgrund):
+    api = fakeapi("--count", "5000", "--chats", "100", "--users", "300",
+                  "--group-fraction", "0.6", "--seed", "5")
+    tgrund(api, conf={"order": {"sequentialize": "chat, user"},
+                      "workers": {"count": 3}})
+    st = wait_echoed(api, api.stats()["expected_echoes"], timeout=120)
+    assert (st["missing"], st["duplicates"], st["inversions"]) == (0, 0, 0)
+
+
+# ---- ordering is not serialisation -----------------------------------------
+
+def test_slow_chat_does_not_delay_other_chats(fakeapi, tgrund):
+    api = fakeapi()
+    tgrund(api, handler="slow", conf={"workers": {"count": 2}}).wait_ready()
+    r = api.push_updates([message(1001, "sleep 3"), message(1001, "after")] +
+                         [message(2000 + i, "hi") for i in range(20)])
+    slow_id = r["first_id"]
+    wait_echoed(api, 22, timeout=30)
+    slow_done = first_echo_ms(api, slow_id)
+    others = [first_echo_ms(api, slow_id + 2 + i) for i in range(20)]
+    # Every other chat finished while chat 1001 was still sleeping ...
+    assert max(others) < slow_done
+    # ... and chat 1001's second update waited for its first.
+    assert first_echo_ms(api, slow_id + 1) > slow_done
+    assert api.stats()["inversions"] == 0
+
+
+@pytest.mark.parametrize("bypass", [False, True])
+def test_bypass_lets_callbacks_overtake(fakeapi, tgrund, bypass):
+    api = fakeapi()
+    conf = {"workers": {"count": 2}}
+    if bypass:
+        conf["order"] = {"bypass": "callback_query"}
+    tgrund(api, handler="slow", conf=conf).wait_ready()
+    r = api.push_updates([message(3001, "sleep 2"), callback_query(3001)])
+    first = r["first_id"]
+    wait_echoed(api, 2, timeout=30)
+    cb, slow = first_echo_ms(api, first + 1), first_echo_ms(api, first)
+    if bypass:
+        assert cb < slow, "the callback query waited for the slow message"
+    else:
+        assert cb > slow, "the callback query overtook its chat without bypass"
+
+
+# ---- limits and backpressure --------------------------------------------------
+
+def test_concurrency_limit_holds(fakeapi, tgrund):
+    api = fakeapi("--count", "300", "--chats", "300", "--mix", "message=1",
+                  "--fault", "sendMessage:latency_ms=30")
+    tgrund(api, conf={"workers": {"count": 4}, "limits": {"concurrency": 3}})
+    st = wait_echoed(api, 300, timeout=60)
+    assert st["peak_concurrent"] <= 3
+    assert st["peak_concurrent"] >= 2, "the limit was not used at all"
+
+
+def test_concurrency_one_is_strictly_sequential(fakeapi, tgrund):
+    api = fakeapi("--count", "200", "--chats", "50", "--mix", "message=1",
+                  "--fault", "sendMessage:latency_ms=5")
+    tgrund(api, conf={"workers": {"count": 3}, "limits": {"concurrency": 1}})
+    st = wait_echoed(api, 200, timeout=60)
+    assert st["peak_concurrent"] == 1
+    calls = api.calls("sendMessage")
+    ids = [int(c["params"]["text"][1:].split()[0]) for c in calls]
+    assert ids == sorted(ids), "updates ran out of order with concurrency = 1"
+
+
+def test_polling_pauses_at_max_pending(fakeapi, tgrund):
+    api = fakeapi()
+    api.push_updates([message(5000 + i, "sleep 0.2") for i in range(200)])
+    tgrund(api, handler="slow", conf={"workers": {"count": 2},
+                                      "limits": {"max_pending": 20}})
+    samples = []
+    end = time.monotonic() + 6
+    while time.monotonic() < end:
+        s = api.stats()
+        samples.append(s["handed_out"] - s["echoed"])
+        time.sleep(0.1)
+    assert max(samples) <= 20, "more than max_pending updates were fetched: %r" % samples
+    assert max(samples) >= 15, "the pending window was not used: %r" % samples
+
+
+# ---- getUpdates faults ------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["429", "500", "502", "badjson", "drop",
+                                  "truncate"])
+def test_getupdates_faults_recovered_without_loss(fakeapi, tgrund, kind):
+    api = fakeapi("--count", "600", "--chats", "60", "--rate", "300",
+                  "--fault", "getUpdates:kind=%s,every=2,retry_after=1" % kind)
+    tgrund(api)
+    st = wait_echoed(api, api.stats()["expected_echoes"], timeout=90)
+    assert (st["missing"], st["duplicates"], st["inversions"]) == (0, 0, 0)
+    assert st["faults_injected"].get("getUpdates", 0) >= 1
+
+
+@pytest.mark.parametrize("kind,max_calls", [("500", 8), ("drop", 8), ("429", 3)])
+def test_persistent_fault_backs_off(fakeapi, tgrund, kind, max_calls):
+    """A getUpdates that always fails is retried with backoff, not in a hot loop."""
+    api = fakeapi("--fault", "getUpdates:kind=%s,retry_after=2" % kind)
+    d = tgrund(api).wait_ready()
+    before = api.stats()["calls"].get("getUpdates", 0)
+    time.sleep(5)
+    calls = api.stats()["calls"].get("getUpdates", 0) - before
+    assert 1 <= calls <= max_calls, "%d getUpdates calls in 5 s during %s" % (calls, kind)
+    api.clear_faults()
+    api.push_updates([message(42, "back")])
+    wait_echoed(api, 1, timeout=40)
+    assert d.proc.alive()
+
+
+def test_webhook_conflict_backs_off_then_delete_webhook(fakeapi, tgrund):
+    api = fakeapi()
+    api.control("/__fake/webhook", "POST", {"url": "https://example.invalid/hook"})
+    d = tgrund(api).wait_ready()
+    time.sleep(4)
+    st = api.stats()
+    assert 1 <= st["calls"].get("getUpdates", 0) <= 6
+    assert st["calls"].get("deleteWebhook", 0) == 0
+    assert "webhook" in d.log()
+    d.stop()
+
+    d2 = tgrund(api, conf={"poll": {"delete_webhook": "yes"}}).wait_ready()
+    api.push_updates([message(7, "hello")])
+    wait_echoed(api, 1, timeout=30)
+    assert api.stats()["calls"].get("deleteWebhook", 0) == 1
+    assert d2.proc.alive()
+
+
+def test_conflicting_poller_is_logged(fakeapi, tgrund):
+    api = fakeapi()
+    a = tgrund(api).wait_ready()
+    b = tgrund(api).wait_ready()
+    time.sleep(4)
+    assert "409" in a.log() + b.log()
+    st = api.stats()
+    # Two pollers fighting still do not spin: a few calls per second at most.
+    assert st["calls"].get("getUpdates", 0) < 40
+
+
+@pytest.mark.parametrize("token", ["999:WRONG-token"])
+def test_rejected_token_exits_3(fakeapi, tmp_path, token):
+    api = fakeapi()
+    st, log = run_check(BUILD, str(tmp_path), api.url, token=token)
+    assert st == 3, log
+    assert "rejected the token" in log
+    assert "WRONG-token" not in log
+
+
+# ---- shutdown and workers --------------------------------------------------------
+
+def test_sigterm_drains_in_flight_work(fakeapi, tgrund):
+    api = fakeapi()
+    d = tgrund(api, handler="slow", conf={"workers": {"count": 2}}).wait_ready()
+    r = api.push_updates([message(8001, "sleep 2"), message(8002, "sleep 2")])
+    api.wait_stats(lambda s: s["handed_out"] >= 2, 10)
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    d.proc.signal(signal.SIGTERM)
+    assert d.wait_exit(20) == 0
+    assert time.monotonic() - t0 < 10
+    st = api.stats()
+    assert st["echoed"] == 2 and st["missing"] == 0
+    assert api.control("/__fake/echoes?id=%d" % r["last_id"])["echoes"]
+    assert "stopped" in d.log()
+
+
+def test_sigterm_leaves_unstarted_updates_unconfirmed(fakeapi, tgrund):
+    """Work not started at SIGTERM is not confirmed: the next start does it."""
+    api = fakeapi()
+    d = tgrund(api, handler="slow", conf={"workers": {"count": 1},
+                                          "limits": {"concurrency": 1}}).wait_ready()
+    api.push_updates([message(9001, "sleep 1")] + [message(9001, "x") for _ in range(5)])
+    api.wait_stats(lambda s: s["handed_out"] >= 6, 10)
+    d.proc.signal(signal.SIGTERM)
+    assert d.wait_exit(20) == 0
+    assert api.stats()["echoed"] < 6
+    d2 = tgrund(api, handler="slow").wait_ready()
+    st = wait_echoed(api, 6, timeout=30)
+    assert st["missing"] == 0 and st["inversions"] == 0
+    d2.stop()
+
+
+def test_killed_worker_is_respawned_and_service_continues(fakeapi, tgrund):
+    api = fakeapi()
+    d = tgrund(api, conf={"workers": {"count": 2}}).wait_ready()
+    victims = d.worker_pids()
+    assert len(victims) == 2
+    os.kill(victims[0], signal.SIGKILL)
+    assert wait_until(lambda: len(d.worker_pids()) == 2 and
+                      victims[0] not in d.worker_pids(), 10)
+    assert "killed by signal 9" in d.log()
+    api.push_updates([message(100 + i, "after") for i in range(50)])
+    st = wait_echoed(api, 50, timeout=30)
+    assert st["missing"] == 0
+    assert d.proc.alive()
+
+
+def test_crashing_update_is_retried_then_dropped(fakeapi, tgrund):
+    api = fakeapi()
+    d = tgrund(api, handler="crash", conf={"limits": {"max_attempts": 2}}).wait_ready()
+    r = api.push_updates([message(77, "boom #crash"), message(77, "next")] +
+                         [message(78 + i, "other") for i in range(10)])
+    st = wait_echoed(api, 11, timeout=30)
+    assert st["echoed"] == 11
+    log = d.log()
+    assert "killed by signal 11" in log
+    assert "update %d: retrying (attempt 2)" % r["first_id"] in log
+    assert "update %d" % r["first_id"] in log and "dropped after 2 attempts" in log
+    assert d.proc.alive()
+
+
+# ---- config and handler errors ---------------------------------------------------
+
+BUILD = os.environ.get("TGRUN_BUILD", os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "build"))
+
+
+@pytest.mark.parametrize("conf,needle", [
+    ({"limits": {"concurrency": "lots"}}, "[limits] concurrency"),
+    ({"poll": {"timout": "1s"}}, "unknown key"),
+    ({"polling": {"x": "1"}}, "unknown section"),
+    ({"order": {"sequentialize": "chats"}}, "accepted: "),
+    ({"workers": {"handler": "/nonexistent/h.so"}}, "/nonexistent/h.so"),
+])
+def test_bad_config_exits_2_with_file_and_line(fakeapi, tmp_path, conf, needle):
+    api = fakeapi()
+    st, log = run_check(BUILD, str(tmp_path), api.url, conf=conf)
+    assert st == 2, log
+    assert needle in log
+    assert "bot.conf" in log
+
+
+@pytest.mark.parametrize("handler,needle", [
+    ("bad_abi", "ABI 999"),
+    ("no_abi", "TGRUN_HANDLER"),
+])
+def test_unloadable_handler_exits_2(fakeapi, tmp_path, handler, needle):
+    api = fakeapi()
+    st, log = run_check(BUILD, str(tmp_path), api.url, handler=handler)
+    assert st == 2, log
+    assert needle in log
+    st, log = run_check(BUILD, str(tmp_path), api.url, handler=handler, args=["-t"])
+    assert st == 2, log
+    assert needle in log
+
+
+def test_handler_init_failure_exits_2(fakeapi, tmp_path):
+    api = fakeapi()
+    st, log = run_check(BUILD, str(tmp_path), api.url, handler="crash",
+                        conf={"handler": {"init": "fail"}})
+    assert st == 2, log
+    assert "tgrun_init failed" in log
+
+
+def test_check_mode_accepts_good_config(fakeapi, tmp_path):
+    api = fakeapi()
+    st, log = run_check(BUILD, str(tmp_path), api.url, args=["-t"])
+    assert st == 0, log
+    assert api.stats()["calls"].get("getUpdates", 0) == 0
+
+
+def test_missing_token_exits_2(fakeapi, tmp_path):
+    api = fakeapi()
+    st, log = run_check(BUILD, str(tmp_path), api.url,
+                        conf={"bot": {"token_file": str(tmp_path / "nope")}})
+    assert st == 2, log
+    assert "nope" in log
+
+
+def test_token_from_credentials_directory(fakeapi, tmp_path, tgrund):
+    from procs import TEST_TOKEN
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "token").write_text(TEST_TOKEN + "\n")
+    api = fakeapi()
+    d = tgrund(api, conf={"bot": {"token_file": None}}, token="1:unused",
+               env={"CREDENTIALS_DIRECTORY": str(creds)}).wait_ready()
+    api.push_updates([message(5, "x")])
+    wait_echoed(api, 1, timeout=20)
+    assert d.proc.alive()
