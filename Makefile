@@ -30,7 +30,8 @@ OPT      ?= -O2
 WARN     := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes \
             -Wmissing-prototypes -Wno-unused-parameter
 BASEFLAGS := -std=gnu11 -g $(OPT) $(WARN) -D_GNU_SOURCE -fno-strict-aliasing \
-            -fstack-protector-strong -Icommon -Iworker -Idaemon
+            -fstack-protector-strong -Icommon -Iworker -Idaemon \
+            -DTGRUN_LIBEXECDIR=\"$(LIBEXECDIR)\"
 ifeq ($(SANITIZE),1)
 BASEFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer \
              -fno-sanitize-recover=undefined
