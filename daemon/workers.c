@@ -157,7 +157,7 @@ static void on_respawn(evutil_socket_t fd, short what, void *arg)
 static int spawn(struct master *m, struct wslot *w)
 {
 	int sv[2];
-	pid_t pid;
+	pid_t pid, parent;
 	char slotarg[16];
 	json_t *set;
 	char *text;
@@ -168,6 +168,7 @@ static int spawn(struct master *m, struct wslot *w)
 		goto retry;
 	}
 	snprintf(slotarg, sizeof(slotarg), "%d", w->slot);
+	parent = getpid();
 	pid = fork();
 	if (pid < 0) {
 		log_err("worker %d: fork: %s", w->slot, strerror(errno));
@@ -181,6 +182,8 @@ static int spawn(struct master *m, struct wslot *w)
 		sigset_t none;
 
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(127);	/* the master died before prctl took effect */
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		if (dup2(sv[1], FRAME_WORKER_FD) < 0)

@@ -299,9 +299,14 @@ int main(int argc, char **argv)
 		    FRAME_WORKER_FD);
 		return 2;
 	}
-	/* The master decides when workers stop; a terminal's ^C goes to it. */
+	/*
+	 * The master decides when workers stop (DRAIN over the socket); a
+	 * terminal's ^C or a signal to the process group goes to it. If the
+	 * master dies, PR_SET_PDEATHSIG kills the worker.
+	 */
 	signal(SIGINT, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);
+	signal(SIGTERM, SIG_IGN);
 	signal(SIGPIPE, SIG_IGN);
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
 		log_err("curl_global_init failed");
