@@ -125,6 +125,11 @@ static void maybe_poll(struct master *m)
 	    room < m->cfg->poll_limit ? room : m->cfg->poll_limit);
 }
 
+static int usable(const struct wslot *w)
+{
+	return w->state == W_READY && w->bev != NULL && !w->isolated && !w->reserved;
+}
+
 static struct wslot *least_loaded(struct master *m)
 {
 	struct wslot *best = NULL;
@@ -132,8 +137,7 @@ static struct wslot *least_loaded(struct master *m)
 	for (int i = 0; i < m->nworkers; i++) {
 		struct wslot *w = &m->w[i];
 
-		if (w->state != W_READY || w->bev == NULL ||
-		    w->inflight >= m->cfg->worker_concurrency)
+		if (!usable(w) || w->inflight >= m->cfg->worker_concurrency)
 			continue;
 		if (best == NULL || w->inflight < best->inflight)
 			best = w;
@@ -141,19 +145,8 @@ static struct wslot *least_loaded(struct master *m)
 	return best;
 }
 
-static struct upd *next_runnable(struct master *m)
+static struct upd *upd_of(struct seq_entry *e)
 {
-	struct upd *u = m->retry_head;
-	struct seq_entry *e;
-
-	if (u != NULL) {
-		m->retry_head = u->retry_next;
-		if (m->retry_head == NULL)
-			m->retry_tail = NULL;
-		u->retry_next = NULL;
-		return u;
-	}
-	e = seq_next_ready(m->seq);
 	return e ? (struct upd *)((char *)e - offsetof(struct upd, se)) : NULL;
 }
 
@@ -167,25 +160,78 @@ static void push_retry(struct master *m, struct upd *u)
 	m->retry_tail = u;
 }
 
+static struct upd *pop_retry(struct master *m)
+{
+	struct upd *u = m->retry_head;
+
+	if (u != NULL) {
+		m->retry_head = u->retry_next;
+		if (m->retry_head == NULL)
+			m->retry_tail = NULL;
+		u->retry_next = NULL;
+	}
+	return u;
+}
+
+static int send_to(struct master *m, struct wslot *w, struct upd *u)
+{
+	if (workers_send_update(m, w, u) != 0)
+		return -1;
+	u->slot = w->slot;
+	u->dispatched_ms = master_now_ms();
+	w->inflight++;
+	m->inflight++;
+	return 0;
+}
+
+/*
+ * Retried updates each go to an idle worker and run there alone. When no
+ * worker is idle, the least loaded one is reserved: it gets no new work
+ * until it is idle, so retries cannot starve under load.
+ */
+static void dispatch_retries(struct master *m)
+{
+	while (m->retry_head != NULL && m->inflight < m->cfg->concurrency) {
+		struct wslot *idle = NULL, *w;
+
+		for (int i = 0; i < m->nworkers; i++) {
+			w = &m->w[i];
+			if (w->state == W_READY && w->bev != NULL && !w->isolated &&
+			    w->inflight == 0) {
+				idle = w;
+				break;
+			}
+		}
+		if (idle == NULL) {
+			for (int i = 0; i < m->nworkers; i++)
+				if (m->w[i].reserved)
+					return;
+			if ((w = least_loaded(m)) != NULL)
+				w->reserved = 1;
+			return;
+		}
+		idle->reserved = 0;
+		if (send_to(m, idle, m->retry_head) != 0)
+			return;
+		pop_retry(m);
+		idle->isolated = 1;
+	}
+}
+
 static void dispatch(struct master *m)
 {
 	struct wslot *w;
 	struct upd *u;
 
-	if (m->stopping)
-		return;
+	dispatch_retries(m);
 	while (m->inflight < m->cfg->concurrency && (w = least_loaded(m)) != NULL) {
-		u = next_runnable(m);
+		u = upd_of(seq_next_ready(m->seq));
 		if (u == NULL)
 			return;
-		if (workers_send_update(m, w, u) != 0) {
+		if (send_to(m, w, u) != 0) {
 			push_retry(m, u);
 			return;
 		}
-		u->slot = w->slot;
-		u->dispatched_ms = master_now_ms();
-		w->inflight++;
-		m->inflight++;
 	}
 }
 
@@ -214,6 +260,8 @@ void master_update_done(struct master *m, struct wslot *w, int64_t id,
 	}
 	w->inflight--;
 	m->inflight--;
+	if (w->inflight == 0)
+		w->isolated = 0;
 	if (status == FRAME_ST_OK) {
 		w->done++;
 		m->n_done++;
@@ -224,9 +272,12 @@ void master_update_done(struct master *m, struct wslot *w, int64_t id,
 		    (long long)id, keys_type_name(u->type), w->slot, ms);
 	}
 	finish(m, u);
-	if (m->stopping) {
-		if (m->inflight == 0)
-			begin_confirm(m);
+	/*
+	 * Without the journal, fetched updates are usually confirmed already
+	 * (by the next getUpdates), so a stop finishes all of them.
+	 */
+	if (m->stopping && m->pending == 0) {
+		begin_confirm(m);
 		return;
 	}
 	dispatch(m);
@@ -256,8 +307,6 @@ void master_worker_lost(struct master *m, struct wslot *w)
 
 			u->slot = -1;
 			m->inflight--;
-			if (m->stopping)
-				continue;	/* stays unconfirmed: Telegram re-sends it */
 			if (u->attempt >= m->cfg->max_attempts) {
 				log_err("update %lld (%s): dropped after %d attempts; its "
 				    "worker died each time", (long long)u->id,
@@ -275,7 +324,8 @@ void master_worker_lost(struct master *m, struct wslot *w)
 		}
 	} while (n == 64);
 	w->inflight = 0;
-	if (m->stopping && m->inflight == 0)
+	w->isolated = w->reserved = 0;
+	if (m->stopping && m->pending == 0)
 		begin_confirm(m);
 	else
 		dispatch(m);
@@ -307,10 +357,14 @@ static void begin_confirm(struct master *m)
 		on_confirmed(m, 0);
 		return;
 	}
+	/*
+	 * Never confirm past an unfinished update: one not yet confirmed by a
+	 * later getUpdates stays with the Bot API for the next start.
+	 */
 	off = confirm_offset(m);
-	if (off < m->next_offset)
-		log_notice("%d updates not finished stay with the Bot API (offset %lld)",
-		    m->pending, (long long)off);
+	if (m->pending > 0)
+		log_warn("%d fetched updates were not finished; confirming offset "
+		    "%lld", m->pending, (long long)off);
 	m->next_offset = off;
 	poller_confirm(m->poller, off);
 }
@@ -319,8 +373,8 @@ static void on_shutdown_timeout(evutil_socket_t fd, short what, void *arg)
 {
 	struct master *m = arg;
 
-	log_warn("shutdown_timeout: %d updates still running; stopping their "
-	    "workers", m->inflight);
+	log_warn("shutdown_timeout: %d updates still running, %d pending; "
+	    "stopping the workers", m->inflight, m->pending);
 	workers_kill_all(m, SIGKILL);
 	begin_confirm(m);
 }
@@ -337,8 +391,8 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	m->stopping = 1;
-	log_notice("%s: stopping; %d updates in flight", strsignal((int)sig),
-	    m->inflight);
+	log_notice("%s: stopping; %d updates in flight, %d pending",
+	    strsignal((int)sig), m->inflight, m->pending);
 	poller_stop(m->poller);
 	tv.tv_sec = m->cfg->shutdown_timeout_ms / 1000;
 	tv.tv_usec = (m->cfg->shutdown_timeout_ms % 1000) * 1000;
@@ -346,7 +400,7 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 	if (m->shutdown_ev == NULL)
 		fatalx("evtimer_new failed");
 	evtimer_add(m->shutdown_ev, &tv);
-	if (m->inflight == 0)
+	if (m->pending == 0)
 		begin_confirm(m);
 }
 

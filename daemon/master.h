@@ -38,6 +38,12 @@ struct wslot {
 	pid_t pid;
 	struct bufferevent *bev;
 	int inflight;
+	/*
+	 * A retried update runs alone in its worker, so an update that kills
+	 * its worker cannot take innocent updates down with it again.
+	 */
+	int isolated;		/* running a retried update; gets nothing else */
+	int reserved;		/* draining to become free for a retried update */
 	uint64_t done, failed;
 	int64_t started_ms;
 	int64_t backoff_ms;	/* crash-storm backoff for the next respawn */
