@@ -2,6 +2,7 @@
 #include "config.h"
 #include "log.h"
 #include "master.h"
+#include "notify.h"
 #include "token.h"
 
 #include <curl/curl.h>
@@ -33,6 +34,7 @@ static int check_handler(const char *handler)
 		return -1;
 	pid = fork();
 	if (pid == 0) {
+		notify_scrub_env();
 		execl(worker, "tgrun-worker", "--check", handler, (char *)NULL);
 		fprintf(stderr, "exec %s failed\n", worker);
 		_exit(127);

@@ -243,6 +243,7 @@ void master_worker_ready(struct master *m, struct wslot *w)
 		m->started = 1;
 		log_notice("%d workers ready; polling %s as bot \"%s\"", m->nworkers,
 		    m->cfg->api_url, m->cfg->name);
+		notify_ready(&m->sd);
 	}
 	dispatch(m);
 	maybe_poll(m);
@@ -391,6 +392,7 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	m->stopping = 1;
+	notify_stopping(&m->sd);
 	log_notice("%s: stopping; %d updates in flight, %d pending",
 	    strsignal((int)sig), m->inflight, m->pending);
 	poller_stop(m->poller);
@@ -424,13 +426,19 @@ static void on_stats(evutil_socket_t fd, short what, void *arg)
 	struct master *m = arg;
 	int64_t now = master_now_ms();
 	double secs = (double)(now - m->last_stats_ms) / 1000.0;
+	double rate = secs > 0 ? (double)(m->n_done - m->n_done_last) / secs : 0.0;
+	const char *polling = m->stopping ? "stopping" :
+	    m->pending >= m->cfg->max_pending ? "paused" : "polling";
 
 	if (m->n_done != m->n_done_last || m->inflight > 0)
 		log_info("fetched %llu, done %llu, failed %llu, in flight %d, "
 		    "pending %d, %.0f updates/s",
 		    (unsigned long long)m->n_fetched, (unsigned long long)m->n_done,
-		    (unsigned long long)m->n_failed, m->inflight, m->pending,
-		    secs > 0 ? (double)(m->n_done - m->n_done_last) / secs : 0.0);
+		    (unsigned long long)m->n_failed, m->inflight, m->pending, rate);
+	notify_status(&m->sd, "%s; in flight %d, pending %d, done %llu, failed %llu, "
+	    "dropped %llu, %.0f updates/s", polling, m->inflight, m->pending,
+	    (unsigned long long)m->n_done, (unsigned long long)m->n_failed,
+	    (unsigned long long)m->n_dropped, rate);
 	m->n_done_last = m->n_done;
 	m->last_stats_ms = now;
 }
@@ -442,6 +450,14 @@ void master_exit(struct master *m, int status)
 	if (status != EXIT_OK)
 		workers_kill_all(m, SIGKILL);
 	event_base_loopbreak(m->base);
+}
+
+/* Runs only while the loop turns: a wedged master stops feeding systemd. */
+static void on_watchdog(evutil_socket_t fd, short what, void *arg)
+{
+	struct master *m = arg;
+
+	notify_watchdog(&m->sd);
 }
 
 static struct event *add_signal(struct master *m, int sig, event_callback_fn cb)
@@ -504,6 +520,15 @@ int master_run(struct config *cfg, const char *token)
 	m.stats_ev = event_new(m.base, -1, EV_PERSIST, on_stats, &m);
 	event_add(m.stats_ev, &tv);
 	m.last_stats_ms = master_now_ms();
+	notify_init(&m.sd);
+	if (notify_watchdog_interval_usec(&m.sd) > 0) {
+		uint64_t half = notify_watchdog_interval_usec(&m.sd) / 2;
+		struct timeval wtv = { (time_t)(half / 1000000), (suseconds_t)(half % 1000000) };
+
+		m.watchdog_ev = event_new(m.base, -1, EV_PERSIST, on_watchdog, &m);
+		if (m.watchdog_ev == NULL || event_add(m.watchdog_ev, &wtv) != 0)
+			fatalx("cannot start the watchdog timer");
+	}
 
 	log_info("starting %d workers (%s)", m.nworkers, cfg->handler);
 	if (workers_start(&m) != 0)
@@ -530,6 +555,8 @@ int master_run(struct config *cfg, const char *token)
 	event_free(m.sig_hup);
 	event_free(m.sig_chld);
 	event_free(m.stats_ev);
+	if (m.watchdog_ev)
+		event_free(m.watchdog_ev);
 	if (m.shutdown_ev)
 		event_free(m.shutdown_ev);
 	event_base_free(m.base);

@@ -7,6 +7,7 @@
 
 #include "config.h"
 #include "keys.h"
+#include "notify.h"
 #include "sequencer.h"
 #include "u64map.h"
 
@@ -71,7 +72,8 @@ struct master {
 	int pending;			/* fetched and not finished */
 	int inflight;			/* sent to a worker and not finished */
 	struct event *sig_term, *sig_int, *sig_hup, *sig_chld;
-	struct event *stats_ev, *shutdown_ev;
+	struct event *stats_ev, *shutdown_ev, *watchdog_ev;
+	struct notify sd;
 	/* counters */
 	uint64_t n_fetched, n_done, n_failed, n_retried, n_dropped;
 	uint64_t n_done_last;

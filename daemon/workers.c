@@ -186,6 +186,7 @@ static int spawn(struct master *m, struct wslot *w)
 			_exit(127);	/* the master died before prctl took effect */
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
+		notify_scrub_env();
 		if (dup2(sv[1], FRAME_WORKER_FD) < 0)
 			_exit(127);
 		execv(m->worker_path, argv);

@@ -1,0 +1,48 @@
+"""systemd notification protocol, observed on a datagram socket we bind ourselves."""
+import os
+import signal
+import socket
+import struct
+import time
+
+
+def collect(sock, until, timeout):
+    """Receive (pid, message) pairs until `until(msgs)` or timeout."""
+    msgs = []
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and not until(msgs):
+        sock.settimeout(max(0.01, end - time.monotonic()))
+        try:
+            data, anc, _, _ = sock.recvmsg(4096, socket.CMSG_SPACE(12))
+        except socket.timeout:
+            break
+        pid = None
+        for level, kind, cdata in anc:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+                pid = struct.unpack("iII", cdata[:12])[0]
+        msgs.append((pid, data.decode()))
+    return msgs
+
+
+def test_ready_status_watchdog_stopping(fakeapi, tgrund, tmp_path):
+    path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+    sock.bind(path)
+    api = fakeapi()
+    d = tgrund(api, env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1000000"})
+    msgs = collect(sock, lambda ms: sum("WATCHDOG=1" in m for _, m in ms) >= 3
+                   and any(m.startswith("STATUS=") for _, m in ms), 15)
+    texts = [m for _, m in msgs]
+    assert texts and texts[0] == "READY=1", texts
+    assert "workers ready" in d.log()
+    # Every message comes from the master: workers do not inherit NOTIFY_SOCKET.
+    assert {p for p, _ in msgs} == {d.pid}
+    status = [m for m in texts if m.startswith("STATUS=")]
+    assert status and "in flight 0" in status[0] and "polling" in status[0]
+    d.proc.signal(signal.SIGTERM)
+    more = collect(sock, lambda ms: any(m == "STOPPING=1" for _, m in ms), 10)
+    assert "STOPPING=1" in [m for _, m in more]
+    assert d.wait_exit(15) == 0
+    sock.close()
+    os.unlink(path)
