@@ -97,30 +97,37 @@ $(B)/libworker.a: $(WORKER_OBJ)
 	@rm -f $@; ar rcs $@ $^
 
 $(B)/tgrund: $(B)/obj/daemon/main.o $(B)/libdaemon.a $(B)/libcommon.a
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm
 
 # The worker exports its API (tgrun_*) to the handlers it dlopen()s.
 $(B)/tgrun-worker: $(B)/obj/worker/main.o $(B)/libworker.a $(B)/libcommon.a
-	$(CC) $(ALL_LDFLAGS) -rdynamic -o $@ -Wl,--whole-archive $(B)/libworker.a \
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_LDFLAGS) -rdynamic -o $@ -Wl,--whole-archive $(B)/libworker.a \
 		-Wl,--no-whole-archive $(B)/obj/worker/main.o $(B)/libcommon.a $(PKG_LIBS) -ldl -lm
 
 $(B)/tgrunctl: $(call obj,$(CTL_SRC)) $(B)/libcommon.a
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm
 
 $(B)/tgrun-fakeapi: $(FAKEAPI_OBJ)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm
 
 # Handlers: position-independent, no executable stack (MemoryDenyWriteExecute).
 $(B)/handlers/%.so: worker/examples/%.c worker/tgrun.h $(B)/.flags
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -fPIC -shared -Wl,-z,noexecstack -o $@ $< $(ALL_LDFLAGS)
+	@$(if $(Q),echo "  SO      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) -fPIC -shared -Wl,-z,noexecstack -o $@ $< $(ALL_LDFLAGS)
 $(B)/handlers/%.so: tests/handlers/%.c worker/tgrun.h $(B)/.flags
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -fPIC -shared -Wl,-z,noexecstack -o $@ $< $(ALL_LDFLAGS)
+	@$(if $(Q),echo "  SO      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) -fPIC -shared -Wl,-z,noexecstack -o $@ $< $(ALL_LDFLAGS)
 
 $(B)/tests/%: tests/unit/%.c $(B)/libdaemon.a $(B)/libworker.a $(B)/libcommon.a $(B)/.flags
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -o $@ $< $(B)/libdaemon.a $(B)/libworker.a $(B)/libcommon.a \
+	@$(if $(Q),echo "  TEST    $@")
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $< $(B)/libdaemon.a $(B)/libworker.a $(B)/libcommon.a \
 		$(ALL_LDFLAGS) $(PKG_LIBS) $(shell pkg-config --libs cmocka 2>/dev/null) -ldl -lm
 
 $(B)/tgrun.pc: Makefile

@@ -1,15 +1,27 @@
-/* The handler API (tgrun.h): Bot API calls with retries, accessors, sleep, logging. */
+/* The handler API's Bot API side: calls with retries on curl multi, accessors, settings. */
 #include "tgrun.h"
 #include "worker.h"
 #include "backoff.h"
+#include "evcurl.h"
 #include "log.h"
+#include "sched.h"
 
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+
+/* One transfer; lives on the heap so an aborted wait never leaves it dangling. */
+struct call {
+	struct worker *w;
+	struct botapi_req *req;
+	struct botapi_result res;
+	CURLcode cc;
+	int decoded;		/* botapi_decode(): 0 Bot API answer, -1 not */
+	int added, aborted;
+	struct task *t;
+};
 
 static void set_err(struct tgrun_error *err, enum tgrun_error_kind kind,
     int code, int retry_after, const char *desc)
@@ -22,90 +34,177 @@ static void set_err(struct tgrun_error *err, enum tgrun_error_kind kind,
 	snprintf(err->description, sizeof(err->description), "%s", desc);
 }
 
-static int sleep_ms(long ms)
+static struct botapi_req *req_get(struct worker *w)
 {
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+	struct botapi_req *r;
 
-	while (nanosleep(&ts, &ts) != 0)
-		if (errno != EINTR)
-			return -1;
-	return 0;
+	if (w->nreq_free > 0)
+		return w->req_free[--w->nreq_free];
+	r = calloc(1, sizeof(*r));
+	if (r != NULL && botapi_req_init(r) != 0) {
+		free(r);
+		return NULL;
+	}
+	return r;
+}
+
+static void req_put(struct worker *w, struct botapi_req *r)
+{
+	if (w->nreq_free < (int)(sizeof(w->req_free) / sizeof(w->req_free[0]))) {
+		w->req_free[w->nreq_free++] = r;
+		return;
+	}
+	botapi_req_free(r);
+	free(r);
+}
+
+void api_free_requests(struct worker *w)
+{
+	while (w->nreq_free > 0) {
+		struct botapi_req *r = w->req_free[--w->nreq_free];
+
+		botapi_req_free(r);
+		free(r);
+	}
+}
+
+/* On the scheduler's stack: the answer is decoded here, not on the fiber. */
+static void call_done(CURL *easy, CURLcode res, void *arg)
+{
+	struct call *c = arg;
+
+	c->added = 0;
+	c->cc = res;
+	c->decoded = botapi_decode(c->req, res, &c->res);
+	sched_wake(c->t);
+}
+
+static void call_start(void *arg)
+{
+	struct call *c = arg;
+
+	if (c->aborted)
+		return;
+	if (evcurl_add(c->w->ec, c->req->easy, call_done, c) != 0) {
+		c->cc = CURLE_FAILED_INIT;
+		c->decoded = -1;
+		snprintf(c->res.description, sizeof(c->res.description),
+		    "cannot start the transfer");
+		sched_wake(c->t);
+		return;
+	}
+	c->added = 1;
+}
+
+static void call_abort(struct task *t, void *obj)
+{
+	struct call *c = obj;
+
+	c->aborted = 1;
+	if (c->added) {
+		evcurl_remove(c->w->ec, c->req->easy);
+		c->added = 0;
+	}
+}
+
+/* One attempt; 0 when it ran to an answer (or error), ECANCELED otherwise. */
+static int call_once(struct call *c, const char *method, const json_t *params)
+{
+	struct worker *w = c->w;
+
+	memset(&c->res, 0, sizeof(c->res));
+	c->aborted = c->added = 0;
+	c->decoded = -1;
+	if (botapi_req_prepare(c->req, w->bot.set.api_url, w->bot.set.token,
+	    method, params, w->bot.set.api_timeout_ms) != 0) {
+		c->cc = CURLE_OUT_OF_MEMORY;
+		snprintf(c->res.description, sizeof(c->res.description),
+		    "cannot encode the request");
+		return 0;
+	}
+	c->t = sched_current();
+	if (sched_defer(w->sched, call_start, c) != 0)
+		fatalx("out of memory");
+	/* The transfer's own timeout ([api] timeout) bounds this wait. */
+	return sched_park(method, call_abort, c, -1);
 }
 
 json_t *tgrun_call(struct tgrun_ctx *ctx, const char *method, json_t *params,
     struct tgrun_error *err)
 {
-	struct tgrun_bot *bot;
-	struct botapi_result res;
+	struct worker *w;
 	struct backoff bo;
+	struct call c;
 	json_t *result = NULL;
-	int attempt;
 
 	set_err(err, TGRUN_ERR_NONE, 0, 0, "");
-	if (ctx == NULL || method == NULL || *method == '\0') {
+	if (ctx == NULL || method == NULL || *method == '\0' || !ctx_in_fiber(ctx)) {
 		json_decref(params);
-		set_err(err, TGRUN_ERR_INVALID, 0, 0, "tgrun_call: no context or method");
+		set_err(err, TGRUN_ERR_INVALID, 0, 0, ctx && method && *method ?
+		    "tgrun_call: called outside a fiber" : "tgrun_call: no context or method");
 		return NULL;
 	}
-	bot = ctx->bot;
+	w = ctx->bot->w;
 	if (params == NULL)
 		params = json_object();
-	backoff_init(&bo, 200, 5000, (uint64_t)ctx->update_id * 2654435761u + 1);
-	for (attempt = 0;; attempt++) {
-		CURLcode cc;
-		int decoded;
-		long wait_ms;
+	memset(&c, 0, sizeof(c));
+	c.w = w;
+	c.req = req_get(w);
+	if (c.req == NULL) {
+		json_decref(params);
+		set_err(err, TGRUN_ERR_INVALID, 0, 0, "out of memory");
+		return NULL;
+	}
+	backoff_init(&bo, 200, 5000, (uint64_t)(uintptr_t)ctx ^ (uint64_t)sched_now_ms());
+	for (int attempt = 0;; attempt++) {
+		int64_t wait_ms;
 
-		if (ctx->cancelled) {
-			set_err(err, TGRUN_ERR_CANCELLED, 0, 0, "update cancelled");
+		if (tgrun_cancelled(ctx) || call_once(&c, method, params) == ECANCELED) {
+			set_err(err, TGRUN_ERR_CANCELLED, 0, 0, "cancelled");
 			break;
 		}
-		if (botapi_req_prepare(&bot->api, bot->set.api_url, bot->set.token,
-		    method, params, bot->set.api_timeout_ms) != 0) {
-			set_err(err, TGRUN_ERR_INVALID, 0, 0, "cannot encode the request");
+		if (c.decoded == 0 && c.res.ok) {
+			result = c.res.result;
+			c.res.result = NULL;
 			break;
 		}
-		cc = curl_easy_perform(bot->api.easy);
-		decoded = botapi_decode(&bot->api, cc, &res);
-		if (decoded == 0 && res.ok) {
-			result = res.result;
-			res.result = NULL;
-			botapi_result_clear(&res);
-			break;
-		}
-		if (decoded == 0 && res.error_code == 429) {
-			wait_ms = (long)res.retry_after * 1000;
-			if (wait_ms > bot->set.retry_after_max_ms ||
-			    attempt >= bot->set.api_retries) {
-				set_err(err, TGRUN_ERR_API, 429, res.retry_after, res.description);
-				botapi_result_clear(&res);
+		if (c.decoded == 0 && c.res.error_code == 429) {
+			wait_ms = (int64_t)c.res.retry_after * 1000;
+			if (wait_ms > w->bot.set.retry_after_max_ms ||
+			    attempt >= w->bot.set.api_retries) {
+				set_err(err, TGRUN_ERR_API, 429, c.res.retry_after,
+				    c.res.description);
 				break;
 			}
-			log_info("%s: 429, retrying after %d s", method, res.retry_after);
-		} else if (decoded == 0 && res.error_code < 500) {
-			set_err(err, TGRUN_ERR_API, res.error_code, 0, res.description);
-			botapi_result_clear(&res);
+			log_info("%s: 429, retrying after %d s", method, c.res.retry_after);
+		} else if (c.decoded == 0 && c.res.error_code < 500) {
+			set_err(err, TGRUN_ERR_API, c.res.error_code, 0, c.res.description);
 			break;
 		} else {
 			/* 5xx or no Bot API answer at all: retry with backoff. */
-			if (attempt >= bot->set.api_retries) {
-				if (decoded == 0)
-					set_err(err, TGRUN_ERR_API, res.error_code, 0, res.description);
-				else if (cc == CURLE_OPERATION_TIMEDOUT)
-					set_err(err, TGRUN_ERR_TIMEOUT, 0, 0, res.description);
+			if (attempt >= w->bot.set.api_retries) {
+				if (c.decoded == 0)
+					set_err(err, TGRUN_ERR_API, c.res.error_code, 0,
+					    c.res.description);
+				else if (c.cc == CURLE_OPERATION_TIMEDOUT)
+					set_err(err, TGRUN_ERR_TIMEOUT, 0, 0, c.res.description);
 				else
-					set_err(err, TGRUN_ERR_NETWORK, (int)res.http_status, 0,
-					    res.description);
-				botapi_result_clear(&res);
+					set_err(err, TGRUN_ERR_NETWORK,
+					    (int)c.res.http_status, 0, c.res.description);
 				break;
 			}
-			wait_ms = (long)backoff_next(&bo);
-			log_info("%s: %s, retry %d in %ld ms", method, res.description,
-			    attempt + 1, wait_ms);
+			wait_ms = backoff_next(&bo);
+			log_info("%s: %s; retry %d in %lld ms", method, c.res.description,
+			    attempt + 1, (long long)wait_ms);
 		}
-		botapi_result_clear(&res);
-		sleep_ms(wait_ms);
+		botapi_result_clear(&c.res);
+		if (sched_park("retry wait", NULL, NULL, wait_ms) == ECANCELED) {
+			set_err(err, TGRUN_ERR_CANCELLED, 0, 0, "cancelled");
+			break;
+		}
 	}
+	botapi_result_clear(&c.res);
+	req_put(w, c.req);
 	json_decref(params);
 	return result;
 }
@@ -162,20 +261,20 @@ static int64_t user_of(const json_t *update)
 	return 0;
 }
 
-void ctx_describe(struct tgrun_ctx *ctx)
+void wupdate_describe(struct wupdate *u)
 {
 	const char *key;
 	json_t *v;
 
-	ctx->type = "unknown";
-	json_object_foreach(ctx->update, key, v) {
+	u->type = "unknown";
+	json_object_foreach(u->update, key, v) {
 		if (strcmp(key, "update_id") != 0 && json_is_object(v)) {
-			ctx->type = key;
+			u->type = key;
 			break;
 		}
 	}
-	ctx->chat_id = chat_of(ctx->update);
-	ctx->user_id = user_of(ctx->update);
+	u->chat_id = chat_of(u->update);
+	u->user_id = user_of(u->update);
 }
 
 json_t *tgrun_reply(struct tgrun_ctx *ctx, const json_t *update,
@@ -190,25 +289,13 @@ json_t *tgrun_reply(struct tgrun_ctx *ctx, const json_t *update,
 	return tgrun_send_text(ctx, chat, text, err);
 }
 
-const json_t *tgrun_update(struct tgrun_ctx *ctx) { return ctx->update; }
-int64_t tgrun_update_id(struct tgrun_ctx *ctx) { return ctx->update_id; }
-int tgrun_attempt(struct tgrun_ctx *ctx) { return ctx->attempt; }
-const char *tgrun_update_type(struct tgrun_ctx *ctx) { return ctx->type; }
-int64_t tgrun_chat_id(struct tgrun_ctx *ctx) { return ctx->chat_id; }
-int64_t tgrun_user_id(struct tgrun_ctx *ctx) { return ctx->user_id; }
+const json_t *tgrun_update(struct tgrun_ctx *ctx) { return ctx->u ? ctx->u->update : NULL; }
+int64_t tgrun_update_id(struct tgrun_ctx *ctx) { return ctx->u ? ctx->u->id : 0; }
+int tgrun_attempt(struct tgrun_ctx *ctx) { return ctx->u ? ctx->u->attempt : 0; }
+const char *tgrun_update_type(struct tgrun_ctx *ctx) { return ctx->u ? ctx->u->type : ""; }
+int64_t tgrun_chat_id(struct tgrun_ctx *ctx) { return ctx->u ? ctx->u->chat_id : 0; }
+int64_t tgrun_user_id(struct tgrun_ctx *ctx) { return ctx->u ? ctx->u->user_id : 0; }
 struct tgrun_bot *tgrun_bot(struct tgrun_ctx *ctx) { return ctx->bot; }
-int tgrun_cancelled(struct tgrun_ctx *ctx) { return ctx->cancelled; }
-
-int tgrun_sleep(struct tgrun_ctx *ctx, double seconds)
-{
-	if (ctx->cancelled) {
-		errno = ECANCELED;
-		return -1;
-	}
-	if (seconds > 0)
-		sleep_ms((long)(seconds * 1000.0));
-	return 0;
-}
 
 const char *tgrun_config(struct tgrun_bot *bot, const char *key)
 {
@@ -217,6 +304,7 @@ const char *tgrun_config(struct tgrun_bot *bot, const char *key)
 
 int tgrun_worker_index(struct tgrun_bot *bot) { return bot->set.slot; }
 int tgrun_worker_count(struct tgrun_bot *bot) { return bot->set.count; }
+struct event_base *tgrun_event_base(struct tgrun_bot *bot) { return bot->w->base; }
 
 void tgrun_log(struct tgrun_bot *bot, int level, const char *fmt, ...)
 {
@@ -236,16 +324,18 @@ int settings_from_json(struct worker_settings *s, const json_t *j,
 {
 	json_error_t je;
 	const char *hp = NULL, *url = NULL, *tok = NULL;
-	json_int_t to = 30000, ram = 30000;
+	json_int_t to = 30000, ram = 30000, stack = 262144;
 	json_t *kv = NULL;
 
 	memset(s, 0, sizeof(*s));
 	if (json_unpack_ex((json_t *)j, &je, 0,
-	    "{s:i, s:i, s:i, s:s, s:s, s:s, s:I, s:i, s:I, s:o}",
+	    "{s:i, s:i, s:i, s:s, s:s, s:s, s:I, s:i, s:I, s:o, s:i, s:I}",
 	    "slot", &s->slot, "count", &s->count, "generation", &s->generation,
 	    "handler", &hp, "api_url", &url, "token", &tok,
 	    "api_timeout_ms", &to, "api_retries", &s->api_retries,
-	    "retry_after_max_ms", &ram, "handler_kv", &kv) != 0) {
+	    "retry_after_max_ms", &ram, "handler_kv", &kv,
+	    "worker_concurrency", &s->worker_concurrency,
+	    "stack_size", &stack) != 0) {
 		snprintf(err, errlen, "bad CONFIG frame: %s", je.text);
 		return -1;
 	}
@@ -254,7 +344,10 @@ int settings_from_json(struct worker_settings *s, const json_t *j,
 	s->token = strdup(tok);
 	s->api_timeout_ms = (long)to;
 	s->retry_after_max_ms = (long)ram;
+	s->stack_size = (long)stack;
 	s->handler_kv = json_incref(kv);
+	if (s->worker_concurrency < 1)
+		s->worker_concurrency = 1;
 	if (!s->handler_path || !s->api_url || !s->token) {
 		settings_free(s);
 		snprintf(err, errlen, "out of memory");

@@ -1,7 +1,10 @@
-/* tgrun-worker: runs the handler for updates the master sends over fd 3. */
+/* tgrun-worker: runs the handler for updates the master sends over fd 3, each on a fiber. */
+#include "evcurl.h"
+#include "fiber.h"
 #include "frame.h"
 #include "handler.h"
 #include "log.h"
+#include "sched.h"
 #include "tgrun.h"
 #include "worker.h"
 
@@ -12,44 +15,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
-/* An update received and not yet run. */
-struct job {
-	struct job *next;
-	uint64_t id;
-	uint32_t attempt;
-	int cancelled;
-	char *json;
-	size_t len;
-};
+/* Free stacks kept for reuse. */
+#define STACK_POOL_KEEP 256
 
-struct worker {
-	struct event_base *base;
-	struct bufferevent *bev;
-	struct event *run_ev;
-	struct tgrun_bot bot;
-	int configured;
-	int draining;
-	struct job *head, *tail;
-	struct job *current;
-};
-
-static void worker_exit(struct worker *w, int status);
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+static void worker_exit(struct worker *w, int status) __attribute__((noreturn));
+static void start_update(struct worker *w, struct wupdate *u);
 
 static void send_frame(struct worker *w, uint8_t type, uint16_t flags,
     uint64_t seq, uint32_t arg, const void *p, size_t len)
@@ -84,10 +60,9 @@ static void fail_start(struct worker *w, enum frame_fail why, const char *msg)
 
 static void on_config(struct worker *w, const struct frame *f)
 {
-	char err[512];
+	char err[512], ready[64];
 	json_error_t je;
 	json_t *j;
-	char ready[64];
 	int n;
 
 	if (w->configured) {
@@ -98,110 +73,170 @@ static void on_config(struct worker *w, const struct frame *f)
 	if (j == NULL || settings_from_json(&w->bot.set, j, err, sizeof(err)) != 0) {
 		json_decref(j);
 		fail_start(w, FRAME_FAIL_CONFIG, j ? err : "CONFIG frame is not JSON");
-		return;
 	}
 	json_decref(j);
 	log_add_secret(w->bot.set.token);
 	log_init("worker", w->bot.set.slot);
-	if (botapi_req_init(&w->bot.api) != 0)
-		fail_start(w, FRAME_FAIL_CONFIG, "curl_easy_init failed");
-	if (handler_load(&w->bot.h, w->bot.set.handler_path, err, sizeof(err)) != 0) {
+	w->pool = fiber_pool_new((size_t)w->bot.set.stack_size, STACK_POOL_KEEP);
+	w->sched = w->pool ? sched_new(w->base, w->pool) : NULL;
+	w->ec = evcurl_new(w->base);
+	if (w->sched == NULL || w->ec == NULL)
+		fail_start(w, FRAME_FAIL_CONFIG, "cannot set up the fiber runtime");
+	if (handler_load(&w->bot.h, w->bot.set.handler_path, err, sizeof(err)) != 0)
 		fail_start(w, FRAME_FAIL_LOAD, err);
-		return;
-	}
 	if (w->bot.h.init != NULL && w->bot.h.init(&w->bot) != 0) {
 		snprintf(err, sizeof(err), "handler %s: tgrun_init failed",
 		    w->bot.set.handler_path);
 		fail_start(w, FRAME_FAIL_INIT, err);
-		return;
 	}
 	w->configured = 1;
 	n = snprintf(ready, sizeof(ready), "{\"pid\":%ld}", (long)getpid());
 	send_frame(w, FRAME_READY, 0, 0, 0, ready, (size_t)n);
-	log_debug("ready (handler %s)", w->bot.set.handler_path);
+	log_debug("ready (handler %s, %d updates at once, %ld-byte stacks)",
+	    w->bot.set.handler_path, w->bot.set.worker_concurrency,
+	    w->bot.set.stack_size);
 }
 
-static void free_job(struct job *j)
+/* ---- updates ----------------------------------------------------------------- */
+
+static void update_main(struct task *t, void *arg)
 {
-	free(j->json);
-	free(j);
+	struct wupdate *u = arg;
+	struct tgrun_ctx *ctx = task_data(t);
+	int rc = u->w_bot->h.handle(ctx, u->update);
+
+	u->status = rc == 0 ? FRAME_ST_OK : FRAME_ST_ERROR;
+	if (u->cancelled && rc != 0)
+		u->status = FRAME_ST_CANCELLED;
+	/* The update is done only when its attached children are. */
+	while (u->live_children > 0) {
+		u->main = t;
+		u->main_waiting = 1;
+		(void)sched_park_nocancel("children", -1);
+		u->main_waiting = 0;
+	}
 }
 
-static void run_one(struct worker *w, struct job *jb)
+static void update_free(struct worker *w, struct wupdate *u)
 {
-	struct tgrun_ctx ctx = { .bot = &w->bot, .update_id = (int64_t)jb->id,
-	    .attempt = (int)jb->attempt };
-	json_error_t je;
-	int64_t t0 = now_ms();
-	uint16_t st;
+	u64map_del(&w->updates, (uint64_t)u->id);
+	json_decref(u->update);
+	free(u);
+}
 
-	if (jb->cancelled) {
-		send_frame(w, FRAME_DONE, FRAME_ST_CANCELLED, jb->id, 0, NULL, 0);
+static void maybe_exit(struct worker *w)
+{
+	if (w->draining && w->updates.count == 0 && sched_count(w->sched) == 0)
+		w->quit = 1;
+}
+
+/* On the scheduler's stack once the update's fiber (and children) ended. */
+static void update_done(struct task *t, void *arg)
+{
+	struct wupdate *u = arg;
+	struct worker *w = u->w_bot->w;
+	struct tgrun_ctx *ctx = task_data(t);
+	uint32_t ms = (uint32_t)(sched_now_ms() - u->t0);
+
+	ctx->task = NULL;
+	ctx_free(ctx);
+	runtime_release_handles(u);
+	if (u->status == FRAME_ST_ERROR)
+		log_info("update %lld (%s, attempt %d): handler failed",
+		    (long long)u->id, u->type, u->attempt);
+	send_frame(w, FRAME_DONE, (uint16_t)u->status, (uint64_t)u->id, ms, NULL, 0);
+	update_free(w, u);
+	w->running--;
+	while (w->qhead != NULL && w->running < w->bot.set.worker_concurrency) {
+		struct wupdate *next = w->qhead;
+
+		w->qhead = next->qnext;
+		if (w->qhead == NULL)
+			w->qtail = NULL;
+		start_update(w, next);
+	}
+	maybe_exit(w);
+}
+
+static void start_update(struct worker *w, struct wupdate *u)
+{
+	struct tgrun_ctx *ctx = ctx_new(&w->bot, u);
+	struct task *t = ctx ? sched_spawn(w->sched, update_main, u, update_done, u) : NULL;
+
+	if (t == NULL) {
+		log_err("update %lld: out of memory for its fiber", (long long)u->id);
+		ctx_free(ctx);
+		send_frame(w, FRAME_DONE, FRAME_ST_ERROR, (uint64_t)u->id, 0, NULL, 0);
+		update_free(w, u);
 		return;
 	}
-	ctx.update = json_loadb(jb->json, jb->len, 0, &je);
-	if (ctx.update == NULL || !json_is_object(ctx.update)) {
-		log_warn("update %llu: not a JSON object: %s",
-		    (unsigned long long)jb->id, je.text);
-		json_decref(ctx.update);
-		send_frame(w, FRAME_DONE, FRAME_ST_ERROR, jb->id, 0, NULL, 0);
-		return;
-	}
-	ctx_describe(&ctx);
-	w->current = jb;
-	st = w->bot.h.handle(&ctx, ctx.update) == 0 ? FRAME_ST_OK : FRAME_ST_ERROR;
-	w->current = NULL;
-	if (st != FRAME_ST_OK)
-		log_info("update %llu (%s, attempt %u): handler failed",
-		    (unsigned long long)jb->id, ctx.type, jb->attempt);
-	json_decref(ctx.update);
-	send_frame(w, FRAME_DONE, st, jb->id, (uint32_t)(now_ms() - t0), NULL, 0);
-}
-
-/* Runs from the loop, never inside the read callback: one update per turn. */
-static void on_run(evutil_socket_t fd, short what, void *arg)
-{
-	struct worker *w = arg;
-	struct job *jb = w->head;
-
-	if (jb != NULL) {
-		w->head = jb->next;
-		if (w->head == NULL)
-			w->tail = NULL;
-		run_one(w, jb);
-		free_job(jb);
-	}
-	if (w->head != NULL)
-		event_active(w->run_ev, 0, 0);
-	else if (w->draining)
-		worker_exit(w, 0);
+	ctx->task = t;
+	task_set_data(t, ctx);
+	u->t0 = sched_now_ms();
+	w->running++;
 }
 
 static void on_update(struct worker *w, const struct frame *f)
 {
-	struct job *jb = calloc(1, sizeof(*jb));
+	struct wupdate *u;
+	json_error_t je;
 
-	if (jb == NULL || (jb->json = malloc(f->len ? f->len : 1)) == NULL) {
-		log_err("out of memory for update %llu", (unsigned long long)f->seq);
-		exit(1);
+	if (w->draining) {
+		log_warn("update %llu after DRAIN: refused", (unsigned long long)f->seq);
+		send_frame(w, FRAME_DONE, FRAME_ST_CANCELLED, f->seq, 0, NULL, 0);
+		return;
 	}
-	memcpy(jb->json, f->payload, f->len);
-	jb->len = f->len;
-	jb->id = f->seq;
-	jb->attempt = f->arg;
-	if (w->tail)
-		w->tail->next = jb;
+	if (u64map_get(&w->updates, f->seq) != NULL) {
+		log_warn("update %llu sent twice: ignored", (unsigned long long)f->seq);
+		return;
+	}
+	u = calloc(1, sizeof(*u));
+	if (u == NULL)
+		fatalx("out of memory for update %llu", (unsigned long long)f->seq);
+	u->id = (int64_t)f->seq;
+	u->attempt = (int)f->arg;
+	u->w_bot = &w->bot;
+	u->update = json_loadb(f->payload, f->len, 0, &je);
+	if (u->update == NULL || !json_is_object(u->update)) {
+		log_warn("update %lld: not a JSON object: %s", (long long)u->id, je.text);
+		json_decref(u->update);
+		free(u);
+		send_frame(w, FRAME_DONE, FRAME_ST_ERROR, f->seq, 0, NULL, 0);
+		return;
+	}
+	wupdate_describe(u);
+	if (u64map_put(&w->updates, f->seq, u) != 0)
+		fatalx("out of memory for update %lld", (long long)u->id);
+	if (w->running < w->bot.set.worker_concurrency) {
+		start_update(w, u);
+		return;
+	}
+	if (w->qtail)
+		w->qtail->qnext = u;
 	else
-		w->head = jb;
-	w->tail = jb;
-	event_active(w->run_ev, 0, 0);
+		w->qhead = u;
+	w->qtail = u;
 }
 
 static void on_cancel(struct worker *w, const struct frame *f)
 {
-	for (struct job *jb = w->head; jb; jb = jb->next)
-		if (jb->id == f->seq)
-			jb->cancelled = 1;
+	struct wupdate *u = u64map_get(&w->updates, f->seq), **pp;
+
+	if (u == NULL)
+		return;
+	for (pp = &w->qhead; *pp; pp = &(*pp)->qnext) {
+		if (*pp == u) {
+			/* Never started: answer at once. */
+			*pp = u->qnext;
+			w->qtail = NULL;
+			for (struct wupdate *x = w->qhead; x; x = x->qnext)
+				w->qtail = x;
+			send_frame(w, FRAME_DONE, FRAME_ST_CANCELLED, f->seq, 0, NULL, 0);
+			update_free(w, u);
+			return;
+		}
+	}
+	runtime_cancel_update(w, u);
 }
 
 static void on_read(struct bufferevent *bev, void *arg)
@@ -226,7 +261,8 @@ static void on_read(struct bufferevent *bev, void *arg)
 			break;
 		case FRAME_DRAIN:
 			w->draining = 1;
-			event_active(w->run_ev, 0, 0);
+			runtime_cancel_background(w);
+			maybe_exit(w);
 			break;
 		default:
 			log_err("unexpected %s frame from the master; exiting",
@@ -248,8 +284,30 @@ static void on_sock_event(struct bufferevent *bev, short what, void *arg)
 	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
 		/* The master is gone: nothing to report to. */
 		log_info("master closed the connection; exiting");
-		exit(w->draining ? 0 : 1);
+		_exit(w->draining ? 0 : 1);
 	}
+}
+
+static void dump_line(void *arg, const struct task *t, const char *what, int64_t ms)
+{
+	struct tgrun_ctx *ctx = task_data((struct task *)t);
+
+	if (ctx != NULL && ctx->u != NULL)
+		log_notice("fiber: update %lld (%s): %s for %lld ms", (long long)ctx->u->id,
+		    ctx->u->type, what, (long long)ms);
+	else
+		log_notice("fiber: background: %s for %lld ms", what, (long long)ms);
+}
+
+static void on_usr1(evutil_socket_t sig, short what, void *arg)
+{
+	struct worker *w = arg;
+
+	log_notice("fiber dump: %d fibers, %d updates running, %zu stacks in use",
+	    w->sched ? sched_count(w->sched) : 0, w->running,
+	    w->pool ? fiber_pool_in_use(w->pool) : 0);
+	if (w->sched)
+		sched_dump(w->sched, dump_line, w);
 }
 
 static void worker_exit(struct worker *w, int status)
@@ -258,6 +316,46 @@ static void worker_exit(struct worker *w, int status)
 		w->bot.h.fini(&w->bot);
 	flush_out(w);
 	exit(status);
+}
+
+/* ---- stack overflow --------------------------------------------------------- */
+
+static struct worker *crash_worker;
+
+static void on_segv(int sig, siginfo_t *si, void *uc)
+{
+	char msg[256];
+	int n;
+
+	if (fiber_addr_in_guard(si->si_addr)) {
+		n = snprintf(msg, sizeof(msg), "worker %d: stack overflow in a fiber "
+		    "(stack_size %ld bytes): the guard page was hit; raise "
+		    "[workers] stack_size or use less stack\n",
+		    crash_worker ? crash_worker->bot.set.slot : -1,
+		    crash_worker ? crash_worker->bot.set.stack_size : 0L);
+		if (n > 0 && write(STDERR_FILENO, msg, (size_t)n) < 0) {
+			/* nothing more to do */
+		}
+	}
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static void install_segv_handler(struct worker *w)
+{
+	static char altstack[64 * 1024];
+	stack_t ss = { .ss_sp = altstack, .ss_size = sizeof(altstack) };
+	struct sigaction sa;
+
+	crash_worker = w;
+	if (sigaltstack(&ss, NULL) != 0)
+		log_warn("sigaltstack: %s", strerror(errno));
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_segv;
+	sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESETHAND;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGSEGV, &sa, NULL);
+	sigaction(SIGBUS, &sa, NULL);
 }
 
 /* `tgrun-worker --check PATH`: load the handler and check its ABI, run nothing. */
@@ -281,7 +379,8 @@ int main(int argc, char **argv)
 		{ "slot", required_argument, NULL, 's' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct worker w;
+	static struct worker w;
+	struct event *usr1;
 	int c, slot = -1;
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -313,17 +412,33 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
-	memset(&w, 0, sizeof(w));
+	w.bot.w = &w;
+	u64map_init(&w.updates);
 	w.base = event_base_new();
 	if (w.base == NULL)
 		fatalx("event_base_new failed");
+	install_segv_handler(&w);
 	evutil_make_socket_nonblocking(FRAME_WORKER_FD);
 	w.bev = bufferevent_socket_new(w.base, FRAME_WORKER_FD, 0);
-	w.run_ev = event_new(w.base, -1, 0, on_run, &w);
-	if (w.bev == NULL || w.run_ev == NULL)
+	usr1 = evsignal_new(w.base, SIGUSR1, on_usr1, &w);
+	if (w.bev == NULL || usr1 == NULL || event_add(usr1, NULL) != 0)
 		fatalx("cannot set up the master connection");
 	bufferevent_setcb(w.bev, on_read, NULL, on_sock_event, &w);
 	bufferevent_enable(w.bev, EV_READ | EV_WRITE);
-	event_base_dispatch(w.base);
-	return 1;
+
+	/*
+	 * The scheduler loop: fibers are resumed here, on the main stack,
+	 * never inside a libevent or libcurl callback; callbacks only queue
+	 * wake-ups.
+	 */
+	while (!w.quit) {
+		if (w.sched)
+			sched_run(w.sched);
+		if (w.quit)
+			break;
+		if (event_base_loop(w.base, w.sched && sched_pending(w.sched) ?
+		    EVLOOP_NONBLOCK : EVLOOP_ONCE) < 0)
+			fatalx("event_base_loop failed");
+	}
+	worker_exit(&w, 0);
 }

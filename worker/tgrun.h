@@ -41,7 +41,10 @@ extern "C" {
 	__attribute__((visibility("default"))) \
 	const unsigned int tgrun_handler_abi = TGRUN_ABI_VERSION
 
-/* One update being handled. Valid only during tgrun_handle(). */
+/*
+ * The context of one fiber: the update it works for (if any) and its
+ * cancellation. Valid until that fiber returns.
+ */
 struct tgrun_ctx;
 /* The bot as seen by one worker process; valid from init to fini. */
 struct tgrun_bot;
@@ -81,7 +84,8 @@ struct tgrun_error {
  * may be NULL). A 429 is retried after its retry_after when that is within
  * [api] retry_after_max; 5xx and network errors are retried with backoff up
  * to [api] retries; other errors are returned at once. Each attempt is
- * bounded by [api] timeout. The calling update waits for the answer.
+ * bounded by [api] timeout. Yields until the answer arrives; other fibers
+ * run meanwhile. Outside a fiber it fails at once with TGRUN_ERR_INVALID.
  */
 json_t *tgrun_call(struct tgrun_ctx *ctx, const char *method, json_t *params,
     struct tgrun_error *err);
@@ -111,11 +115,116 @@ int64_t tgrun_chat_id(struct tgrun_ctx *ctx);
 int64_t tgrun_user_id(struct tgrun_ctx *ctx);
 struct tgrun_bot *tgrun_bot(struct tgrun_ctx *ctx);
 
-/* 1 once the update was cancelled (timeout, shutdown), else 0. */
+/*
+ * 1 once the update (or this fiber) was cancelled: update_timeout, shutdown,
+ * fail-fast. Every yielding call then fails with a cancelled error.
+ */
 int tgrun_cancelled(struct tgrun_ctx *ctx);
 
-/* Wait `seconds` (fractions allowed). 0, or -1 with errno ECANCELED. */
+/*
+ * Wait `seconds` (fractions allowed) without blocking other fibers.
+ * Returns 0, or -1 with errno ECANCELED.
+ */
 int tgrun_sleep(struct tgrun_ctx *ctx, double seconds);
+
+/* ---- fibers: spawn, join, all -------------------------------------------- */
+
+/* A function run on its own fiber: 0 means success, anything else failure. */
+typedef int (*tgrun_fn)(struct tgrun_ctx *ctx, void *arg);
+struct tgrun_fiber;
+
+/* tgrun_spawn flags */
+#define TGRUN_DETACHED 1	/* outlives the update; failures are logged */
+
+/*
+ * Run fn(child_ctx, arg) on a new fiber; it starts once the caller yields.
+ * By default the child belongs to the update: the update is not done until
+ * its children are, and cancelling the update cancels them. With
+ * TGRUN_DETACHED it is background work that outlives the update and is
+ * cancelled only at shutdown; a non-zero return is logged. The handle is
+ * valid until the calling update ends (for spawns outside an update: until
+ * the fiber ends). NULL when out of memory or outside a fiber.
+ */
+struct tgrun_fiber *tgrun_spawn(struct tgrun_ctx *ctx, tgrun_fn fn, void *arg,
+    int flags);
+
+/*
+ * Wait up to `timeout` seconds (< 0: no limit) for `f` to finish and store
+ * its return value in *ret (may be NULL). Yields. Returns 0, or -1 with errno
+ * ETIMEDOUT (it goes on running), ECANCELED (the caller was cancelled), or
+ * EINVAL.
+ */
+int tgrun_join(struct tgrun_ctx *ctx, struct tgrun_fiber *f, double timeout,
+    int *ret);
+
+/* tgrun_all flags */
+#define TGRUN_ALL_SETTLED 0	/* a failure leaves the others alone (default) */
+#define TGRUN_ALL_FAIL_FAST 1	/* the first failure cancels the rest */
+
+enum tgrun_slot_status {
+	TGRUN_SLOT_OK = 0,	/* fn returned 0 */
+	TGRUN_SLOT_FAILED,	/* fn returned non-zero (in ret) */
+	TGRUN_SLOT_CANCELLED,	/* cancelled: fail-fast, or the caller was cancelled */
+	TGRUN_SLOT_TIMEOUT,	/* still running at the timeout, then cancelled */
+};
+
+struct tgrun_result {
+	enum tgrun_slot_status status;
+	int ret;		/* what fn returned */
+};
+
+/*
+ * Run fns[i](ctx, args[i]) for i < n concurrently, each on its own fiber,
+ * and wait for all of them (at most `timeout` seconds; < 0 = no limit).
+ * results[i] describes slot i, in input order. Functions still running at
+ * the timeout are cancelled and waited for, so args may live on the
+ * caller's stack. Returns 0 when every slot is TGRUN_SLOT_OK, else -1.
+ */
+int tgrun_all(struct tgrun_ctx *ctx, size_t n, const tgrun_fn *fns,
+    void *const *args, struct tgrun_result *results, int flags, double timeout);
+
+/* ---- waiters ------------------------------------------------------------- */
+
+struct tgrun_waiter;
+
+/* A waiter that releases its wait after n tgrun_waiter_done() calls. */
+struct tgrun_waiter *tgrun_waiter_new(struct tgrun_ctx *ctx, int n);
+/*
+ * Wait (yields) until done() was called n times, or `timeout` seconds
+ * (< 0 = no limit). Returns 0, or -1 with errno ETIMEDOUT or ECANCELED.
+ * Calls to done() made before the wait count.
+ */
+int tgrun_waiter_wait(struct tgrun_waiter *w, double timeout);
+/*
+ * Count one completion. Safe from any callback (libevent, hiredis...): it
+ * only queues the wake-up. Returns 0, or -1 (errno EOVERFLOW, logged) when
+ * called more than n times.
+ */
+int tgrun_waiter_done(struct tgrun_waiter *w);
+/* Free the waiter; no done() may follow. */
+void tgrun_waiter_free(struct tgrun_waiter *w);
+
+/* ---- waiting on file descriptors, locks ------------------------------------ */
+
+#define TGRUN_READ  1
+#define TGRUN_WRITE 2
+
+/*
+ * Wait (yields) until `fd` is ready for `events` (TGRUN_READ | TGRUN_WRITE)
+ * or `timeout` seconds pass (< 0 = no limit). Returns the ready events,
+ * 0 on timeout, or -1 with errno ECANCELED or EINVAL.
+ */
+int tgrun_wait_fd(struct tgrun_ctx *ctx, int fd, int events, double timeout);
+
+/*
+ * A per-worker mutex named `key`, for fibers. Waits (yields) up to
+ * `timeout` seconds (< 0 = no limit). Returns 0, or -1 with errno
+ * ETIMEDOUT or ECANCELED. Locks are not re-entrant; a fiber that ends
+ * holding a lock releases it (logged).
+ */
+int tgrun_lock(struct tgrun_ctx *ctx, const char *key, double timeout);
+/* Release `key`; -1 with EPERM when the caller does not hold it. */
+int tgrun_unlock(struct tgrun_ctx *ctx, const char *key);
 
 /* ---- the bot -------------------------------------------------------------- */
 
@@ -124,6 +233,21 @@ const char *tgrun_config(struct tgrun_bot *bot, const char *key);
 /* This worker's slot (0..count-1) and the number of workers. */
 int tgrun_worker_index(struct tgrun_bot *bot);
 int tgrun_worker_count(struct tgrun_bot *bot);
+
+/*
+ * Run fn(ctx, arg) every `interval` seconds on its own fiber, in this
+ * worker, until shutdown. Call it from tgrun_init(); use
+ * tgrun_worker_index() == 0 to run a job in exactly one worker.
+ * Returns 0 or -1.
+ */
+int tgrun_every(struct tgrun_bot *bot, double interval, tgrun_fn fn, void *arg);
+
+/*
+ * The worker's libevent loop, for non-blocking clients (hiredis, libpq...)
+ * whose callbacks then wake fibers through waiters.
+ */
+struct event_base;
+struct event_base *tgrun_event_base(struct tgrun_bot *bot);
 
 /* Log a line through the daemon's logger (level: 3 error .. 7 debug). */
 void tgrun_log(struct tgrun_bot *bot, int level, const char *fmt, ...)

@@ -1,4 +1,4 @@
-/* A worker process: its settings from the master, the handler, the update being run. */
+/* A worker process: settings from the master, the handler, updates and their fibers. */
 #ifndef TGRUN_WORKER_H
 #define TGRUN_WORKER_H
 
@@ -7,6 +7,15 @@
 
 #include "botapi.h"
 #include "handler.h"
+#include "tgrun.h"
+#include "u64map.h"
+
+struct event_base;
+struct bufferevent;
+struct evcurl;
+struct fiber_pool;
+struct sched;
+struct task;
 
 /* Settings the master sends in the CONFIG frame. */
 struct worker_settings {
@@ -17,30 +26,81 @@ struct worker_settings {
 	long api_timeout_ms;
 	int api_retries;
 	long retry_after_max_ms;
+	int worker_concurrency;
+	long stack_size;
 	json_t *handler_kv;	/* object of [handler] keys */
 };
 
 struct tgrun_bot {
+	struct worker *w;
 	struct worker_settings set;
 	struct handler h;
-	struct botapi_req api;	/* one keep-alive connection to the Bot API */
+};
+
+/* One update in this worker. */
+struct wupdate {
+	struct tgrun_bot *w_bot;
+	int64_t id;
+	int attempt;
+	json_t *update;
+	const char *type;
+	int64_t chat_id, user_id;
+	int cancelled;
+	int live_children;		/* attached children not finished */
+	struct task *main;		/* parked waiting for children, or NULL */
+	int main_waiting;
+	struct tgrun_ctx *ctxs;		/* main and attached children, alive */
+	struct tgrun_fiber *handles;	/* released when the update ends */
+	int status;			/* enum frame_status */
+	int64_t t0;
+	struct wupdate *qnext;		/* waiting for a running slot */
 };
 
 struct tgrun_ctx {
 	struct tgrun_bot *bot;
-	json_t *update;
-	int64_t update_id;
-	int attempt;
-	const char *type;
-	int64_t chat_id, user_id;
-	int cancelled;
+	struct wupdate *u;		/* NULL for background fibers */
+	struct task *task;
+	struct tgrun_ctx *next, *prev;	/* in u->ctxs or the worker's background list */
+	struct lockheld *locks;		/* tgrun_lock()s held by this fiber */
+};
+
+struct worker {
+	struct event_base *base;
+	struct bufferevent *bev;
+	struct fiber_pool *pool;
+	struct sched *sched;
+	struct evcurl *ec;
+	struct tgrun_bot bot;
+	int configured, draining, quit, exit_status;
+	struct u64map updates;		/* id -> struct wupdate, running or queued */
+	int running;			/* updates whose fibers run */
+	struct wupdate *qhead, *qtail;	/* over worker_concurrency: waiting */
+	struct tgrun_ctx *background;	/* detached and periodic fibers */
+	struct botapi_req *req_free[64];	/* idle easy handles (keep-alive) */
+	int nreq_free;
+	struct lockmap *locks;
 };
 
 int settings_from_json(struct worker_settings *s, const json_t *j,
     char *err, size_t errlen) __attribute__((warn_unused_result));
 void settings_free(struct worker_settings *s);
 
-/* Fill the derived fields of ctx from its update. */
-void ctx_describe(struct tgrun_ctx *ctx);
+/* Fill the update's type, chat and user. */
+void wupdate_describe(struct wupdate *u);
+
+/* worker/runtime.c */
+struct tgrun_ctx *ctx_new(struct tgrun_bot *bot, struct wupdate *u);
+void ctx_free(struct tgrun_ctx *ctx);
+void runtime_cancel_update(struct worker *w, struct wupdate *u);
+void runtime_cancel_background(struct worker *w);
+/* The update ended: drop its references to the fiber handles it made. */
+void runtime_release_handles(struct wupdate *u);
+/* 1 when the calling context may yield (it runs on its own fiber). */
+int ctx_in_fiber(const struct tgrun_ctx *ctx);
+void locks_release_all(struct tgrun_ctx *ctx);
+void locks_free(struct worker *w);
+
+/* worker/api.c */
+void api_free_requests(struct worker *w);
 
 #endif

@@ -1,0 +1,253 @@
+/* Fibers: ucontext switching on mmap'd stacks with a guard page, pooled. */
+#include "fiber.h"
+#include "log.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define FIBER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define FIBER_ASAN 1
+#endif
+#endif
+
+#ifdef FIBER_ASAN
+void __sanitizer_start_switch_fiber(void **fake_stack_save, const void *bottom,
+    size_t size);
+void __sanitizer_finish_switch_fiber(void *fake_stack_save,
+    const void **bottom_old, size_t *size_old);
+#endif
+
+/* Bytes at the top of a recycled stack left resident: they are touched first. */
+#define FIBER_HOT_BYTES (16 * 1024)
+
+struct stack {
+	struct stack *next;
+	char *map;		/* guard page, then the usable stack */
+	size_t map_len;
+};
+
+struct fiber_pool {
+	size_t stack_size;	/* usable bytes, page multiple */
+	size_t page;
+	size_t keep;
+	struct stack *free_list;
+	size_t nfree, nused;
+};
+
+struct fiber {
+	ucontext_t ctx;
+	struct fiber_pool *pool;
+	struct stack *stack;
+	fiber_fn fn;
+	void *arg;
+	int finished;
+#ifdef FIBER_ASAN
+	void *fake_stack;
+#endif
+};
+
+/* Per process: workers are single-threaded. */
+static ucontext_t sched_ctx;
+static struct fiber *running;
+#ifdef FIBER_ASAN
+static const void *sched_stack_bottom;
+static size_t sched_stack_size;
+#endif
+
+struct fiber_pool *fiber_pool_new(size_t stack_size, size_t keep)
+{
+	struct fiber_pool *p = calloc(1, sizeof(*p));
+
+	if (p == NULL)
+		return NULL;
+	p->page = (size_t)sysconf(_SC_PAGESIZE);
+	p->stack_size = (stack_size + p->page - 1) / p->page * p->page;
+	if (p->stack_size < 4 * p->page)
+		p->stack_size = 4 * p->page;
+	p->keep = keep;
+	return p;
+}
+
+void fiber_pool_free(struct fiber_pool *p)
+{
+	struct stack *s, *next;
+
+	if (p == NULL)
+		return;
+	for (s = p->free_list; s; s = next) {
+		next = s->next;
+		munmap(s->map, s->map_len);
+		free(s);
+	}
+	free(p);
+}
+
+size_t fiber_pool_stack_size(const struct fiber_pool *p) { return p->stack_size; }
+size_t fiber_pool_in_use(const struct fiber_pool *p) { return p->nused; }
+size_t fiber_pool_idle(const struct fiber_pool *p) { return p->nfree; }
+
+static struct stack *stack_get(struct fiber_pool *p)
+{
+	struct stack *s = p->free_list;
+
+	if (s != NULL) {
+		p->free_list = s->next;
+		p->nfree--;
+		p->nused++;
+		return s;
+	}
+	s = calloc(1, sizeof(*s));
+	if (s == NULL)
+		return NULL;
+	s->map_len = p->stack_size + p->page;
+	s->map = mmap(NULL, s->map_len, PROT_READ | PROT_WRITE,
+	    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+	if (s->map == MAP_FAILED) {
+		log_err("fiber: mmap(%zu bytes): %s", s->map_len, strerror(errno));
+		free(s);
+		return NULL;
+	}
+	/* Stacks grow down: the lowest page catches an overflow. */
+	if (mprotect(s->map, p->page, PROT_NONE) != 0) {
+		log_err("fiber: mprotect(guard page): %s", strerror(errno));
+		munmap(s->map, s->map_len);
+		free(s);
+		return NULL;
+	}
+	p->nused++;
+	return s;
+}
+
+static void stack_put(struct fiber_pool *p, struct stack *s)
+{
+	p->nused--;
+	if (p->nfree >= p->keep) {
+		munmap(s->map, s->map_len);
+		free(s);
+		return;
+	}
+	/* Give the pages back but keep the mapping (and its guard page). */
+	if (p->stack_size > FIBER_HOT_BYTES)
+		madvise(s->map + p->page, p->stack_size - FIBER_HOT_BYTES, MADV_DONTNEED);
+	s->next = p->free_list;
+	p->free_list = s;
+	p->nfree++;
+}
+
+static void trampoline(unsigned int hi, unsigned int lo)
+{
+	struct fiber *f = (struct fiber *)(((uintptr_t)hi << 32) | (uintptr_t)lo);
+
+#ifdef FIBER_ASAN
+	__sanitizer_finish_switch_fiber(NULL, &sched_stack_bottom, &sched_stack_size);
+#endif
+	f->fn(f->arg);
+	f->finished = 1;
+	running = NULL;
+#ifdef FIBER_ASAN
+	/* This stack is done: no fake stack to save. */
+	__sanitizer_start_switch_fiber(NULL, sched_stack_bottom, sched_stack_size);
+#endif
+	setcontext(&sched_ctx);
+}
+
+struct fiber *fiber_new(struct fiber_pool *p, fiber_fn fn, void *arg)
+{
+	/* volatile: getcontext() returns like setjmp() does. */
+	struct fiber *volatile f = calloc(1, sizeof(*f));
+	uintptr_t self = (uintptr_t)f;
+
+	if (f == NULL)
+		return NULL;
+	f->pool = p;
+	f->fn = fn;
+	f->arg = arg;
+	f->stack = stack_get(p);
+	if (f->stack == NULL) {
+		free(f);
+		return NULL;
+	}
+	if (getcontext(&f->ctx) != 0) {
+		stack_put(p, f->stack);
+		free(f);
+		return NULL;
+	}
+	f->ctx.uc_stack.ss_sp = f->stack->map + p->page;
+	f->ctx.uc_stack.ss_size = p->stack_size;
+	f->ctx.uc_link = NULL;
+	makecontext(&f->ctx, (void (*)(void))trampoline, 2,
+	    (unsigned int)(self >> 32), (unsigned int)(self & 0xffffffffu));
+	return f;
+}
+
+void fiber_free(struct fiber *f)
+{
+	if (f == NULL)
+		return;
+	if (f == running)
+		fatalx("freeing the running fiber");
+	stack_put(f->pool, f->stack);
+	free(f);
+}
+
+int fiber_resume(struct fiber *f)
+{
+	if (running != NULL)
+		fatalx("fiber_resume called inside a fiber");
+	if (f->finished)
+		return 1;
+	running = f;
+#ifdef FIBER_ASAN
+	void *fake = NULL;
+
+	__sanitizer_start_switch_fiber(&fake, f->stack->map + f->pool->page,
+	    f->pool->stack_size);
+#endif
+	swapcontext(&sched_ctx, &f->ctx);
+#ifdef FIBER_ASAN
+	__sanitizer_finish_switch_fiber(fake, NULL, NULL);
+#endif
+	running = NULL;
+	return f->finished;
+}
+
+void fiber_yield(void)
+{
+	struct fiber *f = running;
+
+	if (f == NULL)
+		fatalx("fiber_yield called outside a fiber");
+#ifdef FIBER_ASAN
+	__sanitizer_start_switch_fiber(&f->fake_stack, sched_stack_bottom,
+	    sched_stack_size);
+#endif
+	swapcontext(&f->ctx, &sched_ctx);
+#ifdef FIBER_ASAN
+	__sanitizer_finish_switch_fiber(f->fake_stack, &sched_stack_bottom,
+	    &sched_stack_size);
+#endif
+}
+
+struct fiber *fiber_current(void)
+{
+	return running;
+}
+
+int fiber_addr_in_guard(const void *addr)
+{
+	const char *a = addr;
+	struct fiber *f = running;
+
+	if (f == NULL)
+		return 0;
+	/* A frame larger than the guard page can skip it; count a little below too. */
+	return a >= f->stack->map - f->pool->page && a < f->stack->map + f->pool->page;
+}
