@@ -95,10 +95,9 @@ int main(int argc, char **argv)
 		log_err("curl_global_init failed");
 		return EXIT_RUNTIME;
 	}
-	status = master_run(cfg, token);
+	status = master_run(cfg, token);	/* frees cfg */
 	explicit_bzero(token, strlen(token));
 	free(token);
-	config_free(cfg);
 	curl_global_cleanup();
 	return status;
 }

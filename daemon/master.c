@@ -1,10 +1,12 @@
-/* The master: fetched updates, sequencing, dispatch to workers, signals and shutdown. */
+/* The master: fetched updates, journal, sequencing, dispatch, timeouts, signals, reload and shutdown. */
 #include "master.h"
 #include "evcurl.h"
 #include "frame.h"
+#include "journal.h"
 #include "log.h"
 #include "poller.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -14,12 +16,19 @@
 #include <event2/event.h>
 
 #define STATS_INTERVAL_S 5
+#define TICK_MS 250
+/* Completions are flushed to the journal this often, or at this count. */
+#define JOURNAL_FLUSH_MS 100
+#define JOURNAL_FLUSH_COUNT 512
+/* While a batch cannot be written (disk full), retry this often. */
+#define JOURNAL_RETRY_MS 1000
 /* How long stopped workers get to exit after DRAIN before they are killed. */
 #define DRAIN_GRACE_MS 5000
 
 static void dispatch(struct master *m);
 static void maybe_poll(struct master *m);
 static void begin_confirm(struct master *m);
+static void start_reload(struct master *m);
 
 int64_t master_now_ms(void)
 {
@@ -29,35 +38,75 @@ int64_t master_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* ---- updates ------------------------------------------------------------- */
+
 static void upd_free(struct upd *u)
 {
 	free(u->json);
 	free(u);
 }
 
-/* Forget `u` entirely: its keys are released and successors may run. */
-static void finish(struct master *m, struct upd *u)
+static void track(struct wslot *w, struct upd *u)
+{
+	u->w = w;
+	u->wprev = NULL;
+	u->wnext = w->fl_head;
+	if (w->fl_head)
+		w->fl_head->wprev = u;
+	w->fl_head = u;
+	w->inflight++;
+	w->m->inflight++;
+}
+
+static void untrack(struct upd *u)
+{
+	struct wslot *w = u->w;
+
+	if (w == NULL)
+		return;
+	if (u->wprev)
+		u->wprev->wnext = u->wnext;
+	else
+		w->fl_head = u->wnext;
+	if (u->wnext)
+		u->wnext->wprev = u->wprev;
+	u->wprev = u->wnext = NULL;
+	u->w = NULL;
+	u->cancel_sent_ms = 0;
+	w->inflight--;
+	w->m->inflight--;
+	if (w->inflight == 0)
+		w->isolated = 0;
+}
+
+/* Forget `u`: its keys are released and successors may run. */
+static void finish(struct master *m, struct upd *u, int journal_done_too)
 {
 	seq_remove(m->seq, &u->se);
 	u64map_del(&m->upds, (uint64_t)u->id);
 	m->pending--;
+	if (journal_done_too && m->journal != NULL && u->journaled &&
+	    journal_done(m->journal, u->id) != 0)
+		log_warn("journal: cannot queue the completion of update %lld: %s",
+		    (long long)u->id, journal_errmsg(m->journal));
+	if (m->journal != NULL && journal_done_pending(m->journal) >= JOURNAL_FLUSH_COUNT &&
+	    journal_flush(m->journal) != 0)
+		log_warn("journal: flushing completions: %s", journal_errmsg(m->journal));
 	upd_free(u);
 }
 
-static void add_update(struct master *m, json_t *obj)
+/* Record `obj` (owned by the caller) as pending. NULL when it is not new. */
+static struct upd *add_update(struct master *m, json_t *obj, int attempt)
 {
 	struct update_keys k;
 	struct upd *u;
 
 	if (keys_extract(obj, &k) != 0) {
-		log_warn("getUpdates: an update without an integer update_id; skipped");
-		return;
+		log_warn("an update without an integer update_id; skipped");
+		return NULL;
 	}
-	if (k.update_id < m->next_offset || u64map_get(&m->upds, (uint64_t)k.update_id)) {
-		log_debug("update %lld: seen already; skipped", (long long)k.update_id);
-		return;
-	}
-	m->next_offset = k.update_id + 1;
+	if (u64map_get(&m->upds, (uint64_t)k.update_id) != NULL)
+		return NULL;
 	u = calloc(1, sizeof(*u));
 	if (u == NULL || (u->json = json_dumps(obj, JSON_COMPACT)) == NULL) {
 		free(u);
@@ -65,8 +114,7 @@ static void add_update(struct master *m, json_t *obj)
 	}
 	u->id = k.update_id;
 	u->len = strlen(u->json);
-	u->attempt = 1;
-	u->slot = -1;
+	u->attempt = attempt;
 	u->type = k.type;
 	if (k.type != UPD_UNKNOWN && (m->cfg->bypass & (1u << k.type)))
 		u->se.nkeys = 0;
@@ -75,8 +123,132 @@ static void add_update(struct master *m, json_t *obj)
 	if (u64map_put(&m->upds, (uint64_t)u->id, u) != 0 || seq_add(m->seq, &u->se) != 0)
 		fatalx("out of memory for update %lld", (long long)u->id);
 	m->pending++;
-	m->n_fetched++;
+	return u;
 }
+
+/* ---- the journal ----------------------------------------------------------- */
+
+/* Write every pending update not yet journaled, with the offset, in one transaction. */
+static int journal_write_pending(struct master *m)
+{
+	struct journal_rec *recs;
+	struct upd **which;
+	size_t n = 0, cap = (size_t)m->pending;
+	int rc = 0;
+
+	if (m->journal == NULL || cap == 0)
+		return 0;
+	recs = calloc(cap, sizeof(*recs));
+	which = calloc(cap, sizeof(*which));
+	if (recs == NULL || which == NULL)
+		fatalx("out of memory");
+	for (size_t i = 0; i < m->upds.cap && n < cap; i++) {
+		struct upd *u = m->upds.vals[i];
+
+		if (m->upds.keys[i] == 0 || u->journaled)
+			continue;
+		recs[n].update_id = u->id;
+		recs[n].body = u->json;
+		recs[n].len = u->len;
+		which[n++] = u;
+	}
+	if (n > 0 || m->journal_blocked) {
+		if (journal_add_batch(m->journal, recs, n, m->next_offset) < 0) {
+			rc = -1;
+		} else {
+			for (size_t i = 0; i < n; i++)
+				which[i]->journaled = 1;
+		}
+	}
+	free(recs);
+	free(which);
+	return rc;
+}
+
+static void journal_blocked(struct master *m)
+{
+	struct timeval tv = { JOURNAL_RETRY_MS / 1000, (JOURNAL_RETRY_MS % 1000) * 1000 };
+
+	if (!m->journal_blocked)
+		log_err("journal: cannot write fetched updates (%s%s); polling paused "
+		    "until it can", journal_errmsg(m->journal),
+		    journal_disk_full(m->journal) ? ", disk full" : "");
+	m->journal_blocked = 1;
+	evtimer_add(m->journal_ev, &tv);
+}
+
+static void on_journal_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct master *m = arg;
+	struct timeval tv = { 0, JOURNAL_FLUSH_MS * 1000 };
+
+	if (m->journal_blocked) {
+		if (journal_write_pending(m) != 0) {
+			journal_blocked(m);
+			return;
+		}
+		m->journal_blocked = 0;
+		log_notice("journal: writable again; polling resumed");
+		maybe_poll(m);
+	}
+	if (journal_done_pending(m->journal) > 0 && journal_flush(m->journal) != 0)
+		log_warn("journal: flushing completions: %s", journal_errmsg(m->journal));
+	evtimer_add(m->journal_ev, &tv);
+}
+
+static int replay_one(void *arg, int64_t id, const char *body, size_t len, int attempt)
+{
+	struct master *m = arg;
+	json_error_t je;
+	json_t *obj = json_loadb(body, len, 0, &je);
+	struct upd *u;
+
+	if (obj == NULL) {
+		log_err("journal: update %lld is not JSON (%s); moved to dead letters",
+		    (long long)id, je.text);
+		return 0;
+	}
+	/* It may have been delivered before the restart: say so with the attempt. */
+	u = add_update(m, obj, (attempt > 1 ? attempt : 1) + 1);
+	json_decref(obj);
+	if (u != NULL) {
+		u->journaled = 1;
+		if (id >= m->next_offset)
+			m->next_offset = id + 1;
+	}
+	return 0;
+}
+
+static int journal_start(struct master *m)
+{
+	char err[512];
+	int64_t off = 0;
+
+	if (!m->cfg->journal_enabled) {
+		log_notice("journal disabled: updates in flight are lost if the master "
+		    "dies (at-most-once)");
+		return 0;
+	}
+	m->journal = journal_open(m->cfg->journal_path, m->cfg->journal_sync, err,
+	    sizeof(err));
+	if (m->journal == NULL) {
+		log_err("%s", err);
+		return -1;
+	}
+	if (journal_offset(m->journal, &off) != 0 ||
+	    journal_replay(m->journal, replay_one, m) != 0) {
+		log_err("journal %s: %s", m->cfg->journal_path, journal_errmsg(m->journal));
+		return -1;
+	}
+	if (off > m->next_offset)
+		m->next_offset = off;
+	if (m->pending > 0)
+		log_notice("journal: replaying %d unfinished updates before polling "
+		    "(offset %lld)", m->pending, (long long)m->next_offset);
+	return 0;
+}
+
+/* ---- polling ---------------------------------------------------------------- */
 
 static void on_batch(void *arg, json_t *updates)
 {
@@ -84,8 +256,20 @@ static void on_batch(void *arg, json_t *updates)
 	size_t i;
 	json_t *obj;
 
-	json_array_foreach(updates, i, obj)
-		add_update(m, obj);
+	m->last_poll_ok_ms = master_now_ms();
+	json_array_foreach(updates, i, obj) {
+		json_t *id = json_object_get(obj, "update_id");
+
+		if (json_is_integer(id) && json_integer_value(id) < m->next_offset)
+			continue;	/* confirmed already */
+		if (add_update(m, obj, 1) == NULL)
+			continue;
+		m->n_fetched++;
+		m->next_offset = json_integer_value(id) + 1;
+	}
+	/* The next getUpdates confirms this batch: the journal commit comes first. */
+	if (journal_write_pending(m) != 0)
+		journal_blocked(m);
 	dispatch(m);
 	maybe_poll(m);
 }
@@ -114,7 +298,7 @@ static void maybe_poll(struct master *m)
 {
 	int room;
 
-	if (!m->started || m->stopping || poller_busy(m->poller))
+	if (!m->started || m->stopping || m->journal_blocked || poller_busy(m->poller))
 		return;
 	room = m->cfg->max_pending - m->pending;
 	if (room <= 0) {
@@ -125,19 +309,20 @@ static void maybe_poll(struct master *m)
 	    room < m->cfg->poll_limit ? room : m->cfg->poll_limit);
 }
 
-static int usable(const struct wslot *w)
+/* ---- dispatch -------------------------------------------------------------- */
+
+static int usable(const struct master *m, const struct wslot *w)
 {
-	return w->state == W_READY && w->bev != NULL && !w->isolated && !w->reserved;
+	return w->gen == m->gen && w->state == W_READY && w->bev != NULL &&
+	    !w->isolated && !w->reserved;
 }
 
 static struct wslot *least_loaded(struct master *m)
 {
 	struct wslot *best = NULL;
 
-	for (int i = 0; i < m->nworkers; i++) {
-		struct wslot *w = &m->w[i];
-
-		if (!usable(w) || w->inflight >= m->cfg->worker_concurrency)
+	for (struct wslot *w = m->workers; w; w = w->next) {
+		if (!usable(m, w) || w->inflight >= m->cfg->worker_concurrency)
 			continue;
 		if (best == NULL || w->inflight < best->inflight)
 			best = w;
@@ -160,27 +345,22 @@ static void push_retry(struct master *m, struct upd *u)
 	m->retry_tail = u;
 }
 
-static struct upd *pop_retry(struct master *m)
+static void pop_retry(struct master *m)
 {
 	struct upd *u = m->retry_head;
 
-	if (u != NULL) {
-		m->retry_head = u->retry_next;
-		if (m->retry_head == NULL)
-			m->retry_tail = NULL;
-		u->retry_next = NULL;
-	}
-	return u;
+	m->retry_head = u->retry_next;
+	if (m->retry_head == NULL)
+		m->retry_tail = NULL;
+	u->retry_next = NULL;
 }
 
 static int send_to(struct master *m, struct wslot *w, struct upd *u)
 {
 	if (workers_send_update(m, w, u) != 0)
 		return -1;
-	u->slot = w->slot;
 	u->dispatched_ms = master_now_ms();
-	w->inflight++;
-	m->inflight++;
+	track(w, u);
 	return 0;
 }
 
@@ -194,17 +374,16 @@ static void dispatch_retries(struct master *m)
 	while (m->retry_head != NULL && m->inflight < m->cfg->concurrency) {
 		struct wslot *idle = NULL, *w;
 
-		for (int i = 0; i < m->nworkers; i++) {
-			w = &m->w[i];
-			if (w->state == W_READY && w->bev != NULL && !w->isolated &&
-			    w->inflight == 0) {
+		for (w = m->workers; w; w = w->next) {
+			if (w->gen == m->gen && w->state == W_READY && w->bev != NULL &&
+			    !w->isolated && w->inflight == 0) {
 				idle = w;
 				break;
 			}
 		}
 		if (idle == NULL) {
-			for (int i = 0; i < m->nworkers; i++)
-				if (m->w[i].reserved)
+			for (w = m->workers; w; w = w->next)
+				if (w->reserved && w->gen == m->gen && w->state == W_READY)
 					return;
 			if ((w = least_loaded(m)) != NULL)
 				w->reserved = 1;
@@ -223,6 +402,9 @@ static void dispatch(struct master *m)
 	struct wslot *w;
 	struct upd *u;
 
+	/* With the journal, a stop leaves pending updates for the next start. */
+	if (m->stopping && m->journal != NULL)
+		return;
 	dispatch_retries(m);
 	while (m->inflight < m->cfg->concurrency && (w = least_loaded(m)) != NULL) {
 		u = upd_of(seq_next_ready(m->seq));
@@ -235,50 +417,78 @@ static void dispatch(struct master *m)
 	}
 }
 
+/* ---- results from workers ---------------------------------------------------- */
+
 void master_worker_ready(struct master *m, struct wslot *w)
 {
-	m->nready++;
 	log_debug("worker %d (pid %ld) ready", w->slot, (long)w->pid);
-	if (!m->started && m->nready == m->nworkers) {
+	if (!m->started && ++m->nready == m->cfg->worker_count) {
 		m->started = 1;
-		log_notice("%d workers ready; polling %s as bot \"%s\"", m->nworkers,
-		    m->cfg->api_url, m->cfg->name);
+		log_notice("%d workers ready; polling %s as bot \"%s\"",
+		    m->cfg->worker_count, m->cfg->api_url, m->cfg->name);
 		notify_ready(&m->sd);
 	}
 	dispatch(m);
 	maybe_poll(m);
 }
 
+static void dead_letter(struct master *m, struct upd *u, const char *why)
+{
+	m->n_dead++;
+	if (m->journal != NULL && u->journaled &&
+	    journal_dead_letter(m->journal, u->id, u->attempt, why) == 0) {
+		log_err("update %lld (%s): dead-lettered after %d attempts: %s "
+		    "(tgrunctl dead-letters show %lld)", (long long)u->id,
+		    keys_type_name(u->type), u->attempt, why, (long long)u->id);
+		finish(m, u, 0);
+		return;
+	}
+	log_err("update %lld (%s): dropped after %d attempts: %s", (long long)u->id,
+	    keys_type_name(u->type), u->attempt, why);
+	finish(m, u, 1);
+}
+
 void master_update_done(struct master *m, struct wslot *w, int64_t id,
     int status, uint32_t ms)
 {
 	struct upd *u = u64map_get(&m->upds, (uint64_t)id);
+	int timed_out;
 
-	if (u == NULL || u->slot != w->slot) {
+	if (u == NULL || u->w != w) {
 		log_warn("worker %d: DONE for update %lld it was not running; ignored",
 		    w->slot, (long long)id);
 		return;
 	}
-	w->inflight--;
-	m->inflight--;
-	if (w->inflight == 0)
-		w->isolated = 0;
+	timed_out = u->cancel_sent_ms != 0;
+	untrack(u);
 	if (status == FRAME_ST_OK) {
 		w->done++;
 		m->n_done++;
 	} else {
 		w->failed++;
 		m->n_failed++;
-		log_info("update %lld (%s) failed in worker %d after %u ms",
-		    (long long)id, keys_type_name(u->type), w->slot, ms);
+		if (timed_out)
+			log_warn("update %lld (%s): cancelled after update_timeout; its keys "
+			    "are released now", (long long)id, keys_type_name(u->type));
+		else if (status == FRAME_ST_CANCELLED && m->stopping)
+			log_info("update %lld: cancelled by the stop", (long long)id);
+		else
+			log_info("update %lld (%s) failed in worker %d after %u ms",
+			    (long long)id, keys_type_name(u->type), w->slot, ms);
 	}
-	finish(m, u);
-	/*
-	 * Without the journal, fetched updates are usually confirmed already
-	 * (by the next getUpdates), so a stop finishes all of them.
-	 */
-	if (m->stopping && m->pending == 0) {
-		begin_confirm(m);
+	if (status == FRAME_ST_CANCELLED && m->stopping && !timed_out && m->journal) {
+		/* Cancelled by the stop: it stays journaled for the next start. */
+	} else {
+		finish(m, u, 1);
+	}
+	if (w->recycle_at && w->done + w->failed >= w->recycle_at && !w->recycling &&
+	    !m->stopping)
+		workers_recycle(m, w);
+	if (m->stopping) {
+		if (m->inflight == 0 && (m->journal != NULL || m->pending == 0))
+			begin_confirm(m);
+		else
+			dispatch(m);
 		return;
 	}
 	dispatch(m);
@@ -287,56 +497,94 @@ void master_update_done(struct master *m, struct wslot *w, int64_t id,
 
 void master_worker_lost(struct master *m, struct wslot *w)
 {
-	struct upd *batch[64];
-	size_t n;
-	uint64_t key;
+	struct upd *u;
 
-	/* Collect first: finish() edits the map being walked. */
-	do {
-		n = 0;
-		for (size_t i = 0; i < m->upds.cap && n < 64; i++) {
-			struct upd *u;
+	while ((u = w->fl_head) != NULL) {
+		int timed_out = u->cancel_sent_ms != 0;
 
-			if ((key = m->upds.keys[i]) == 0)
-				continue;
-			u = m->upds.vals[i];
-			if (u->slot == w->slot)
-				batch[n++] = u;
+		untrack(u);
+		if (m->stopping && m->journal != NULL)
+			continue;	/* stays journaled for the next start */
+		if (timed_out) {
+			m->n_failed++;
+			log_warn("update %lld: its worker was killed after update_timeout "
+			    "and kill_grace; not retried", (long long)u->id);
+			finish(m, u, 1);
+			continue;
 		}
-		for (size_t i = 0; i < n; i++) {
-			struct upd *u = batch[i];
-
-			u->slot = -1;
-			m->inflight--;
-			if (u->attempt >= m->cfg->max_attempts) {
-				log_err("update %lld (%s): dropped after %d attempts; its "
-				    "worker died each time", (long long)u->id,
-				    keys_type_name(u->type), u->attempt);
-				m->n_dropped++;
-				finish(m, u);
-				continue;
-			}
-			u->attempt++;
-			m->n_retried++;
-			log_warn("update %lld: retrying (attempt %d) after worker %d died",
-			    (long long)u->id, u->attempt, w->slot);
-			/* It keeps its key slots, so per-chat order holds. */
-			push_retry(m, u);
+		if (u->attempt >= m->cfg->max_attempts) {
+			dead_letter(m, u, "its worker died during each attempt");
+			continue;
 		}
-	} while (n == 64);
-	w->inflight = 0;
+		u->attempt++;
+		m->n_retried++;
+		if (m->journal != NULL && u->journaled &&
+		    journal_set_attempt(m->journal, u->id, u->attempt) != 0)
+			log_warn("journal: cannot store the attempt of update %lld: %s",
+			    (long long)u->id, journal_errmsg(m->journal));
+		log_warn("update %lld: retrying (attempt %d) after worker %d died",
+		    (long long)u->id, u->attempt, w->slot);
+		/* It keeps its key slots, so per-chat order holds. */
+		push_retry(m, u);
+	}
 	w->isolated = w->reserved = 0;
-	if (m->stopping && m->pending == 0)
+	if (m->stopping && m->inflight == 0 && (m->journal != NULL || m->pending == 0))
 		begin_confirm(m);
 	else
 		dispatch(m);
 }
 
-/* The lowest update id not finished, or the next offset: all below it are done. */
+/* ---- timeouts and heartbeats ---------------------------------------------------- */
+
+static void check_timeouts(struct master *m, int64_t now)
+{
+	for (struct wslot *w = m->workers; w; w = w->next) {
+		for (struct upd *u = w->fl_head; u; u = u->wnext) {
+			if (u->cancel_sent_ms == 0 &&
+			    now - u->dispatched_ms >= m->cfg->update_timeout_ms) {
+				log_warn("update %lld: running for %lld ms, over update_timeout; "
+				    "cancelling it", (long long)u->id,
+				    (long long)(now - u->dispatched_ms));
+				m->n_timeout++;
+				u->cancel_sent_ms = now;
+				if (workers_send_cancel(w, u->id) != 0 && w->pid > 0)
+					kill(w->pid, SIGKILL);
+			} else if (u->cancel_sent_ms != 0 &&
+			    now - u->cancel_sent_ms >= m->cfg->kill_grace_ms && w->pid > 0) {
+				log_err("worker %d (pid %ld): update %lld did not end within "
+				    "kill_grace of its cancel; killing the worker", w->slot,
+				    (long)w->pid, (long long)u->id);
+				kill(w->pid, SIGKILL);
+				break;
+			}
+		}
+	}
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct master *m = arg;
+	int64_t now = master_now_ms();
+	static int64_t last_ping;
+	int64_t every = m->cfg->heartbeat_timeout_ms / 4;
+
+	check_timeouts(m, now);
+	if (now - last_ping >= (every > TICK_MS ? every : TICK_MS)) {
+		last_ping = now;
+		workers_heartbeat(m);
+	}
+}
+
+/* ---- stop ------------------------------------------------------------------------ */
+
+/* The lowest update id not finished, or the next offset. */
 static int64_t confirm_offset(struct master *m)
 {
 	int64_t low = m->next_offset;
 
+	/* Journaled updates survive in the journal: everything fetched may go. */
+	if (m->journal != NULL)
+		return low;
 	for (size_t i = 0; i < m->upds.cap; i++) {
 		struct upd *u = m->upds.vals[i];
 
@@ -358,14 +606,11 @@ static void begin_confirm(struct master *m)
 		on_confirmed(m, 0);
 		return;
 	}
-	/*
-	 * Never confirm past an unfinished update: one not yet confirmed by a
-	 * later getUpdates stays with the Bot API for the next start.
-	 */
 	off = confirm_offset(m);
 	if (m->pending > 0)
-		log_warn("%d fetched updates were not finished; confirming offset "
-		    "%lld", m->pending, (long long)off);
+		log_notice("%d fetched updates not finished %s; confirming offset %lld",
+		    m->pending, m->journal ? "stay in the journal" : "are lost",
+		    (long long)off);
 	m->next_offset = off;
 	poller_confirm(m->poller, off);
 }
@@ -373,9 +618,22 @@ static void begin_confirm(struct master *m)
 static void on_shutdown_timeout(evutil_socket_t fd, short what, void *arg)
 {
 	struct master *m = arg;
+	struct timeval tv = { m->cfg->kill_grace_ms / 1000,
+	    (m->cfg->kill_grace_ms % 1000) * 1000 };
+	static int cancelled;
 
-	log_warn("shutdown_timeout: %d updates still running, %d pending; "
-	    "stopping the workers", m->inflight, m->pending);
+	if (!cancelled && m->inflight > 0) {
+		/* First cancel: fibers see it in their next yielding call. */
+		cancelled = 1;
+		log_warn("shutdown_timeout: cancelling %d updates still running",
+		    m->inflight);
+		for (struct wslot *w = m->workers; w; w = w->next)
+			for (struct upd *u = w->fl_head; u; u = u->wnext)
+				(void)workers_send_cancel(w, u->id);
+		evtimer_add(m->shutdown_ev, &tv);
+		return;
+	}
+	log_warn("shutdown: %d updates did not end; killing their workers", m->inflight);
 	workers_kill_all(m, SIGKILL);
 	begin_confirm(m);
 }
@@ -402,14 +660,104 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 	if (m->shutdown_ev == NULL)
 		fatalx("evtimer_new failed");
 	evtimer_add(m->shutdown_ev, &tv);
-	if (m->pending == 0)
+	if (m->inflight == 0 && (m->journal != NULL || m->pending == 0))
 		begin_confirm(m);
+}
+
+/* ---- reload ---------------------------------------------------------------------- */
+
+static void start_reload(struct master *m)
+{
+	char err[1024];
+	struct config *c;
+
+	notify_reloading(&m->sd);
+	c = config_load(m->cfg->path, err, sizeof(err));
+	if (c == NULL) {
+		log_err("reload refused: %s; the running generation keeps serving", err);
+		notify_ready(&m->sd);
+		return;
+	}
+	if (c->journal_enabled != m->cfg->journal_enabled ||
+	    strcmp(c->journal_path, m->cfg->journal_path) != 0 ||
+	    c->journal_sync != m->cfg->journal_sync)
+		log_warn("reload: [journal] changes take effect at the next start");
+	if (strcmp(c->api_url, m->cfg->api_url) != 0)
+		log_warn("reload: [bot] api_url changes take effect at the next start");
+	m->next_cfg = c;
+	m->reloading = 1;
+	m->reload_gen = (m->reload_gen > m->gen ? m->reload_gen : m->gen) + 1;
+	log_notice("SIGHUP: starting worker generation %d (%d workers, %s)",
+	    m->reload_gen, c->worker_count, c->handler);
+	if (workers_start(m, c, m->reload_gen) != 0)
+		master_generation_failed(m, m->reload_gen, "cannot start workers");
+}
+
+static void reload_finished(struct master *m)
+{
+	m->reloading = 0;
+	notify_ready(&m->sd);
+	if (m->reload_queued && !m->stopping) {
+		m->reload_queued = 0;
+		log_notice("running the reload queued during the last one");
+		start_reload(m);
+	}
+}
+
+void master_generation_ready(struct master *m, int gen)
+{
+	struct config *old = m->cfg;
+	int old_gen = m->gen;
+
+	/* Keep what cannot change while running. */
+	m->next_cfg->journal_enabled = old->journal_enabled;
+	m->next_cfg->journal_sync = old->journal_sync;
+	free(m->next_cfg->journal_path);
+	m->next_cfg->journal_path = strdup(old->journal_path);
+	free(m->next_cfg->api_url);
+	m->next_cfg->api_url = strdup(old->api_url);
+	if (m->next_cfg->journal_path == NULL || m->next_cfg->api_url == NULL)
+		fatalx("out of memory");
+	m->cfg = m->next_cfg;
+	m->next_cfg = NULL;
+	m->gen = gen;
+	poller_set_config(m->poller, m->cfg);
+	config_free(old);
+	workers_drain_generation(m, old_gen);
+	log_notice("reload done: generation %d serves (%s); generation %d drains",
+	    gen, m->cfg->handler, old_gen);
+	reload_finished(m);
+	dispatch(m);
+	maybe_poll(m);
+}
+
+void master_generation_failed(struct master *m, int gen, const char *why)
+{
+	if (!m->reloading || gen != m->reload_gen)
+		return;
+	log_err("reload refused: the new workers failed to start (%s); generation "
+	    "%d keeps serving", why, m->gen);
+	workers_kill_generation(m, gen);
+	config_free(m->next_cfg);
+	m->next_cfg = NULL;
+	reload_finished(m);
 }
 
 static void on_hup(evutil_socket_t sig, short what, void *arg)
 {
-	log_warn("SIGHUP: reloading is not supported yet; ignored");
+	struct master *m = arg;
+
+	if (m->stopping)
+		return;
+	if (m->reloading || !m->started) {
+		log_notice("SIGHUP during a reload or start-up: queued");
+		m->reload_queued = 1;
+		return;
+	}
+	start_reload(m);
 }
+
+/* ---- the loop ---------------------------------------------------------------------- */
 
 static void on_chld(evutil_socket_t sig, short what, void *arg)
 {
@@ -428,6 +776,7 @@ static void on_stats(evutil_socket_t fd, short what, void *arg)
 	double secs = (double)(now - m->last_stats_ms) / 1000.0;
 	double rate = secs > 0 ? (double)(m->n_done - m->n_done_last) / secs : 0.0;
 	const char *polling = m->stopping ? "stopping" :
+	    m->journal_blocked ? "paused (journal)" :
 	    m->pending >= m->cfg->max_pending ? "paused" : "polling";
 
 	if (m->n_done != m->n_done_last || m->inflight > 0)
@@ -436,11 +785,22 @@ static void on_stats(evutil_socket_t fd, short what, void *arg)
 		    (unsigned long long)m->n_fetched, (unsigned long long)m->n_done,
 		    (unsigned long long)m->n_failed, m->inflight, m->pending, rate);
 	notify_status(&m->sd, "%s; in flight %d, pending %d, done %llu, failed %llu, "
-	    "dropped %llu, %.0f updates/s", polling, m->inflight, m->pending,
+	    "dead letters %llu, %.0f updates/s", polling, m->inflight, m->pending,
 	    (unsigned long long)m->n_done, (unsigned long long)m->n_failed,
-	    (unsigned long long)m->n_dropped, rate);
+	    (unsigned long long)m->n_dead, rate);
 	m->n_done_last = m->n_done;
 	m->last_stats_ms = now;
+}
+
+/* Runs only while the loop turns and workers answer heartbeats. */
+static void on_watchdog(evutil_socket_t fd, short what, void *arg)
+{
+	struct master *m = arg;
+
+	if (workers_healthy(m))
+		notify_watchdog(&m->sd);
+	else
+		log_warn("watchdog: a worker misses heartbeats; not telling systemd");
 }
 
 void master_exit(struct master *m, int status)
@@ -452,20 +812,22 @@ void master_exit(struct master *m, int status)
 	event_base_loopbreak(m->base);
 }
 
-/* Runs only while the loop turns: a wedged master stops feeding systemd. */
-static void on_watchdog(evutil_socket_t fd, short what, void *arg)
-{
-	struct master *m = arg;
-
-	notify_watchdog(&m->sd);
-}
-
 static struct event *add_signal(struct master *m, int sig, event_callback_fn cb)
 {
 	struct event *ev = evsignal_new(m->base, sig, cb, m);
 
 	if (ev == NULL || event_add(ev, NULL) != 0)
 		fatalx("cannot watch signal %d", sig);
+	return ev;
+}
+
+static struct event *add_timer(struct master *m, int64_t ms, event_callback_fn cb)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	struct event *ev = event_new(m->base, -1, EV_PERSIST, cb, m);
+
+	if (ev == NULL || event_add(ev, &tv) != 0)
+		fatalx("cannot start a timer");
 	return ev;
 }
 
@@ -491,17 +853,38 @@ static void wait_children(struct master *m, int64_t grace_ms)
 	}
 }
 
+static void master_free(struct master *m)
+{
+	poller_free(m->poller);
+	workers_free(m);
+	for (size_t i = 0; i < m->upds.cap; i++)
+		if (m->upds.keys[i] != 0)
+			upd_free(m->upds.vals[i]);
+	u64map_free(&m->upds);
+	seq_free(m->seq);
+	evcurl_free(m->ec);
+	journal_close(m->journal);
+	struct event *evs[] = { m->sig_term, m->sig_int, m->sig_hup, m->sig_chld,
+	    m->stats_ev, m->shutdown_ev, m->watchdog_ev, m->tick_ev, m->journal_ev };
+	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
+		if (evs[i] != NULL)
+			event_free(evs[i]);
+	if (m->base)
+		event_base_free(m->base);
+	free(m->worker_path);
+	config_free(m->next_cfg);
+}
+
 int master_run(struct config *cfg, const char *token)
 {
 	struct master m;
 	struct poller_cbs cbs = { on_batch, on_rejected, on_confirmed, &m };
-	struct timeval tv = { STATS_INTERVAL_S, 0 };
 	int status;
 
 	memset(&m, 0, sizeof(m));
 	m.cfg = cfg;
 	m.token = token;
-	m.nworkers = cfg->worker_count;
+	m.gen = 1;
 	u64map_init(&m.upds);
 	signal(SIGPIPE, SIG_IGN);
 	m.worker_path = workers_find_binary();
@@ -510,6 +893,11 @@ int master_run(struct config *cfg, const char *token)
 	m.seq = seq_new();
 	if (m.worker_path == NULL || m.ec == NULL || m.seq == NULL)
 		fatalx("cannot set up the event loop");
+	if (journal_start(&m) != 0) {
+		master_free(&m);
+		config_free(cfg);
+		return EXIT_CONFIG;
+	}
 	m.poller = poller_new(m.base, m.ec, cfg, token, &cbs);
 	if (m.poller == NULL)
 		fatalx("cannot set up the poller");
@@ -517,49 +905,33 @@ int master_run(struct config *cfg, const char *token)
 	m.sig_int = add_signal(&m, SIGINT, on_stop_signal);
 	m.sig_hup = add_signal(&m, SIGHUP, on_hup);
 	m.sig_chld = add_signal(&m, SIGCHLD, on_chld);
-	m.stats_ev = event_new(m.base, -1, EV_PERSIST, on_stats, &m);
-	event_add(m.stats_ev, &tv);
+	m.stats_ev = add_timer(&m, STATS_INTERVAL_S * 1000, on_stats);
+	m.tick_ev = add_timer(&m, TICK_MS, on_tick);
+	if (m.journal != NULL) {
+		struct timeval tv = { 0, JOURNAL_FLUSH_MS * 1000 };
+
+		m.journal_ev = evtimer_new(m.base, on_journal_timer, &m);
+		if (m.journal_ev == NULL || evtimer_add(m.journal_ev, &tv) != 0)
+			fatalx("cannot start the journal timer");
+	}
 	m.last_stats_ms = master_now_ms();
 	notify_init(&m.sd);
-	if (notify_watchdog_interval_usec(&m.sd) > 0) {
-		uint64_t half = notify_watchdog_interval_usec(&m.sd) / 2;
-		struct timeval wtv = { (time_t)(half / 1000000), (suseconds_t)(half % 1000000) };
+	if (notify_watchdog_interval_usec(&m.sd) > 0)
+		m.watchdog_ev = add_timer(&m,
+		    (int64_t)(notify_watchdog_interval_usec(&m.sd) / 2000), on_watchdog);
 
-		m.watchdog_ev = event_new(m.base, -1, EV_PERSIST, on_watchdog, &m);
-		if (m.watchdog_ev == NULL || event_add(m.watchdog_ev, &wtv) != 0)
-			fatalx("cannot start the watchdog timer");
-	}
-
-	log_info("starting %d workers (%s)", m.nworkers, cfg->handler);
-	if (workers_start(&m) != 0)
+	log_info("starting %d workers (%s)", cfg->worker_count, cfg->handler);
+	if (workers_start(&m, cfg, m.gen) != 0)
 		fatalx("cannot allocate worker slots");
 	event_base_dispatch(m.base);
 
 	status = m.exit_status;
 	wait_children(&m, m.stopping ? DRAIN_GRACE_MS : 0);
 	if (status == EXIT_OK)
-		log_notice("stopped: fetched %llu, done %llu, failed %llu",
+		log_notice("stopped: fetched %llu, done %llu, failed %llu, dead letters %llu",
 		    (unsigned long long)m.n_fetched, (unsigned long long)m.n_done,
-		    (unsigned long long)m.n_failed);
-
-	poller_free(m.poller);
-	workers_free(&m);
-	for (size_t i = 0; i < m.upds.cap; i++)
-		if (m.upds.keys[i] != 0)
-			upd_free(m.upds.vals[i]);
-	u64map_free(&m.upds);
-	seq_free(m.seq);
-	evcurl_free(m.ec);
-	event_free(m.sig_term);
-	event_free(m.sig_int);
-	event_free(m.sig_hup);
-	event_free(m.sig_chld);
-	event_free(m.stats_ev);
-	if (m.watchdog_ev)
-		event_free(m.watchdog_ev);
-	if (m.shutdown_ev)
-		event_free(m.shutdown_ev);
-	event_base_free(m.base);
-	free(m.worker_path);
+		    (unsigned long long)m.n_failed, (unsigned long long)m.n_dead);
+	master_free(&m);
+	config_free(m.cfg);	/* the one in use: a reload may have replaced cfg */
 	return status;
 }

@@ -19,69 +19,90 @@ enum {
 	EXIT_TOKEN = 3,		/* the Bot API rejected the token */
 };
 
+struct wslot;
+
 struct upd {
 	int64_t id;
 	char *json;
 	size_t len;
 	int attempt;
-	int slot;		/* worker running it, -1 if none */
+	struct wslot *w;	/* worker running it, NULL if none */
+	struct upd *wprev, *wnext;	/* in w's in-flight list */
 	int64_t dispatched_ms;
+	int64_t cancel_sent_ms;	/* update_timeout: CANCEL sent, 0 if not */
+	int journaled;		/* written to the journal */
 	enum update_type type;
 	struct upd *retry_next;	/* on the retry queue */
-	struct seq_entry se;	/* must stay last-ish: sequencer links */
+	struct seq_entry se;	/* sequencer links */
 };
 
 enum wstate { W_EMPTY, W_STARTING, W_READY, W_DRAINING };
 
 struct wslot {
-	int slot;
+	int slot;		/* 0..count-1 within its generation */
+	int gen;
 	enum wstate state;
 	pid_t pid;
 	struct bufferevent *bev;
 	int inflight;
+	struct upd *fl_head;	/* updates in flight here */
 	/*
 	 * A retried update runs alone in its worker, so an update that kills
 	 * its worker cannot take innocent updates down with it again.
 	 */
 	int isolated;		/* running a retried update; gets nothing else */
 	int reserved;		/* draining to become free for a retried update */
+	int recycling;		/* drained after max_updates; respawn when it exits */
 	uint64_t done, failed;
+	uint64_t recycle_at;	/* max_updates with jitter, 0 = never */
 	int64_t started_ms;
+	int64_t last_pong_ms;
+	uint64_t ping_seq;
 	int64_t backoff_ms;	/* crash-storm backoff for the next respawn */
 	struct event *respawn_ev;
 	struct master *m;
+	struct wslot *next;	/* in m->workers */
 };
 
 struct master {
 	struct config *cfg;
+	struct config *next_cfg;	/* a reload waiting for its workers */
 	const char *token;
 	char *worker_path;
 	struct event_base *base;
 	struct evcurl *ec;
 	struct poller *poller;
+	struct journal *journal;	/* NULL when [journal] enabled = no */
 	struct seq *seq;
 	struct u64map upds;		/* update id -> struct upd */
 	struct upd *retry_head, *retry_tail;
-	struct wslot *w;
-	int nworkers;
-	int nready;
+	struct wslot *workers;		/* every generation */
+	int gen;			/* generation receiving new updates */
+	int reload_gen;			/* the generation a reload starts */
+	int nready;			/* READY workers of the current generation */
 	int started;			/* all workers acknowledged; polling */
 	int stopping;			/* SIGTERM seen */
+	int reloading;			/* a new generation is starting */
+	int reload_queued;		/* SIGHUP during a reload */
+	int journal_blocked;		/* a batch could not be written: polling paused */
 	int exit_status;
 	int64_t next_offset;		/* 0 until the first batch */
 	int pending;			/* fetched and not finished */
 	int inflight;			/* sent to a worker and not finished */
 	struct event *sig_term, *sig_int, *sig_hup, *sig_chld;
-	struct event *stats_ev, *shutdown_ev, *watchdog_ev;
+	struct event *stats_ev, *shutdown_ev, *watchdog_ev, *tick_ev;
+	struct event *journal_ev;	/* completion flush / blocked-batch retry */
 	struct notify sd;
+	uint64_t rng;
 	/* counters */
-	uint64_t n_fetched, n_done, n_failed, n_retried, n_dropped;
+	uint64_t n_fetched, n_done, n_failed, n_retried, n_dead, n_timeout;
 	uint64_t n_done_last;
 	int64_t last_stats_ms;
+	int64_t last_poll_ok_ms;
 };
 
 int64_t master_now_ms(void);
-/* Run the daemon until it stops; returns the exit status. */
+/* Run the daemon until it stops; returns the exit status. Takes over cfg. */
 int master_run(struct config *cfg, const char *token);
 /* Stop the loop with `status` (after workers are told or killed). */
 void master_exit(struct master *m, int status);
@@ -93,8 +114,26 @@ void master_update_done(struct master *m, struct wslot *w, int64_t id,
 /* The worker in `w` is gone: its in-flight updates are retried. */
 void master_worker_lost(struct master *m, struct wslot *w);
 
+/* A new generation of workers for `cfg` is all READY (reload). */
+void master_generation_ready(struct master *m, int gen);
+/* A new generation could not start: the reload is refused. */
+void master_generation_failed(struct master *m, int gen, const char *why);
+
 /* daemon/workers.c */
-int workers_start(struct master *m) __attribute__((warn_unused_result));
+/* Start cfg->worker_count workers as generation `gen`. */
+int workers_start(struct master *m, const struct config *cfg, int gen)
+	__attribute__((warn_unused_result));
+/* Tell every worker of generation `gen` to finish its work and exit. */
+void workers_drain_generation(struct master *m, int gen);
+/* Kill and forget every worker of generation `gen` (a failed reload). */
+void workers_kill_generation(struct master *m, int gen);
+/* PING every worker; kill those silent past heartbeat_timeout. */
+void workers_heartbeat(struct master *m);
+/* 1 when every READY worker answered a ping within heartbeat_timeout. */
+int workers_healthy(const struct master *m);
+int workers_send_cancel(struct wslot *w, int64_t id);
+/* Drain `w` and start a fresh worker in its slot once it exits. */
+void workers_recycle(struct master *m, struct wslot *w);
 int workers_send_update(struct master *m, struct wslot *w, struct upd *u)
 	__attribute__((warn_unused_result));
 void workers_drain(struct master *m);

@@ -239,6 +239,7 @@ void poller_stop(struct poller *p)
 	evcurl_remove(p->ec, p->req.easy);
 	evtimer_del(p->retry_ev);
 	p->state = P_IDLE;
+	p->deleting = 0;
 }
 
 void poller_confirm(struct poller *p, int64_t offset)
@@ -247,6 +248,13 @@ void poller_confirm(struct poller *p, int64_t offset)
 	p->state = P_CONFIRM;
 	p->offset = offset;
 	send_request(p, offset, 1, 0);
+}
+
+void poller_set_config(struct poller *p, const struct config *cfg)
+{
+	p->cfg = cfg;
+	json_decref(p->allowed);
+	p->allowed = cfg->allowed_updates ? json_loads(cfg->allowed_updates, 0, NULL) : NULL;
 }
 
 void poller_get_stats(const struct poller *p, struct poller_stats *st)

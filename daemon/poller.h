@@ -40,6 +40,9 @@ void poller_stop(struct poller *p);
  */
 void poller_confirm(struct poller *p, int64_t offset);
 
+/* A reload: use `cfg` (timeout, limit, allowed_updates...) from the next request on. */
+void poller_set_config(struct poller *p, const struct config *cfg);
+
 struct poller_stats {
 	uint64_t requests, batches, updates, errors;
 	int64_t last_ok_ms;	/* monotonic time of the last successful answer */

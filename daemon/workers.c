@@ -1,4 +1,4 @@
-/* Worker processes: fork+exec, the READY handshake, frames, reaping and respawn. */
+/* Worker processes: fork+exec, READY handshake, frames, heartbeats, reaping, respawn, generations. */
 #include "master.h"
 #include "frame.h"
 #include "log.h"
@@ -49,9 +49,24 @@ char *workers_find_binary(void)
 	return strdup(TGRUN_LIBEXECDIR "/tgrun-worker");
 }
 
+/* The config a worker runs with: a starting generation has the reloaded one. */
+static const struct config *cfg_of(const struct master *m, const struct wslot *w)
+{
+	return m->next_cfg != NULL && w->gen > m->gen ? m->next_cfg : m->cfg;
+}
+
+static int gen_size(const struct master *m, int gen)
+{
+	int n = 0;
+
+	for (const struct wslot *w = m->workers; w; w = w->next)
+		n += w->gen == gen;
+	return n;
+}
+
 static json_t *settings_json(struct master *m, struct wslot *w)
 {
-	const struct config *c = m->cfg;
+	const struct config *c = cfg_of(m, w);
 	json_t *kv = json_object();
 
 	for (size_t i = 0; i < c->handler_nkv; i++)
@@ -59,7 +74,7 @@ static json_t *settings_json(struct master *m, struct wslot *w)
 		    json_string(c->handler_kv[i].value));
 	return json_pack("{s:i, s:i, s:i, s:s, s:s, s:s, s:I, s:i, s:I, s:o, "
 	    "s:i, s:I, s:i}",
-	    "slot", w->slot, "count", m->nworkers, "generation", 1,
+	    "slot", w->slot, "count", c->worker_count, "generation", w->gen,
 	    "handler", c->handler, "api_url", c->api_url, "token", m->token,
 	    "api_timeout_ms", (json_int_t)c->api_timeout_ms,
 	    "api_retries", c->api_retries,
@@ -89,9 +104,36 @@ static void protocol_error(struct wslot *w, const char *why)
 
 static void on_fail_frame(struct master *m, struct wslot *w, const struct frame *f)
 {
-	log_err("worker %d: start-up failed: %.*s", w->slot, (int)f->len, f->payload);
+	char msg[512];
+
+	snprintf(msg, sizeof(msg), "%.*s", (int)(f->len < 400 ? f->len : 400), f->payload);
+	log_err("worker %d: start-up failed: %s", w->slot, msg);
+	if (w->gen > m->gen) {
+		if (w->gen == m->reload_gen && m->reloading)
+			master_generation_failed(m, w->gen, msg);
+		return;
+	}
 	/* A handler that will not load or init will not after a restart either. */
 	master_exit(m, EXIT_CONFIG);
+}
+
+static void on_ready(struct master *m, struct wslot *w)
+{
+	w->state = W_READY;
+	w->last_pong_ms = master_now_ms();
+	if (w->gen > m->gen) {
+		int ready = 0;
+
+		if (w->gen != m->reload_gen || !m->reloading)
+			return;
+
+		for (struct wslot *x = m->workers; x; x = x->next)
+			ready += x->gen == w->gen && x->state == W_READY;
+		if (ready == gen_size(m, w->gen))
+			master_generation_ready(m, w->gen);
+		return;
+	}
+	master_worker_ready(m, w);
 }
 
 static void on_read(struct bufferevent *bev, void *arg)
@@ -101,7 +143,7 @@ static void on_read(struct bufferevent *bev, void *arg)
 	struct evbuffer *in = bufferevent_get_input(bev);
 	const char *why = NULL;
 	struct frame f;
-	int r;
+	int r = 0;
 
 	while (w->bev != NULL && (r = frame_read(in, &f, &why)) == 1) {
 		switch (f.type) {
@@ -110,9 +152,9 @@ static void on_read(struct bufferevent *bev, void *arg)
 				protocol_error(w, "READY twice");
 				return;
 			}
-			w->state = W_READY;
-			master_worker_ready(m, w);
-			break;
+			frame_consume(in, &f);
+			on_ready(m, w);
+			continue;
 		case FRAME_DONE:
 			if (w->state != W_READY && w->state != W_DRAINING) {
 				protocol_error(w, "DONE before READY");
@@ -124,13 +166,16 @@ static void on_read(struct bufferevent *bev, void *arg)
 			on_fail_frame(m, w, &f);
 			return;
 		case FRAME_PONG:
+			w->last_pong_ms = master_now_ms();
+			break;
 		case FRAME_STATS:
 			break;
 		default:
 			protocol_error(w, "unexpected frame type from a worker");
 			return;
 		}
-		frame_consume(in, &f);
+		if (w->bev != NULL)
+			frame_consume(in, &f);
 	}
 	if (w->bev != NULL && r < 0)
 		protocol_error(w, why);
@@ -154,18 +199,34 @@ static void on_respawn(evutil_socket_t fd, short what, void *arg)
 		log_err("worker %d: respawn failed; trying again later", w->slot);
 }
 
+static void schedule_respawn(struct wslot *w, int64_t ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	evtimer_add(w->respawn_ev, &tv);
+}
+
+static uint64_t next_rand(struct master *m)
+{
+	m->rng ^= m->rng << 13;
+	m->rng ^= m->rng >> 7;
+	m->rng ^= m->rng << 17;
+	return m->rng;
+}
+
 static int spawn(struct master *m, struct wslot *w)
 {
-	int sv[2];
+	const struct config *c = cfg_of(m, w);
+	int sv[2], rc;
 	pid_t pid, parent;
 	char slotarg[16];
 	json_t *set;
 	char *text;
-	int rc;
 
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
 		log_err("worker %d: socketpair: %s", w->slot, strerror(errno));
-		goto retry;
+		schedule_respawn(w, 1000);
+		return -1;
 	}
 	snprintf(slotarg, sizeof(slotarg), "%d", w->slot);
 	parent = getpid();
@@ -174,7 +235,8 @@ static int spawn(struct master *m, struct wslot *w)
 		log_err("worker %d: fork: %s", w->slot, strerror(errno));
 		close(sv[0]);
 		close(sv[1]);
-		goto retry;
+		schedule_respawn(w, 1000);
+		return -1;
 	}
 	if (pid == 0) {
 		/* Child: never touch the parent's loop or curl handles; exec. */
@@ -199,7 +261,12 @@ static int spawn(struct master *m, struct wslot *w)
 	w->pid = pid;
 	w->state = W_STARTING;
 	w->inflight = 0;
+	w->done = w->failed = 0;
+	w->isolated = w->reserved = w->recycling = 0;
+	w->recycle_at = c->max_updates > 0 ? (uint64_t)c->max_updates +
+	    next_rand(m) % ((uint64_t)c->max_updates / 10 + 1) : 0;
 	w->started_ms = master_now_ms();
+	w->last_pong_ms = w->started_ms;
 	w->bev = bufferevent_socket_new(m->base, sv[0], BEV_OPT_CLOSE_ON_FREE);
 	if (w->bev == NULL) {
 		close(sv[0]);
@@ -221,30 +288,30 @@ static int spawn(struct master *m, struct wslot *w)
 		log_err("worker %d: cannot send its settings", w->slot);
 		kill(pid, SIGKILL);
 	}
-	log_debug("worker %d: started, pid %ld", w->slot, (long)pid);
+	log_debug("worker %d (generation %d): started, pid %ld", w->slot, w->gen,
+	    (long)pid);
 	return 0;
-retry:
-	{
-		struct timeval tv = { 1, 0 };
-
-		evtimer_add(w->respawn_ev, &tv);
-	}
-	return -1;
 }
 
-int workers_start(struct master *m)
+int workers_start(struct master *m, const struct config *cfg, int gen)
 {
-	m->w = calloc((size_t)m->nworkers, sizeof(*m->w));
-	if (m->w == NULL)
-		return -1;
-	for (int i = 0; i < m->nworkers; i++) {
-		struct wslot *w = &m->w[i];
+	if (m->rng == 0)
+		m->rng = (uint64_t)master_now_ms() * 2654435761u + (uint64_t)getpid();
+	for (int i = 0; i < cfg->worker_count; i++) {
+		struct wslot *w = calloc(1, sizeof(*w));
 
+		if (w == NULL)
+			return -1;
 		w->slot = i;
+		w->gen = gen;
 		w->m = m;
 		w->respawn_ev = evtimer_new(m->base, on_respawn, w);
-		if (w->respawn_ev == NULL)
+		if (w->respawn_ev == NULL) {
+			free(w);
 			return -1;
+		}
+		w->next = m->workers;
+		m->workers = w;
 		(void)spawn(m, w);
 	}
 	return 0;
@@ -258,37 +325,107 @@ int workers_send_update(struct master *m, struct wslot *w, struct upd *u)
 	    (uint64_t)u->id, (uint32_t)u->attempt, u->json, u->len);
 }
 
+int workers_send_cancel(struct wslot *w, int64_t id)
+{
+	if (w->bev == NULL)
+		return -1;
+	return frame_write(bufferevent_get_output(w->bev), FRAME_CANCEL, 0,
+	    (uint64_t)id, 0, NULL, 0);
+}
+
+static void drain_one(struct wslot *w)
+{
+	evtimer_del(w->respawn_ev);
+	if (w->bev != NULL && w->state == W_READY) {
+		if (frame_write(bufferevent_get_output(w->bev), FRAME_DRAIN, 0, 0, 0,
+		    NULL, 0) != 0)
+			kill(w->pid, SIGKILL);
+		w->state = W_DRAINING;
+	} else if (w->pid > 0 && w->state != W_DRAINING) {
+		kill(w->pid, SIGKILL);
+	}
+}
+
 void workers_drain(struct master *m)
 {
-	for (int i = 0; i < m->nworkers; i++) {
-		struct wslot *w = &m->w[i];
+	for (struct wslot *w = m->workers; w; w = w->next)
+		drain_one(w);
+}
 
+void workers_drain_generation(struct master *m, int gen)
+{
+	for (struct wslot *w = m->workers; w; w = w->next)
+		if (w->gen == gen)
+			drain_one(w);
+}
+
+void workers_kill_generation(struct master *m, int gen)
+{
+	for (struct wslot *w = m->workers; w; w = w->next) {
+		if (w->gen != gen)
+			continue;
 		evtimer_del(w->respawn_ev);
-		if (w->bev != NULL && w->state == W_READY) {
-			if (frame_write(bufferevent_get_output(w->bev), FRAME_DRAIN,
-			    0, 0, 0, NULL, 0) != 0)
-				kill(w->pid, SIGKILL);
-			w->state = W_DRAINING;
-		} else if (w->pid > 0) {
+		drop_conn(w);
+		if (w->pid > 0)
 			kill(w->pid, SIGKILL);
-		}
+		w->state = W_EMPTY;
 	}
+}
+
+void workers_recycle(struct master *m, struct wslot *w)
+{
+	log_info("worker %d: %llu updates handled; recycling it ([workers] "
+	    "max_updates)", w->slot, (unsigned long long)(w->done + w->failed));
+	w->recycling = 1;
+	drain_one(w);
 }
 
 void workers_kill_all(struct master *m, int sig)
 {
-	for (int i = 0; i < m->nworkers; i++)
-		if (m->w[i].pid > 0)
-			kill(m->w[i].pid, sig);
+	for (struct wslot *w = m->workers; w; w = w->next)
+		if (w->pid > 0)
+			kill(w->pid, sig);
 }
 
 int workers_alive(const struct master *m)
 {
 	int n = 0;
 
-	for (int i = 0; i < m->nworkers; i++)
-		n += m->w[i].pid > 0;
+	for (const struct wslot *w = m->workers; w; w = w->next)
+		n += w->pid > 0;
 	return n;
+}
+
+void workers_heartbeat(struct master *m)
+{
+	int64_t now = master_now_ms(), limit = m->cfg->heartbeat_timeout_ms;
+
+	for (struct wslot *w = m->workers; w; w = w->next) {
+		if ((w->state != W_READY && w->state != W_DRAINING) || w->bev == NULL)
+			continue;
+		if (now - w->last_pong_ms > limit) {
+			log_err("worker %d (pid %ld): no heartbeat for %lld ms (its loop "
+			    "is stuck, e.g. a handler spinning without yielding); "
+			    "killing it", w->slot, (long)w->pid,
+			    (long long)(now - w->last_pong_ms));
+			drop_conn(w);
+			kill(w->pid, SIGKILL);
+			continue;
+		}
+		if (frame_write(bufferevent_get_output(w->bev), FRAME_PING, 0,
+		    ++w->ping_seq, 0, NULL, 0) != 0)
+			protocol_error(w, "cannot queue PING");
+	}
+}
+
+int workers_healthy(const struct master *m)
+{
+	int64_t now = master_now_ms();
+
+	for (const struct wslot *w = m->workers; w; w = w->next)
+		if (w->state == W_READY && now - w->last_pong_ms > m->cfg->heartbeat_timeout_ms)
+			return 0;
+	return 1;
 }
 
 static void describe_exit(char *buf, size_t len, int st)
@@ -302,33 +439,60 @@ static void describe_exit(char *buf, size_t len, int st)
 		snprintf(buf, len, "stopped (status %#x)", st);
 }
 
+static void slot_free(struct master *m, struct wslot *w)
+{
+	struct wslot **pp;
+
+	for (pp = &m->workers; *pp; pp = &(*pp)->next) {
+		if (*pp == w) {
+			*pp = w->next;
+			break;
+		}
+	}
+	drop_conn(w);
+	event_free(w->respawn_ev);
+	free(w);
+}
+
 static void worker_gone(struct master *m, struct wslot *w, int st)
 {
 	char how[96];
 	int64_t lived = master_now_ms() - w->started_ms;
-	int was = w->state;
-	struct timeval tv;
+	int was = w->state, clean = WIFEXITED(st) && WEXITSTATUS(st) == 0;
 
 	describe_exit(how, sizeof(how), st);
 	drop_conn(w);
 	w->pid = 0;
 	w->state = W_EMPTY;
-	if (was == W_READY || was == W_DRAINING)
+	if ((was == W_READY || was == W_DRAINING) && w->gen == m->gen && !w->recycling)
 		m->nready--;
-	if (m->stopping && was == W_DRAINING && WIFEXITED(st) && WEXITSTATUS(st) == 0) {
-		log_debug("worker %d: exited after draining", w->slot);
+	if (was == W_DRAINING && clean)
+		log_debug("worker %d (generation %d): exited after draining", w->slot, w->gen);
+	else
+		log_warn("worker %d %s after %lld ms", w->slot, how, (long long)lived);
+	master_worker_lost(m, w);
+
+	if (w->gen < m->gen || m->stopping) {
+		slot_free(m, w);	/* an old generation, or stopping: no respawn */
 		return;
 	}
-	log_warn("worker %d %s after %lld ms", w->slot, how, (long long)lived);
-	master_worker_lost(m, w);
+	if (w->gen > m->gen) {
+		/* A reload's worker died before its generation took over. */
+		if (w->gen == m->reload_gen && m->reloading)
+			master_generation_failed(m, w->gen, how);
+		slot_free(m, w);
+		return;
+	}
 	if (WIFEXITED(st) && WEXITSTATUS(st) == 2) {
 		log_err("worker %d: its configuration or handler is unusable; stopping",
 		    w->slot);
 		master_exit(m, EXIT_CONFIG);
 		return;
 	}
-	if (m->stopping)
+	if (w->recycling && clean) {
+		(void)spawn(m, w);
 		return;
+	}
 	if (lived >= RESPAWN_STABLE_MS)
 		w->backoff_ms = 0;
 	w->backoff_ms = w->backoff_ms ? w->backoff_ms * 2 : RESPAWN_MIN_MS;
@@ -337,9 +501,7 @@ static void worker_gone(struct master *m, struct wslot *w, int st)
 	if (w->backoff_ms > RESPAWN_MIN_MS)
 		log_warn("worker %d: crashing repeatedly; respawn in %lld ms (backoff)",
 		    w->slot, (long long)w->backoff_ms);
-	tv.tv_sec = w->backoff_ms / 1000;
-	tv.tv_usec = (w->backoff_ms % 1000) * 1000;
-	evtimer_add(w->respawn_ev, &tv);
+	schedule_respawn(w, w->backoff_ms);
 }
 
 void workers_reap(struct master *m)
@@ -348,9 +510,9 @@ void workers_reap(struct master *m)
 	int st;
 
 	while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
-		for (int i = 0; i < m->nworkers; i++) {
-			if (m->w[i].pid == pid) {
-				worker_gone(m, &m->w[i], st);
+		for (struct wslot *w = m->workers; w; w = w->next) {
+			if (w->pid == pid) {
+				worker_gone(m, w, st);
 				break;
 			}
 		}
@@ -359,13 +521,6 @@ void workers_reap(struct master *m)
 
 void workers_free(struct master *m)
 {
-	if (m->w == NULL)
-		return;
-	for (int i = 0; i < m->nworkers; i++) {
-		drop_conn(&m->w[i]);
-		if (m->w[i].respawn_ev != NULL)
-			event_free(m->w[i].respawn_ev);
-	}
-	free(m->w);
-	m->w = NULL;
+	while (m->workers != NULL)
+		slot_free(m, m->workers);
 }

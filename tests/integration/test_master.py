@@ -204,17 +204,38 @@ def test_sigterm_drains_in_flight_work(fakeapi, tgrund):
     assert "stopped" in d.log()
 
 
-def test_sigterm_finishes_fetched_updates(fakeapi, tgrund):
-    """Fetched updates are confirmed by the next getUpdates: a stop finishes them all."""
+def test_sigterm_without_journal_finishes_fetched_updates(fakeapi, tgrund):
+    """Without the journal, fetched updates are already confirmed: a stop finishes them."""
     api = fakeapi()
     d = tgrund(api, handler="slow", conf={"workers": {"count": 1},
-                                          "limits": {"concurrency": 1}}).wait_ready()
+                                          "limits": {"concurrency": 1},
+                                          "journal": {"enabled": "no"}}).wait_ready()
     api.push_updates([message(9001, "sleep 1")] + [message(9001, "x") for _ in range(5)])
     api.wait_stats(lambda s: s["handed_out"] >= 6, 10)
     d.proc.signal(signal.SIGTERM)
     assert d.wait_exit(20) == 0
     st = api.stats()
     assert st["echoed"] == 6 and st["inversions"] == 0
+    assert "at-most-once" in d.log()
+
+
+def test_sigterm_with_journal_keeps_pending_for_next_start(fakeapi, tgrund):
+    api = fakeapi()
+    conf = {"workers": {"count": 1}, "limits": {"concurrency": 1}}
+    d = tgrund(api, handler="slow", conf=conf).wait_ready()
+    api.push_updates([message(9001, "sleep 1")] + [message(9001, "x") for _ in range(5)])
+    api.wait_stats(lambda s: s["handed_out"] >= 6, 10)
+    d.proc.signal(signal.SIGTERM)
+    assert d.wait_exit(20) == 0
+    assert api.stats()["echoed"] < 6
+    assert "stay in the journal" in d.log()
+    # The same journal file: the next start replays what was left, in order.
+    conf["journal"] = {"path": os.path.join(d.dir, "journal.db")}
+    d2 = tgrund(api, handler="slow", conf=conf).wait_ready()
+    st = wait_echoed(api, 6, timeout=30)
+    assert st["missing"] == 0 and st["inversions"] == 0
+    assert "replaying" in d2.log()
+    d2.stop()
 
 
 def test_shutdown_timeout_bounds_the_stop(fakeapi, tgrund):
@@ -245,7 +266,7 @@ def test_killed_worker_is_respawned_and_service_continues(fakeapi, tgrund):
     assert d.proc.alive()
 
 
-def test_crashing_update_is_retried_then_dropped(fakeapi, tgrund):
+def test_crashing_update_is_retried_then_dead_lettered(fakeapi, tgrund):
     api = fakeapi()
     d = tgrund(api, handler="crash", conf={"limits": {"max_attempts": 2}}).wait_ready()
     r = api.push_updates([message(77, "boom #crash"), message(77, "next")] +
@@ -256,7 +277,7 @@ def test_crashing_update_is_retried_then_dropped(fakeapi, tgrund):
     # A plain build dies by SIGSEGV; a sanitizer build reports and exits 1.
     assert re.search(r"worker \d (killed by signal 11|exited with status 1)", log)
     assert "update %d: retrying (attempt 2)" % r["first_id"] in log
-    assert "update %d" % r["first_id"] in log and "dropped after 2 attempts" in log
+    assert "update %d (message): dead-lettered after 2 attempts" % r["first_id"] in log
     assert d.proc.alive()
 
 
