@@ -1,0 +1,20 @@
+/* getUpdates as Telegram does it: offset, limit, long poll, allowed_updates, 409s, webhook. */
+#ifndef FAKEAPI_POLL_H
+#define FAKEAPI_POLL_H
+
+#include "app.h"
+#include "server.h"
+
+struct poll *poll_new(struct app *app);
+void poll_free(struct poll *p);
+/* Handle a getUpdates call; owns c from here on. */
+void poll_get_updates(struct call *c);
+/* The stream grew or released updates: answer a waiting long poll. */
+void poll_wake(struct app *app);
+/* Set (url non-empty) or clear the webhook; a pending poll gets its 409. */
+void poll_set_webhook(struct app *app, const char *url);
+const char *poll_webhook(const struct app *app);
+/* Forget every released update (drop_pending_updates). */
+void poll_drop_pending(struct app *app);
+
+#endif
