@@ -25,11 +25,14 @@ def main():
     a = ap.parse_args()
     build = os.path.abspath(a.build)
     tmp = tempfile.mkdtemp(prefix="tgrun-demo-")
-    print("tgrun demo: %d updates in 500 chats from 2,000 users, %d workers, "
+    print("tgrun demo: %d messages in 500 chats from 2,000 users, %d workers, "
           "echo handler" % (a.count, a.workers))
     print("files in %s" % tmp)
+    # Text messages only: the echo handler answers those, as replies the
+    # fake server matches to their messages.
     api = FakeApi(build, tmp, args=("--count", str(a.count), "--chats", "500",
-                                    "--users", "2000", "--seed", "1"))
+                                    "--users", "2000", "--seed", "1",
+                                    "--mix", "message=1"))
     token = os.path.join(tmp, "token")
     with open(token, "w") as f:
         f.write(TEST_TOKEN + "\n")

@@ -8,6 +8,7 @@
 #include "stream.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <event2/buffer.h>
@@ -47,6 +48,24 @@ echo_id(const char *text, long long *id)
 	return 1;
 }
 
+/* An integer parameter, given as a JSON number or as decimal text. */
+static int
+int_of(const json_t *v, long long *out)
+{
+	const char *s;
+	char *end;
+
+	if (json_is_integer(v)) {
+		*out = json_integer_value(v);
+		return 1;
+	}
+	if (!json_is_string(v) || *(s = json_string_value(v)) == '\0')
+		return 0;
+	errno = 0;
+	*out = strtoll(s, &end, 10);
+	return errno == 0 && *end == '\0';
+}
+
 static void
 detect_echo(struct call *c)
 {
@@ -57,6 +76,24 @@ detect_echo(struct call *c)
 
 	if (text != NULL && echo_id(text, &id))
 		idx = stream_find(app->stream, id);
+	if (idx < 0 && text != NULL) {
+		/* A reply to a `message` update echoes it (the echo example replies). */
+		json_t *rp = json_object_get(c->params.obj, "reply_parameters");
+		json_t *mid = json_object_get(rp, "message_id");
+		json_t *chat = json_object_get(c->params.obj, "chat_id");
+		json_t *parsed = NULL;
+		long long chat_id, msg_id;
+
+		if (json_is_string(rp)) {	/* urlencoded and multipart carry JSON text */
+			parsed = json_loads(json_string_value(rp), 0, NULL);
+			mid = json_object_get(parsed, "message_id");
+		}
+		if (mid == NULL)
+			mid = json_object_get(c->params.obj, "reply_to_message_id");
+		if (int_of(chat, &chat_id) && int_of(mid, &msg_id))
+			idx = stream_find_message(app->stream, chat_id, msg_id);
+		json_decref(parsed);
+	}
 	if (idx < 0 && strcmp(c->method, "answerInlineQuery") == 0) {
 		char tmp[32];
 		const char *iid = params_str(&c->params, "inline_query_id", tmp, sizeof(tmp));

@@ -8,6 +8,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* One key for a (chat, message) pair; a collision is caught by the lookup's check. */
+static int64_t
+msg_key(int64_t chat_id, int64_t message_id)
+{
+	uint64_t k = (uint64_t)chat_id * 0x9e3779b97f4a7c15ull ^ (uint64_t)message_id;
+
+	return (int64_t)(k & 0x7fffffffffffffffull);
+}
+
 struct stream {
 	struct stream_update *u;
 	size_t len, cap;
@@ -20,6 +29,7 @@ struct stream {
 	size_t rate_base;	/* index the rate clock counts from */
 	struct hmap by_id;	/* update_id -> index */
 	struct hmap by_inline;	/* hash(inline_query id) -> index */
+	struct hmap by_msg;	/* hash(chat id, message_id) of `message` updates -> index */
 };
 
 static const char *const type_names[] = {
@@ -70,6 +80,7 @@ stream_new(int64_t first_id, double rate)
 	s->rate_t0 = util_now_ms();
 	hmap_init(&s->by_id);
 	hmap_init(&s->by_inline);
+	hmap_init(&s->by_msg);
 	return s;
 }
 
@@ -85,6 +96,7 @@ stream_free(struct stream *s)
 	free(s->u);
 	hmap_free(&s->by_id);
 	hmap_free(&s->by_inline);
+	hmap_free(&s->by_msg);
 	free(s);
 }
 
@@ -169,6 +181,15 @@ stream_add(struct stream *s, json_t *update, char *err, size_t errlen)
 			u->inline_id = util_xstrndup(iid, strlen(iid));
 			*hmap_put(&s->by_inline,
 			    (int64_t)util_hash_bytes(iid, strlen(iid)), 0) = (int64_t)s->len;
+		}
+	}
+	if (strcmp(type, "message") == 0 && u->has_chat) {
+		json_t *mid = json_object_get(body, "message_id");
+
+		if (json_is_integer(mid) && json_integer_value(mid) != 0) {
+			u->message_id = json_integer_value(mid);
+			*hmap_put(&s->by_msg, msg_key(u->chat_id, u->message_id), 0) =
+			    (int64_t)s->len;
 		}
 	}
 	u->expected = u->has_chat || u->type == STREAM_TYPE_INLINE_QUERY;
@@ -277,6 +298,16 @@ stream_find(struct stream *s, int64_t id)
 	int64_t *v = hmap_get(&s->by_id, id);
 
 	return v ? (long)*v : -1;
+}
+
+long
+stream_find_message(struct stream *s, int64_t chat_id, int64_t message_id)
+{
+	int64_t *v = hmap_get(&s->by_msg, msg_key(chat_id, message_id));
+
+	if (v == NULL || s->u[*v].chat_id != chat_id || s->u[*v].message_id != message_id)
+		return -1;
+	return (long)*v;
 }
 
 long

@@ -27,6 +27,7 @@ struct stream_update {
 	int expected;		/* an echo is expected (has a chat, or inline_query) */
 	int64_t chat_id;
 	char *inline_id;	/* inline_query id, or NULL */
+	int64_t message_id;	/* a `message` update's message_id, else 0 */
 	/* stats */
 	double first_handout_ms;	/* < 0: never handed out */
 	double first_echo_ms;		/* < 0: never echoed */
@@ -68,6 +69,8 @@ size_t stream_confirm(struct stream *s, int64_t offset);
 
 long stream_find(struct stream *s, int64_t id);
 long stream_find_inline(struct stream *s, const char *inline_id);
+/* The `message` update with this chat and message_id (a reply's target), or -1. */
+long stream_find_message(struct stream *s, int64_t chat_id, int64_t message_id);
 
 /* Telegram's update type names. */
 const char *stream_type_name(int type);

@@ -666,6 +666,35 @@ def test_echo_statistics(fakeapi):
                       "responses", "faults_injected", "conflicts", "webhook", "uptime_ms"}
 
 
+def test_reply_to_a_message_is_its_echo(fakeapi):
+    """A reply (reply_parameters or reply_to_message_id) echoes the message it answers."""
+    api = fakeapi()
+    a, b = 100001, 100002
+    ups = [msg(a, "one"), msg(a, "two"), msg(b, "three")]
+    ups[0]["message"]["message_id"] = 11
+    ups[1]["message"]["message_id"] = 12
+    ups[2]["message"]["message_id"] = 11
+    api.push_updates(ups)  # ids 1..3
+    assert len(get_updates(api)) == 3
+    send = lambda params: api.api("sendMessage", params)
+    send({"chat_id": a, "text": "one", "reply_parameters": {"message_id": 11}})
+    send({"chat_id": a, "text": "nope", "reply_parameters": {"message_id": 99}})
+    send({"chat_id": b, "text": "three", "reply_to_message_id": 11})
+    s = api.stats()
+    assert s["echoed"] == 2 and s["missing"] == 1
+    assert api.control("echoes?id=1")["echoes"] and api.control("echoes?id=3")["echoes"]
+    assert api.control("echoes?id=2")["echoes"] == []
+    # The same message_id in another chat is another message.
+    send({"chat_id": b, "text": "x", "reply_parameters": {"message_id": 12}})
+    assert api.stats()["echoed"] == 2
+    # urlencoded bodies carry reply_parameters as JSON text.
+    st, _, _ = api.request("POST", "/bot%s/sendMessage" % api.token,
+                        body=b"chat_id=100001&text=two&reply_parameters=%7B%22message_id%22%3A12%7D",
+                        headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert st == 200
+    assert api.stats()["missing"] == 0
+
+
 def test_latency_percentiles(fakeapi):
     api = fakeapi("--count", 20, "--mix", "message=1", "--chats", 20, "--group-fraction", 0)
     get_updates(api)
