@@ -10,6 +10,8 @@ PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 HANDLERDIR ?= $(LIBDIR)/tgrun/handlers
 UNITDIR    ?= $(LIBDIR)/systemd/system
 SYSCONFDIR ?= /etc
+MANDIR     ?= $(PREFIX)/share/man
+DOCDIR     ?= $(PREFIX)/share/doc/tgrun
 DESTDIR    ?=
 
 B := build
@@ -30,13 +32,15 @@ OPT      ?= -O2
 WARN     := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes \
             -Wmissing-prototypes -Wno-unused-parameter
 BASEFLAGS := -std=gnu11 -g $(OPT) $(WARN) -D_GNU_SOURCE -fno-strict-aliasing \
-            -fstack-protector-strong -Icommon -Iworker -Idaemon \
-            -DTGRUN_LIBEXECDIR=\"$(LIBEXECDIR)\"
+            -fstack-protector-strong -Icommon -Iworker -Idaemon
 ifeq ($(SANITIZE),1)
 BASEFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer \
              -fno-sanitize-recover=undefined
 SANLDFLAGS := -fsanitize=address,undefined
 endif
+# common/ sees only its own headers: worker/sched.h would also hide the
+# system <sched.h> that <pthread.h> includes (common/throttle.c).
+$(B)/obj/common/%.o: BASEFLAGS := $(filter-out -Iworker -Idaemon,$(BASEFLAGS))
 
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
@@ -44,12 +48,13 @@ ALL_CFLAGS = $(BASEFLAGS) $(PKG_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS = $(SANLDFLAGS) $(LDFLAGS)
 
 COMMON_SRC  := $(wildcard common/*.c)
-DAEMON_SRC  := $(filter-out daemon/main.c,$(wildcard daemon/*.c))
+DAEMON_SRC  := $(filter-out daemon/main.c daemon/tgrunctl.c,$(wildcard daemon/*.c))
 WORKER_SRC  := $(filter-out worker/main.c,$(wildcard worker/*.c))
-CTL_SRC     := $(wildcard ctl/*.c)
+CTL_SRC     := daemon/tgrunctl.c
 FAKEAPI_SRC := $(wildcard tests/fakeapi/*.c)
 HANDLER_SRC := $(wildcard worker/examples/*.c tests/handlers/*.c)
 UNIT_SRC    := $(wildcard tests/unit/test_*.c)
+BENCH_SRC   := $(wildcard tests/bench/*.c)
 
 obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
 COMMON_OBJ  := $(call obj,$(COMMON_SRC))
@@ -58,11 +63,10 @@ WORKER_OBJ  := $(call obj,$(WORKER_SRC))
 FAKEAPI_OBJ := $(call obj,$(FAKEAPI_SRC))
 HANDLERS    := $(patsubst %.c,$(B)/handlers/%.so,$(notdir $(HANDLER_SRC)))
 UNIT_BINS   := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
+BENCH_BINS  := $(patsubst tests/bench/%.c,$(B)/bench/%,$(BENCH_SRC))
 
 PROGRAMS := $(B)/tgrund $(B)/tgrun-worker $(B)/tgrun-fakeapi
-ifneq ($(CTL_SRC),)
 PROGRAMS += $(B)/tgrunctl
-endif
 
 .PHONY: all deps check unit integration demo bench install clean
 .DEFAULT_GOAL := all
@@ -71,7 +75,7 @@ all: deps
 	@$(MAKE) --no-print-directory build-all
 
 .PHONY: build-all
-build-all: $(PROGRAMS) $(HANDLERS) $(UNIT_BINS) $(B)/tgrun.pc
+build-all: $(PROGRAMS) $(HANDLERS) $(UNIT_BINS) $(BENCH_BINS)
 
 # Rebuild everything when the flags change (e.g. switching SANITIZE on or off).
 $(B)/.flags: FORCE
@@ -106,7 +110,7 @@ $(B)/tgrun-worker: $(B)/obj/worker/main.o $(B)/libworker.a $(B)/libcommon.a
 	$(Q)$(CC) $(ALL_LDFLAGS) -rdynamic -o $@ -Wl,--whole-archive $(B)/libworker.a \
 		-Wl,--no-whole-archive $(B)/obj/worker/main.o $(B)/libcommon.a $(PKG_LIBS) -ldl -lm
 
-$(B)/tgrunctl: $(call obj,$(CTL_SRC)) $(B)/libcommon.a
+$(B)/tgrunctl: $(call obj,$(CTL_SRC)) $(B)/libdaemon.a $(B)/libcommon.a
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm
 
@@ -130,10 +134,11 @@ $(B)/tests/%: tests/unit/%.c $(B)/libdaemon.a $(B)/libworker.a $(B)/libcommon.a 
 	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $< $(B)/libdaemon.a $(B)/libworker.a $(B)/libcommon.a \
 		$(ALL_LDFLAGS) $(PKG_LIBS) $(shell pkg-config --libs cmocka 2>/dev/null) -ldl -lm
 
-$(B)/tgrun.pc: Makefile
-	@mkdir -p $(B)
-	printf 'prefix=%s\nincludedir=%s\n\nName: tgrun\nDescription: tgrun handler API\nVersion: 0.1\nRequires: jansson\nCflags: -I$${includedir}\n' \
-		'$(PREFIX)' '$(INCLUDEDIR)' > $@
+$(B)/bench/%: tests/bench/%.c $(B)/libworker.a $(B)/libcommon.a $(B)/.flags
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  BENCH   $@")
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $< $(B)/libworker.a $(B)/libcommon.a \
+		$(ALL_LDFLAGS) $(PKG_LIBS) -ldl -lm
 
 -include $(shell find $(B)/obj -name '*.d' 2>/dev/null)
 
@@ -183,15 +188,27 @@ bench: all
 install: build-all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(INCLUDEDIR) \
 		$(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(HANDLERDIR) $(DESTDIR)$(UNITDIR) \
-		$(DESTDIR)$(SYSCONFDIR)/tgrun
+		$(DESTDIR)$(SYSCONFDIR)/tgrun $(DESTDIR)$(DOCDIR) \
+		$(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
 	install -m 755 $(B)/tgrund $(DESTDIR)$(BINDIR)/
+	install -m 755 $(B)/tgrunctl $(DESTDIR)$(BINDIR)/
 	install -m 755 $(B)/tgrun-worker $(DESTDIR)$(LIBEXECDIR)/
 	install -m 644 worker/tgrun.h $(DESTDIR)$(INCLUDEDIR)/
-	install -m 644 $(B)/tgrun.pc $(DESTDIR)$(PKGCONFIGDIR)/
+	printf 'prefix=%s\nincludedir=%s\n\nName: tgrun\nDescription: tgrun handler API\nVersion: 0.1\nRequires: jansson\nCflags: -I$${includedir}\n' \
+		'$(PREFIX)' '$(INCLUDEDIR)' > $(DESTDIR)$(PKGCONFIGDIR)/tgrun.pc
+	chmod 644 $(DESTDIR)$(PKGCONFIGDIR)/tgrun.pc
 	install -m 755 $(patsubst %,$(B)/handlers/%.so,$(basename $(notdir $(wildcard worker/examples/*.c)))) \
 		$(DESTDIR)$(HANDLERDIR)/
-	for u in $(wildcard systemd/*.service); do install -m 644 $$u $(DESTDIR)$(UNITDIR)/; done
-	[ ! -f conf/example.conf ] || install -m 644 conf/example.conf $(DESTDIR)$(SYSCONFDIR)/tgrun/example.conf.sample
+	for u in systemd/*.service; do \
+		sed -e 's#/usr/local/bin/#$(BINDIR)/#' -e 's#/usr/local/share/doc/tgrun#$(DOCDIR)#' \
+			-e 's#/etc/tgrun#$(SYSCONFDIR)/tgrun#g' "$$u" > $(DESTDIR)$(UNITDIR)/$$(basename "$$u"); \
+		chmod 644 $(DESTDIR)$(UNITDIR)/$$(basename "$$u"); \
+	done
+	install -m 644 conf/example.conf $(DESTDIR)$(SYSCONFDIR)/tgrun/example.conf.sample
+	install -m 644 README.md $(DESTDIR)$(DOCDIR)/
+	install -m 644 worker/tgrun.3 $(DESTDIR)$(MANDIR)/man3/
+	install -m 644 daemon/tgrun.conf.5 $(DESTDIR)$(MANDIR)/man5/
+	install -m 644 $(wildcard daemon/*.8) $(DESTDIR)$(MANDIR)/man8/
 
 clean:
 	rm -rf $(B)

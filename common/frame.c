@@ -9,7 +9,7 @@ static int type_known(uint8_t t)
 {
 	switch (t) {
 	case FRAME_CONFIG: case FRAME_UPDATE: case FRAME_CANCEL:
-	case FRAME_DRAIN: case FRAME_PING: case FRAME_READY: case FRAME_DONE:
+	case FRAME_DRAIN: case FRAME_PING: case FRAME_DUMP: case FRAME_READY: case FRAME_DONE:
 	case FRAME_PONG: case FRAME_FAIL: case FRAME_STATS:
 		return 1;
 	}
@@ -24,6 +24,7 @@ const char *frame_type_name(int type)
 	case FRAME_CANCEL: return "CANCEL";
 	case FRAME_DRAIN: return "DRAIN";
 	case FRAME_PING: return "PING";
+	case FRAME_DUMP: return "DUMP";
 	case FRAME_READY: return "READY";
 	case FRAME_DONE: return "DONE";
 	case FRAME_PONG: return "PONG";

@@ -20,13 +20,23 @@ enum frame_type {
 	FRAME_CANCEL = 3,	/* seq: update id */
 	FRAME_DRAIN = 4,	/* finish in-flight work, run fini, exit 0 */
 	FRAME_PING = 5,		/* seq: ping number */
+	FRAME_DUMP = 6,		/* seq: request id; answered by STATS with FRAME_STATS_DUMP */
 	/* worker -> master */
 	FRAME_READY = 16,	/* payload: JSON {"pid":..} */
 	FRAME_DONE = 17,	/* seq: update id; flags: enum frame_status; arg: ms */
 	FRAME_PONG = 18,	/* seq: the ping number */
 	FRAME_FAIL = 19,	/* start-up failed; flags: enum frame_fail; payload: text */
-	FRAME_STATS = 20,	/* payload: JSON */
+	FRAME_STATS = 20,	/* flags: enum frame_stats_kind; payload: JSON */
 };
+
+/*
+ * STATS frames. FRAME_STATS_API (seq 0): Bot API calls since the last report,
+ * {"api":{"METHOD":{"ok":N,"api_error":N,"network_error":N,"timeout":N,
+ * "cancelled":N}},"429":N}, sent every second while there are some and before
+ * exit. FRAME_STATS_DUMP (seq: the DUMP's request id): the fibers, a JSON
+ * array of {"update_id":N|null,"type":S,"what":S,"waited_ms":N}.
+ */
+enum frame_stats_kind { FRAME_STATS_API = 0, FRAME_STATS_DUMP = 1 };
 
 enum frame_status { FRAME_ST_OK = 0, FRAME_ST_ERROR = 1, FRAME_ST_CANCELLED = 2 };
 enum frame_fail { FRAME_FAIL_LOAD = 1, FRAME_FAIL_INIT = 2, FRAME_FAIL_CONFIG = 3 };

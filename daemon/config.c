@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <arpa/inet.h>
 
 #include "keys.h"
 #include "log.h"
@@ -39,6 +40,8 @@ enum ktype {
 	KT_BYPASS,	/* uint32_t, bits of enum update_type */
 	KT_SYNC,	/* enum cfg_sync */
 	KT_LEVEL,	/* int, enum log_level */
+	KT_LISTEN,	/* char *, "off" (NULL) or HOST:PORT / [V6]:PORT */
+	KT_RATE,	/* struct cfg_rate, "N/s" or "N/m" with N in min..max */
 };
 
 struct key {
@@ -92,18 +95,33 @@ static const struct key keys[] = {
 	{ "journal", "enabled", KT_BOOL, F(journal_enabled), 0, 0, NULL },
 	{ "journal", "sync", KT_SYNC, F(journal_sync), 0, 0, "off, normal, full" },
 
+	{ "control", "socket", KT_PATH, F(control_socket), 0, 0,
+	    "path of the control socket (at most 107 bytes)" },
+	{ "control", "enabled", KT_BOOL, F(control_enabled), 0, 0, NULL },
+
+	{ "metrics", "listen", KT_LISTEN, F(metrics_listen), 0, 65535,
+	    "off, or ADDRESS:PORT with an IPv4 address, [IPv6] or localhost and "
+	    "a port 0..65535 (0 = any free port), e.g. 127.0.0.1:9464" },
+
 	{ "api", "timeout", KT_DURATION, F(api_timeout_ms), 1, DAY_MS, NULL },
 	{ "api", "retries", KT_INT, F(api_retries), 0, 20, NULL },
 	{ "api", "retry_after_max", KT_DURATION, F(api_retry_after_max_ms), 0, DAY_MS, NULL },
 
 	{ "log", "level", KT_LEVEL, F(log_level), 0, 0, "error, warn, notice, info, debug" },
+
+	{ "throttle", "enabled", KT_BOOL, F(throttle_enabled), 0, 0, NULL },
+	{ "throttle", "global", KT_RATE, F(throttle_global), 1, 1000000, NULL },
+	{ "throttle", "chat", KT_RATE, F(throttle_chat), 1, 1000000, NULL },
+	{ "throttle", "group", KT_RATE, F(throttle_group), 1, 1000000, NULL },
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
 static const char *const sections[] = {
-	"bot", "poll", "workers", "order", "limits", "journal", "api", "log", "handler",
+	"bot", "poll", "workers", "order", "limits", "journal", "control", "metrics",
+	"api", "throttle", "log", "handler",
 };
-#define SECTION_LIST "bot, poll, workers, order, limits, journal, api, log, handler"
+#define SECTION_LIST "bot, poll, workers, order, limits, journal, control, metrics, " \
+	"api, throttle, log, handler"
 #define BOOL_LIST "yes, no, true, false, on, off, 1, 0"
 
 /* Telegram's Update field names, indexed by enum update_type (keys.h). */
@@ -164,6 +182,9 @@ static int set_number(struct loader *ld, const struct key *k, const char *value)
 static int set_list(struct loader *ld, const struct key *k, const char *value);
 static int set_handler_path(struct loader *ld, const struct key *k,
     const char *value);
+static int set_listen(struct loader *ld, const struct key *k, const char *value);
+static char *default_in_dir(const char *env, const char *file, const char *name,
+    const char *suffix);
 static int handler_kv_set(struct loader *ld, const char *name, const char *value);
 static int finish(struct loader *ld);
 static int fail(struct loader *ld, int line, const char *fmt, ...)
@@ -177,6 +198,7 @@ static int parse_digits(const char **sp, uint64_t *v);
 static int parse_int(const char *s, int64_t *v);
 static int parse_duration(const char *s, int64_t *ms);
 static int parse_size(const char *s, int64_t *bytes);
+static int parse_rate(const char *s, int64_t *n, int64_t *period_ms);
 static int list_next(const char **p, char *buf, size_t len);
 static int update_type_lookup(const char *name);
 static char *path_absolute(const char *path);
@@ -216,9 +238,14 @@ config_load(const char *path, char *err, size_t errlen)
 	cfg->heartbeat_timeout_ms = 10 * SECONDS;
 	cfg->journal_enabled = 1;
 	cfg->journal_sync = CFG_SYNC_FULL;
+	cfg->control_enabled = 1;
 	cfg->api_timeout_ms = 30 * SECONDS;
 	cfg->api_retries = 3;
 	cfg->api_retry_after_max_ms = 30 * SECONDS;
+	/* Telegram's documented flood limits. */
+	cfg->throttle_global = (struct cfg_rate){ 30, SECONDS };
+	cfg->throttle_chat = (struct cfg_rate){ 1, SECONDS };
+	cfg->throttle_group = (struct cfg_rate){ 20, MINUTES };
 	cfg->log_level = LOG_LVL_INFO;
 	if ((cfg->api_url = strdup("https://api.telegram.org")) == NULL ||
 	    (cfg->path = path_absolute(path)) == NULL) {
@@ -287,6 +314,8 @@ config_free(struct config *cfg)
 	free(cfg->allowed_updates);
 	free(cfg->handler);
 	free(cfg->journal_path);
+	free(cfg->control_socket);
+	free(cfg->metrics_listen);
 	for (size_t i = 0; i < cfg->handler_nkv; i++) {
 		free(cfg->handler_kv[i].key);
 		free(cfg->handler_kv[i].value);
@@ -527,6 +556,8 @@ set_value(struct loader *ld, const struct key *k, const char *value)
 		return set_string(ld, k, value);
 	case KT_HANDLER:
 		return set_handler_path(ld, k, value);
+	case KT_LISTEN:
+		return set_listen(ld, k, value);
 	case KT_UPDATES:
 	case KT_SEQ:
 	case KT_BYPASS:
@@ -624,7 +655,7 @@ set_number(struct loader *ld, const struct key *k, const char *value)
 	void *dst = field(ld->cfg, k);
 	char acc[160];
 	const char *what = "a number";
-	int64_t v = 0;
+	int64_t v = 0, period = 0;
 	int r, b;
 
 	say_accepted(k, acc, sizeof(acc));
@@ -665,6 +696,10 @@ set_number(struct loader *ld, const struct key *k, const char *value)
 		what = "a size";
 		r = parse_size(value, &v);
 		break;
+	case KT_RATE:
+		what = "a rate";
+		r = parse_rate(value, &v, &period);
+		break;
 	default:		/* KT_DURATION, KT_SECONDS */
 		what = "a duration";
 		r = parse_duration(value, &v);
@@ -681,6 +716,8 @@ set_number(struct loader *ld, const struct key *k, const char *value)
 		    value, acc);
 	if (k->type == KT_SIZE)
 		*(size_t *)dst = (size_t)v;
+	else if (k->type == KT_RATE)
+		*(struct cfg_rate *)dst = (struct cfg_rate){ (int)v, period };
 	else if (k->type == KT_DURATION || k->type == KT_SECONDS)
 		*(int64_t *)dst = v;
 	else
@@ -852,7 +889,97 @@ finish(struct loader *ld)
 		if (cfg->journal_path == NULL)
 			return fail(ld, 0, "[journal] path: %s", strerror(errno)), -1;
 	}
+
+	if (cfg->control_socket == NULL &&
+	    (cfg->control_socket = default_in_dir("RUNTIME_DIRECTORY", "control.sock",
+	    cfg->name, ".control.sock")) == NULL)
+		return fail(ld, 0, "[control] socket: %s", strerror(errno)), -1;
+	/* sockaddr_un's sun_path holds 108 bytes with the NUL. */
+	if (cfg->control_enabled && strlen(cfg->control_socket) > 107) {
+		int line = 0;
+
+		for (size_t i = 0; i < NKEYS; i++)
+			if (strcmp(keys[i].section, "control") == 0 &&
+			    strcmp(keys[i].name, "socket") == 0)
+				line = ld->seen[i];
+		return fail(ld, line, "[control] socket: %s: path too long for a "
+		    "Unix socket (accepted: at most 107 bytes; set [control] socket "
+		    "to a shorter path)", cfg->control_socket), -1;
+	}
 	return 0;
+}
+
+/*
+ * "$ENV/file" when the systemd directory variable `env` is set (its first
+ * ':'-separated entry), else "./<name><suffix>"; made absolute. NULL + errno.
+ */
+static char *
+default_in_dir(const char *env, const char *file, const char *name,
+    const char *suffix)
+{
+	const char *dir = getenv(env);
+	char *s, *abs;
+	int r;
+
+	if (dir != NULL && *dir != '\0' && *dir != ':')
+		r = asprintf(&s, "%.*s/%s", (int)strcspn(dir, ":"), dir, file);
+	else
+		r = asprintf(&s, "%s%s", name, suffix);
+	if (r == -1) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	abs = path_absolute(s);
+	free(s);
+	return abs;
+}
+
+/* [metrics] listen: "off", or HOST:PORT where HOST is IPv4, [IPv6] or localhost. */
+static int
+set_listen(struct loader *ld, const struct key *k, const char *value)
+{
+	char **dst = field(ld->cfg, k);
+	char host[INET6_ADDRSTRLEN + 2], buf[16];
+	const char *colon, *h = value;
+	size_t hn;
+	int64_t port;
+
+	if (strcmp(value, "off") == 0) {
+		free(*dst);
+		*dst = NULL;
+		return 0;
+	}
+	if (*value == '[') {
+		const char *close = strchr(value, ']');
+
+		if (close == NULL || close[1] != ':')
+			goto bad;
+		h = value + 1;
+		hn = (size_t)(close - h);
+		colon = close + 1;
+	} else {
+		colon = strrchr(value, ':');
+		if (colon == NULL)
+			goto bad;
+		hn = (size_t)(colon - value);
+	}
+	if (hn == 0 || hn >= sizeof(host))
+		goto bad;
+	memcpy(host, h, hn);
+	host[hn] = '\0';
+	if (h != value ? inet_pton(AF_INET6, host, buf) != 1 :
+	    strcmp(host, "localhost") != 0 && inet_pton(AF_INET, host, buf) != 1)
+		goto bad;
+	if (colon[1] == '-' || parse_int(colon + 1, &port) != 0 || port < k->min ||
+	    port > k->max)
+		goto bad;
+	free(*dst);
+	if ((*dst = strdup(value)) == NULL)
+		return fail(ld, ld->line, "cannot load: %s", strerror(errno));
+	return 0;
+bad:
+	return fail_key(ld, k, "\"%s\" is not accepted (accepted: %s)", value,
+	    k->accepted);
 }
 
 /* Write the first error only; returns 0 (an error to inih). */
@@ -924,6 +1051,10 @@ say_accepted(const struct key *k, char *buf, size_t len)
 		say_size(k->max, hi, sizeof(hi));
 		snprintf(buf, len, "a size %s..%s: a number with k or m; "
 		    "bare = bytes", lo, hi);
+		break;
+	case KT_RATE:
+		snprintf(buf, len, "a rate N/s or N/m (per second, per minute), "
+		    "N an integer %lld..%lld", (long long)k->min, (long long)k->max);
 		break;
 	case KT_BOOL:
 		snprintf(buf, len, "%s", BOOL_LIST);
@@ -1056,6 +1187,31 @@ parse_size(const char *s, int64_t *bytes)
 	if (neg || r == -2 || u > (uint64_t)INT64_MAX / mult)
 		return -2;
 	*bytes = (int64_t)(u * mult);
+	return 0;
+}
+
+/* "30/s", "20/m": 0, -1 if malformed, -2 if the count is out of range. */
+static int
+parse_rate(const char *s, int64_t *n, int64_t *period_ms)
+{
+	uint64_t u;
+	int neg = 0, r;
+
+	if (*s == '-') {
+		neg = 1;
+		s++;
+	}
+	if ((r = parse_digits(&s, &u)) == -1 || *s++ != '/')
+		return -1;
+	if (strcmp(s, "s") == 0)
+		*period_ms = SECONDS;
+	else if (strcmp(s, "m") == 0)
+		*period_ms = MINUTES;
+	else
+		return -1;
+	if (neg || r == -2 || u > (uint64_t)INT64_MAX)
+		return -2;
+	*n = (int64_t)u;
 	return 0;
 }
 

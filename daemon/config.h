@@ -15,6 +15,12 @@ enum {
 
 enum cfg_sync { CFG_SYNC_OFF, CFG_SYNC_NORMAL, CFG_SYNC_FULL };
 
+/* A rate "N/s" or "N/m": n events per period_ms. */
+struct cfg_rate {
+	int n;
+	int64_t period_ms;
+};
+
 /* A free-form [handler] key = value pair. */
 struct cfg_kv {
 	char *key;
@@ -66,10 +72,23 @@ struct config {
 	int journal_enabled;		/* 1 */
 	enum cfg_sync journal_sync;	/* full */
 
+	/* [control] */
+	char *control_socket;		/* resolved: $RUNTIME_DIRECTORY/control.sock or ./<name>.control.sock */
+	int control_enabled;		/* 1 */
+
+	/* [metrics] */
+	char *metrics_listen;		/* "HOST:PORT" or "[V6]:PORT"; NULL = off (default) */
+
 	/* [api] (used by workers) */
 	int64_t api_timeout_ms;		/* 30s */
 	int api_retries;		/* 3 */
 	int64_t api_retry_after_max_ms;	/* 30s */
+
+	/* [throttle] (token buckets shared by all workers) */
+	int throttle_enabled;		/* 0 */
+	struct cfg_rate throttle_global;	/* 30/s */
+	struct cfg_rate throttle_chat;	/* 1/s */
+	struct cfg_rate throttle_group;	/* 20/m, for chat ids < 0 */
 
 	/* [log] */
 	int log_level;			/* enum log_level, default info */

@@ -5,6 +5,8 @@
 #include "journal.h"
 #include "log.h"
 #include "poller.h"
+#include "control.h"
+#include "metrics.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -116,6 +118,7 @@ static struct upd *add_update(struct master *m, json_t *obj, int attempt)
 	u->len = strlen(u->json);
 	u->attempt = attempt;
 	u->type = k.type;
+	u->fetched_ms = master_now_ms();
 	if (k.type != UPD_UNKNOWN && (m->cfg->bypass & (1u << k.type)))
 		u->se.nkeys = 0;
 	else
@@ -283,22 +286,39 @@ static void on_rejected(void *arg, int code, const char *desc)
 	master_exit(m, EXIT_TOKEN);
 }
 
+static void on_drain_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct master *m = arg;
+
+	log_warn("workers did not exit within %d ms of DRAIN; killing them",
+	    DRAIN_GRACE_MS);
+	workers_kill_all(m, SIGKILL);
+	master_exit(m, m->exit_status);
+}
+
 static void on_confirmed(void *arg, int ok)
 {
 	struct master *m = arg;
+	struct timeval tv = { DRAIN_GRACE_MS / 1000, (DRAIN_GRACE_MS % 1000) * 1000 };
 
 	if (ok)
 		log_info("offset %lld confirmed", (long long)m->next_offset);
 	workers_drain(m);
-	if (workers_alive(m) == 0)
+	if (workers_alive(m) == 0) {
 		master_exit(m, EXIT_OK);
+		return;
+	}
+	m->drain_ev = evtimer_new(m->base, on_drain_timeout, m);
+	if (m->drain_ev == NULL || evtimer_add(m->drain_ev, &tv) != 0)
+		fatalx("cannot start the drain timer");
 }
 
 static void maybe_poll(struct master *m)
 {
 	int room;
 
-	if (!m->started || m->stopping || m->journal_blocked || poller_busy(m->poller))
+	if (!m->started || m->stopping || m->journal_blocked || m->paused ||
+	    poller_busy(m->poller))
 		return;
 	room = m->cfg->max_pending - m->pending;
 	if (room <= 0) {
@@ -359,6 +379,8 @@ static int send_to(struct master *m, struct wslot *w, struct upd *u)
 {
 	if (workers_send_update(m, w, u) != 0)
 		return -1;
+	if (u->dispatched_ms == 0)
+		metrics_observe_dispatch(m->metrics, master_now_ms() - u->fetched_ms);
 	u->dispatched_ms = master_now_ms();
 	track(w, u);
 	return 0;
@@ -461,6 +483,7 @@ void master_update_done(struct master *m, struct wslot *w, int64_t id,
 	}
 	timed_out = u->cancel_sent_ms != 0;
 	untrack(u);
+	metrics_observe_handler(m->metrics, ms);
 	if (status == FRAME_ST_OK) {
 		w->done++;
 		m->n_done++;
@@ -684,6 +707,19 @@ static void start_reload(struct master *m)
 		log_warn("reload: [journal] changes take effect at the next start");
 	if (strcmp(c->api_url, m->cfg->api_url) != 0)
 		log_warn("reload: [bot] api_url changes take effect at the next start");
+	if (c->control_enabled != m->cfg->control_enabled ||
+	    strcmp(c->control_socket, m->cfg->control_socket) != 0 ||
+	    (c->metrics_listen == NULL) != (m->cfg->metrics_listen == NULL) ||
+	    (c->metrics_listen && strcmp(c->metrics_listen, m->cfg->metrics_listen) != 0))
+		log_warn("reload: [control] and [metrics] changes take effect at the "
+		    "next start");
+	if (workers_throttle_prepare(m, c) != 0) {
+		log_err("reload refused: [throttle] cannot be enabled; the running "
+		    "generation keeps serving");
+		config_free(c);
+		notify_ready(&m->sd);
+		return;
+	}
 	m->next_cfg = c;
 	m->reloading = 1;
 	m->reload_gen = (m->reload_gen > m->gen ? m->reload_gen : m->gen) + 1;
@@ -722,6 +758,7 @@ void master_generation_ready(struct master *m, int gen)
 	m->next_cfg = NULL;
 	m->gen = gen;
 	poller_set_config(m->poller, m->cfg);
+	workers_throttle_apply(m, m->cfg);
 	config_free(old);
 	workers_drain_generation(m, old_gen);
 	log_notice("reload done: generation %d serves (%s); generation %d drains",
@@ -775,9 +812,7 @@ static void on_stats(evutil_socket_t fd, short what, void *arg)
 	int64_t now = master_now_ms();
 	double secs = (double)(now - m->last_stats_ms) / 1000.0;
 	double rate = secs > 0 ? (double)(m->n_done - m->n_done_last) / secs : 0.0;
-	const char *polling = m->stopping ? "stopping" :
-	    m->journal_blocked ? "paused (journal)" :
-	    m->pending >= m->cfg->max_pending ? "paused" : "polling";
+	const char *polling = master_polling_state(m);
 
 	if (m->n_done != m->n_done_last || m->inflight > 0)
 		log_info("fetched %llu, done %llu, failed %llu, in flight %d, "
@@ -790,6 +825,110 @@ static void on_stats(evutil_socket_t fd, short what, void *arg)
 	    (unsigned long long)m->n_dead, rate);
 	m->n_done_last = m->n_done;
 	m->last_stats_ms = now;
+	m->rate = rate;
+}
+
+/* ---- operations: control socket and metrics ----------------------------------------- */
+
+static int ops_start(struct master *m)
+{
+	char err[512];
+
+	if ((m->metrics = metrics_new(m)) == NULL)
+		fatalx("out of memory");
+	if (m->cfg->metrics_listen != NULL &&
+	    metrics_listen(m->metrics, m->cfg->metrics_listen, err, sizeof(err)) != 0) {
+		log_err("%s", err);
+		return -1;
+	}
+	if (m->cfg->control_enabled &&
+	    (m->control = control_new(m, m->cfg->control_socket, err, sizeof(err))) == NULL) {
+		log_err("%s", err);
+		return -1;
+	}
+	return 0;
+}
+
+const char *master_polling_state(const struct master *m)
+{
+	return m->stopping ? "stopping" :
+	    !m->started ? "starting" :
+	    m->paused ? "paused (control)" :
+	    m->journal_blocked ? "paused (journal)" :
+	    m->pending >= m->cfg->max_pending ? "paused (backpressure)" : "polling";
+}
+
+int master_request_reload(struct master *m)
+{
+	if (m->stopping)
+		return -1;
+	if (m->reloading || !m->started) {
+		log_notice("reload requested during a reload or start-up: queued");
+		m->reload_queued = 1;
+		return 1;
+	}
+	log_notice("reload requested on the control socket");
+	start_reload(m);
+	return 0;
+}
+
+void master_set_paused(struct master *m, int paused)
+{
+	if (m->paused == paused)
+		return;
+	m->paused = paused;
+	log_notice("polling %s on the control socket", paused ? "paused" : "resumed");
+	if (!paused)
+		maybe_poll(m);
+}
+
+static int take_one(void *arg, int64_t id, const char *body, size_t len, int attempt)
+{
+	struct master *m = arg;
+	json_t *obj = json_loadb(body, len, 0, NULL);
+	struct upd *u;
+
+	if (obj == NULL) {
+		log_err("journal: update %lld is not JSON; left in the journal", (long long)id);
+		return 0;
+	}
+	/* add_update() skips the ids that are pending already. */
+	u = add_update(m, obj, attempt > 0 ? attempt : 1);
+	json_decref(obj);
+	if (u != NULL) {
+		u->journaled = 1;
+		log_notice("update %lld: taken back from the dead letters", (long long)id);
+	}
+	return 0;
+}
+
+int master_take_journaled(struct master *m)
+{
+	int before = m->pending;
+
+	if (m->journal == NULL)
+		return 0;
+	if (journal_replay(m->journal, take_one, m) != 0) {
+		log_err("journal: reading retried dead letters: %s",
+		    journal_errmsg(m->journal));
+		return -1;
+	}
+	dispatch(m);
+	return m->pending - before;
+}
+
+void master_worker_stats(struct master *m, struct wslot *w, const struct frame *f)
+{
+	json_t *j;
+
+	if (f->flags == FRAME_STATS_DUMP) {
+		control_dump_answer(m->control, w, f->seq, f->payload, f->len);
+		return;
+	}
+	j = json_loadb(f->payload, f->len, 0, NULL);
+	if (j == NULL || metrics_add_api(m->metrics, j) != 0)
+		log_warn("worker %d: malformed STATS frame ignored", w->slot);
+	json_decref(j);
 }
 
 /* Runs only while the loop turns and workers answer heartbeats. */
@@ -864,8 +1003,11 @@ static void master_free(struct master *m)
 	seq_free(m->seq);
 	evcurl_free(m->ec);
 	journal_close(m->journal);
+	control_free(m->control);
+	metrics_free(m->metrics);
 	struct event *evs[] = { m->sig_term, m->sig_int, m->sig_hup, m->sig_chld,
-	    m->stats_ev, m->shutdown_ev, m->watchdog_ev, m->tick_ev, m->journal_ev };
+	    m->stats_ev, m->shutdown_ev, m->watchdog_ev, m->tick_ev, m->journal_ev,
+	    m->drain_ev };
 	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
 		if (evs[i] != NULL)
 			event_free(evs[i]);
@@ -901,6 +1043,11 @@ int master_run(struct config *cfg, const char *token)
 	m.poller = poller_new(m.base, m.ec, cfg, token, &cbs);
 	if (m.poller == NULL)
 		fatalx("cannot set up the poller");
+	if (ops_start(&m) != 0) {
+		master_free(&m);
+		config_free(cfg);
+		return EXIT_RUNTIME;
+	}
 	m.sig_term = add_signal(&m, SIGTERM, on_stop_signal);
 	m.sig_int = add_signal(&m, SIGINT, on_stop_signal);
 	m.sig_hup = add_signal(&m, SIGHUP, on_hup);
@@ -920,6 +1067,11 @@ int master_run(struct config *cfg, const char *token)
 		m.watchdog_ev = add_timer(&m,
 		    (int64_t)(notify_watchdog_interval_usec(&m.sd) / 2000), on_watchdog);
 
+	if (workers_throttle_prepare(&m, cfg) != 0) {
+		master_free(&m);
+		config_free(cfg);
+		return EXIT_RUNTIME;
+	}
 	log_info("starting %d workers (%s)", cfg->worker_count, cfg->handler);
 	if (workers_start(&m, cfg, m.gen) != 0)
 		fatalx("cannot allocate worker slots");

@@ -20,6 +20,9 @@ enum {
 };
 
 struct wslot;
+struct control;
+struct metrics;
+struct frame;
 
 struct upd {
 	int64_t id;
@@ -28,6 +31,7 @@ struct upd {
 	int attempt;
 	struct wslot *w;	/* worker running it, NULL if none */
 	struct upd *wprev, *wnext;	/* in w's in-flight list */
+	int64_t fetched_ms;	/* added to the pending set (metrics: dispatch latency) */
 	int64_t dispatched_ms;
 	int64_t cancel_sent_ms;	/* update_timeout: CANCEL sent, 0 if not */
 	int journaled;		/* written to the journal */
@@ -73,6 +77,7 @@ struct master {
 	struct evcurl *ec;
 	struct poller *poller;
 	struct journal *journal;	/* NULL when [journal] enabled = no */
+	struct throttle *throttle;	/* shared buckets; kept across reloads, NULL until enabled */
 	struct seq *seq;
 	struct u64map upds;		/* update id -> struct upd */
 	struct upd *retry_head, *retry_tail;
@@ -92,6 +97,7 @@ struct master {
 	struct event *sig_term, *sig_int, *sig_hup, *sig_chld;
 	struct event *stats_ev, *shutdown_ev, *watchdog_ev, *tick_ev;
 	struct event *journal_ev;	/* completion flush / blocked-batch retry */
+	struct event *drain_ev;		/* bounds the wait for workers after DRAIN */
 	struct notify sd;
 	uint64_t rng;
 	/* counters */
@@ -99,6 +105,10 @@ struct master {
 	uint64_t n_done_last;
 	int64_t last_stats_ms;
 	int64_t last_poll_ok_ms;
+	double rate;			/* updates/s over the last stats interval */
+	int paused;			/* polling paused by `tgrunctl pause` */
+	struct control *control;	/* NULL when [control] enabled = no */
+	struct metrics *metrics;
 };
 
 int64_t master_now_ms(void);
@@ -119,7 +129,26 @@ void master_generation_ready(struct master *m, int gen);
 /* A new generation could not start: the reload is refused. */
 void master_generation_failed(struct master *m, int gen, const char *why);
 
+/* daemon/master.c, for the control socket */
+/* Same as SIGHUP: 0 started, 1 queued behind a running reload, -1 stopping. */
+int master_request_reload(struct master *m);
+/* Pause (1) or resume (0) polling; in-flight and pending work goes on. */
+void master_set_paused(struct master *m, int paused);
+/*
+ * Take journaled updates that are not pending (dead letters just moved back
+ * by journal_dead_retry) into the pending set and dispatch them. Returns how
+ * many were added, or -1 (journal error, logged).
+ */
+int master_take_journaled(struct master *m);
+/* A STATS frame from `w`: API counts for the metrics or a fiber dump. */
+void master_worker_stats(struct master *m, struct wslot *w, const struct frame *f);
+/* "polling", "paused (control)", "paused (journal)", ... for status lines. */
+const char *master_polling_state(const struct master *m);
+
 /* daemon/workers.c */
+/* Ask `w` for its fibers; it answers with a FRAME_STATS_DUMP STATS frame. */
+int workers_send_dump(struct wslot *w, uint64_t req)
+	__attribute__((warn_unused_result));
 /* Start cfg->worker_count workers as generation `gen`. */
 int workers_start(struct master *m, const struct config *cfg, int gen)
 	__attribute__((warn_unused_result));
@@ -141,6 +170,15 @@ void workers_kill_all(struct master *m, int sig);
 int workers_alive(const struct master *m);
 void workers_reap(struct master *m);
 void workers_free(struct master *m);
+/*
+ * [throttle]: make the shared buckets when `cfg` enables them and they do
+ * not exist yet (start, or a reload that turns them on); they then live until
+ * exit, so every generation shares them. 0, or -1 (logged).
+ */
+int workers_throttle_prepare(struct master *m, const struct config *cfg)
+	__attribute__((warn_unused_result));
+/* The generation of `cfg` serves: its [throttle] rates apply from now on. */
+void workers_throttle_apply(struct master *m, const struct config *cfg);
 /* Where tgrun-worker is: next to tgrund, else the libexec directory. */
 char *workers_find_binary(void);
 

@@ -2,8 +2,10 @@
 #include "master.h"
 #include "frame.h"
 #include "log.h"
+#include "throttle.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -18,10 +20,6 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
-#ifndef TGRUN_LIBEXECDIR
-#define TGRUN_LIBEXECDIR "/usr/local/libexec/tgrun"
-#endif
-
 #define RESPAWN_MIN_MS 200
 #define RESPAWN_MAX_MS 10000
 /* A worker that lived this long did not crash in a storm. */
@@ -31,22 +29,26 @@ static int spawn(struct master *m, struct wslot *w);
 
 char *workers_find_binary(void)
 {
+	static const char *const rel[] = { "tgrun-worker", "../libexec/tgrun/tgrun-worker" };
 	char self[PATH_MAX], *slash, *path = NULL;
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
 
-	if (n > 0) {
-		self[n] = '\0';
-		slash = strrchr(self, '/');
-		if (slash != NULL) {
-			*slash = '\0';
-			if (asprintf(&path, "%s/tgrun-worker", self) < 0)
-				return NULL;
-			if (access(path, X_OK) == 0)
-				return path;
-			free(path);
-		}
+	/* Next to tgrund (the build tree), else where `make install` puts it. */
+	if (n <= 0)
+		return NULL;
+	self[n] = '\0';
+	if ((slash = strrchr(self, '/')) == NULL)
+		return NULL;
+	*slash = '\0';
+	for (size_t i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
+		if (asprintf(&path, "%s/%s", self, rel[i]) < 0)
+			return NULL;
+		if (access(path, X_OK) == 0)
+			return path;
+		free(path);
 	}
-	return strdup(TGRUN_LIBEXECDIR "/tgrun-worker");
+	log_err("tgrun-worker not found next to tgrund or in ../libexec/tgrun");
+	return NULL;
 }
 
 /* The config a worker runs with: a starting generation has the reloaded one. */
@@ -73,7 +75,7 @@ static json_t *settings_json(struct master *m, struct wslot *w)
 		json_object_set_new(kv, c->handler_kv[i].key,
 		    json_string(c->handler_kv[i].value));
 	return json_pack("{s:i, s:i, s:i, s:s, s:s, s:s, s:I, s:i, s:I, s:o, "
-	    "s:i, s:I, s:i}",
+	    "s:i, s:I, s:i, s:b}",
 	    "slot", w->slot, "count", c->worker_count, "generation", w->gen,
 	    "handler", c->handler, "api_url", c->api_url, "token", m->token,
 	    "api_timeout_ms", (json_int_t)c->api_timeout_ms,
@@ -82,7 +84,9 @@ static json_t *settings_json(struct master *m, struct wslot *w)
 	    "handler_kv", kv,
 	    "worker_concurrency", c->worker_concurrency,
 	    "stack_size", (json_int_t)c->stack_size,
-	    "log_level", c->log_level);
+	    "log_level", c->log_level,
+	    /* spawn() hands it the memory on THROTTLE_FD then. */
+	    "throttle", c->throttle_enabled && m->throttle != NULL);
 }
 
 static void drop_conn(struct wslot *w)
@@ -136,11 +140,9 @@ static void on_ready(struct master *m, struct wslot *w)
 	master_worker_ready(m, w);
 }
 
-static void on_read(struct bufferevent *bev, void *arg)
+static void handle_frames(struct wslot *w, struct evbuffer *in)
 {
-	struct wslot *w = arg;
 	struct master *m = w->m;
-	struct evbuffer *in = bufferevent_get_input(bev);
 	const char *why = NULL;
 	struct frame f;
 	int r = 0;
@@ -169,6 +171,7 @@ static void on_read(struct bufferevent *bev, void *arg)
 			w->last_pong_ms = master_now_ms();
 			break;
 		case FRAME_STATS:
+			master_worker_stats(m, w, &f);
 			break;
 		default:
 			protocol_error(w, "unexpected frame type from a worker");
@@ -179,6 +182,11 @@ static void on_read(struct bufferevent *bev, void *arg)
 	}
 	if (w->bev != NULL && r < 0)
 		protocol_error(w, why);
+}
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+	handle_frames(arg, bufferevent_get_input(bev));
 }
 
 static void on_event(struct bufferevent *bev, short what, void *arg)
@@ -218,6 +226,7 @@ static int spawn(struct master *m, struct wslot *w)
 {
 	const struct config *c = cfg_of(m, w);
 	int sv[2], rc;
+	int tfd = c->throttle_enabled && m->throttle ? throttle_fd(m->throttle) : -1;
 	pid_t pid, parent;
 	char slotarg[16];
 	json_t *set;
@@ -249,7 +258,15 @@ static int spawn(struct master *m, struct wslot *w)
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		notify_scrub_env();
+		/* The socket goes onto fd 3 first: move the memfd out of its way. */
+		if (tfd == FRAME_WORKER_FD &&
+		    (tfd = fcntl(tfd, F_DUPFD_CLOEXEC, THROTTLE_FD + 1)) < 0)
+			_exit(127);
 		if (dup2(sv[1], FRAME_WORKER_FD) < 0)
+			_exit(127);
+		/* dup2() clears close-on-exec, except onto the same fd. */
+		if (tfd >= 0 && (tfd == THROTTLE_FD ? fcntl(tfd, F_SETFD, 0) :
+		    dup2(tfd, THROTTLE_FD)) < 0)
 			_exit(127);
 		execv(m->worker_path, argv);
 		dprintf(STDERR_FILENO, "tgrun-worker: exec %s: %s\n",
@@ -331,6 +348,14 @@ int workers_send_cancel(struct wslot *w, int64_t id)
 		return -1;
 	return frame_write(bufferevent_get_output(w->bev), FRAME_CANCEL, 0,
 	    (uint64_t)id, 0, NULL, 0);
+}
+
+int workers_send_dump(struct wslot *w, uint64_t req)
+{
+	if (w->bev == NULL || (w->state != W_READY && w->state != W_DRAINING))
+		return -1;
+	return frame_write(bufferevent_get_output(w->bev), FRAME_DUMP, 0, req, 0,
+	    NULL, 0);
 }
 
 static void drain_one(struct wslot *w)
@@ -454,6 +479,28 @@ static void slot_free(struct master *m, struct wslot *w)
 	free(w);
 }
 
+/*
+ * SIGCHLD may be seen before the socket's last bytes: read and handle them
+ * first, or DONE frames of a worker that exited cleanly would be lost and
+ * its finished updates retried.
+ */
+static void read_last_frames(struct wslot *w)
+{
+	struct evbuffer *rest;
+	evutil_socket_t fd;
+
+	if (w->bev == NULL || (rest = evbuffer_new()) == NULL)
+		return;
+	/* The bufferevent's input only takes bytes from the bufferevent: copy. */
+	evbuffer_remove_buffer(bufferevent_get_input(w->bev), rest,
+	    evbuffer_get_length(bufferevent_get_input(w->bev)));
+	fd = bufferevent_getfd(w->bev);
+	while (fd >= 0 && evbuffer_read(rest, fd, 65536) > 0)
+		;
+	handle_frames(w, rest);
+	evbuffer_free(rest);
+}
+
 static void worker_gone(struct master *m, struct wslot *w, int st)
 {
 	char how[96];
@@ -461,6 +508,7 @@ static void worker_gone(struct master *m, struct wslot *w, int st)
 	int was = w->state, clean = WIFEXITED(st) && WEXITSTATUS(st) == 0;
 
 	describe_exit(how, sizeof(how), st);
+	read_last_frames(w);
 	drop_conn(w);
 	w->pid = 0;
 	w->state = W_EMPTY;
@@ -523,4 +571,52 @@ void workers_free(struct master *m)
 {
 	while (m->workers != NULL)
 		slot_free(m, m->workers);
+	throttle_close(m->throttle);
+	m->throttle = NULL;
+}
+
+static void throttle_rates_of(const struct config *c, struct throttle_rates *r)
+{
+	r->global = (struct throttle_rate){ c->throttle_global.n,
+	    c->throttle_global.period_ms * 1000 };
+	r->chat = (struct throttle_rate){ c->throttle_chat.n,
+	    c->throttle_chat.period_ms * 1000 };
+	r->group = (struct throttle_rate){ c->throttle_group.n,
+	    c->throttle_group.period_ms * 1000 };
+}
+
+/* [throttle] periods are a second or a minute. */
+static const char *per(int64_t period_us)
+{
+	return period_us == 60000000 ? "m" : "s";
+}
+
+int workers_throttle_prepare(struct master *m, const struct config *cfg)
+{
+	struct throttle_rates r;
+
+	if (!cfg->throttle_enabled || m->throttle != NULL)
+		return 0;
+	throttle_rates_of(cfg, &r);
+	if ((m->throttle = throttle_create(&r)) == NULL) {
+		log_err("[throttle]: cannot create the shared buckets: %s",
+		    strerror(errno));
+		return -1;
+	}
+	log_info("throttle: %lld/%s overall, %lld/%s per chat, %lld/%s per group, "
+	    "shared by all workers", (long long)r.global.n, per(r.global.period_us),
+	    (long long)r.chat.n, per(r.chat.period_us), (long long)r.group.n,
+	    per(r.group.period_us));
+	return 0;
+}
+
+void workers_throttle_apply(struct master *m, const struct config *cfg)
+{
+	struct throttle_rates r;
+
+	if (m->throttle == NULL || !cfg->throttle_enabled)
+		return;
+	throttle_rates_of(cfg, &r);
+	if (throttle_set_rates(m->throttle, &r) != 0)
+		log_err("throttle: cannot update the rates: %s", strerror(errno));
 }

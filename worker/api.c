@@ -5,6 +5,8 @@
 #include "evcurl.h"
 #include "log.h"
 #include "sched.h"
+#include "throttle.h"
+#include "wstats.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -68,6 +70,42 @@ void api_free_requests(struct worker *w)
 	}
 }
 
+/* The chat of a throttled call: chat_id as an integer (or digits), 0 for "@name". */
+static int64_t throttle_chat(const json_t *params)
+{
+	const json_t *v = json_object_get(params, "chat_id");
+	const char *s;
+	char *end;
+	long long n;
+
+	if (json_is_integer(v))
+		return json_integer_value(v);
+	if (!json_is_string(v))
+		return 0;
+	s = json_string_value(v);
+	errno = 0;
+	n = strtoll(s, &end, 10);
+	return *s != '\0' && *end == '\0' && errno == 0 ? n : 0;
+}
+
+int api_throttle(struct worker *w, const char *method, const json_t *params)
+{
+	int64_t chat, wait_us;
+	int r;
+
+	if (w->throttle == NULL || !throttle_method_counts(method))
+		return 0;
+	chat = throttle_chat(params);
+	/* Yield between tries: other fibers and this worker's loop keep running. */
+	while ((r = throttle_acquire(w->throttle, chat, throttle_now_us(), &wait_us)) == 1)
+		if (sched_park("throttle", NULL, NULL, (wait_us + 999) / 1000) == ECANCELED)
+			return ECANCELED;
+	if (r < 0)
+		log_err("throttle: the shared lock failed (%s); %s sent unthrottled",
+		    strerror(errno), method);
+	return 0;
+}
+
 /* On the scheduler's stack: the answer is decoded here, not on the fiber. */
 static void call_done(CURL *easy, CURLcode res, void *arg)
 {
@@ -105,6 +143,14 @@ static void call_abort(struct task *t, void *obj)
 		evcurl_remove(c->w->ec, c->req->easy);
 		c->added = 0;
 	}
+}
+
+/* Metrics: the outcome of one attempt that ran to an answer or an error. */
+static void count_attempt(struct worker *w, const char *method, const struct call *c)
+{
+	wstats_api(w->stats, method, c->decoded == 0 ? (c->res.ok ? WS_OK : WS_API_ERROR) :
+	    c->cc == CURLE_OPERATION_TIMEDOUT ? WS_TIMEOUT : WS_NETWORK_ERROR,
+	    c->decoded == 0 && !c->res.ok && c->res.error_code == 429);
 }
 
 /* One attempt; 0 when it ran to an answer (or error), ECANCELED otherwise. */
@@ -159,10 +205,13 @@ json_t *tgrun_call(struct tgrun_ctx *ctx, const char *method, json_t *params,
 	for (int attempt = 0;; attempt++) {
 		int64_t wait_ms;
 
-		if (tgrun_cancelled(ctx) || call_once(&c, method, params) == ECANCELED) {
+		if (tgrun_cancelled(ctx) || api_throttle(w, method, params) == ECANCELED ||
+		    call_once(&c, method, params) == ECANCELED) {
+			wstats_api(w->stats, method, WS_CANCELLED, 0);
 			set_err(err, TGRUN_ERR_CANCELLED, 0, 0, "cancelled");
 			break;
 		}
+		count_attempt(w, method, &c);
 		if (c.decoded == 0 && c.res.ok) {
 			result = c.res.result;
 			c.res.result = NULL;
@@ -348,6 +397,8 @@ int settings_from_json(struct worker_settings *s, const json_t *j,
 	s->handler_kv = json_incref(kv);
 	if (s->worker_concurrency < 1)
 		s->worker_concurrency = 1;
+	s->log_level = json_integer_value(json_object_get(j, "log_level"));
+	s->throttle = json_is_true(json_object_get(j, "throttle"));
 	if (!s->handler_path || !s->api_url || !s->token) {
 		settings_free(s);
 		snprintf(err, errlen, "out of memory");

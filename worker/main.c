@@ -6,7 +6,9 @@
 #include "log.h"
 #include "sched.h"
 #include "tgrun.h"
+#include "throttle.h"
 #include "worker.h"
+#include "wstats.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -37,18 +39,42 @@ static void send_frame(struct worker *w, uint8_t type, uint16_t flags,
 	}
 }
 
-/* Write out what is queued, blocking: used only just before exit. */
+/*
+ * Write out what is queued, then the process exits. The bufferevent's
+ * output buffer is frozen to everyone else (no copyout, no drain), so peek
+ * at its chunks and write them with blocking writes: this works inside a
+ * callback too.
+ */
 static void flush_out(struct worker *w)
 {
-	struct evbuffer *out = bufferevent_get_output(w->bev);
-	int fd = FRAME_WORKER_FD;
-	int fl = fcntl(fd, F_GETFL);
+	struct evbuffer_iovec v[64];
+	struct evbuffer *out;
+	int n, fl;
 
+	if (w->bev == NULL)
+		return;
+	out = bufferevent_get_output(w->bev);
+	n = evbuffer_peek(out, -1, NULL, v, 64);
+	if (n > 64)
+		n = 64;		/* frames are few at exit; more is not expected */
+	fl = fcntl(FRAME_WORKER_FD, F_GETFL);
 	if (fl >= 0)
-		(void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
-	while (evbuffer_get_length(out) > 0)
-		if (evbuffer_write(out, fd) <= 0 && errno != EINTR)
-			break;
+		(void)fcntl(FRAME_WORKER_FD, F_SETFL, fl & ~O_NONBLOCK);
+	for (int i = 0; i < n; i++) {
+		const char *p = v[i].iov_base;
+		size_t left = v[i].iov_len;
+
+		while (left > 0) {
+			ssize_t k = write(FRAME_WORKER_FD, p, left);
+
+			if (k < 0 && errno == EINTR)
+				continue;
+			if (k <= 0)
+				return;
+			p += k;
+			left -= (size_t)k;
+		}
+	}
 }
 
 static void fail_start(struct worker *w, enum frame_fail why, const char *msg)
@@ -77,11 +103,21 @@ static void on_config(struct worker *w, const struct frame *f)
 	json_decref(j);
 	log_add_secret(w->bot.set.token);
 	log_init("worker", w->bot.set.slot);
+	if (w->bot.set.log_level >= LOG_LVL_ERR && w->bot.set.log_level <= LOG_LVL_DEBUG)
+		log_set_level((enum log_level)w->bot.set.log_level);
 	w->pool = fiber_pool_new((size_t)w->bot.set.stack_size, STACK_POOL_KEEP);
 	w->sched = w->pool ? sched_new(w->base, w->pool) : NULL;
 	w->ec = evcurl_new(w->base);
 	if (w->sched == NULL || w->ec == NULL)
 		fail_start(w, FRAME_FAIL_CONFIG, "cannot set up the fiber runtime");
+	if (w->bot.set.throttle &&
+	    (w->throttle = throttle_attach(THROTTLE_FD, err, sizeof(err))) == NULL) {
+		char msg[640];
+
+		snprintf(msg, sizeof(msg), "[throttle] is enabled but the master's "
+		    "shared buckets are unusable: %s", err);
+		fail_start(w, FRAME_FAIL_CONFIG, msg);
+	}
 	if (handler_load(&w->bot.h, w->bot.set.handler_path, err, sizeof(err)) != 0)
 		fail_start(w, FRAME_FAIL_LOAD, err);
 	if (w->bot.h.init != NULL && w->bot.h.init(&w->bot) != 0) {
@@ -126,8 +162,10 @@ static void update_free(struct worker *w, struct wupdate *u)
 
 static void maybe_exit(struct worker *w)
 {
-	if (w->draining && w->updates.count == 0 && sched_count(w->sched) == 0)
+	if (w->draining && w->updates.count == 0 && sched_count(w->sched) == 0) {
+		log_debug("drained: exiting");
 		w->quit = 1;
+	}
 }
 
 /* On the scheduler's stack once the update's fiber (and children) ended. */
@@ -205,6 +243,7 @@ static void on_update(struct worker *w, const struct frame *f)
 		return;
 	}
 	wupdate_describe(u);
+	log_debug("update %lld (attempt %d) received", (long long)u->id, u->attempt);
 	if (u64map_put(&w->updates, f->seq, u) != 0)
 		fatalx("out of memory for update %lld", (long long)u->id);
 	if (w->running < w->bot.set.worker_concurrency) {
@@ -239,6 +278,53 @@ static void on_cancel(struct worker *w, const struct frame *f)
 	runtime_cancel_update(w, u);
 }
 
+/* ---- STATS: API counts and fiber dumps ------------------------------------------ */
+
+static void send_stats(struct worker *w)
+{
+	json_t *j = wstats_take(w->stats);
+	char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+
+	if (text != NULL && w->bev != NULL)
+		send_frame(w, FRAME_STATS, FRAME_STATS_API, 0, 0, text, strlen(text));
+	free(text);
+	json_decref(j);
+}
+
+static void on_stats_timer(evutil_socket_t fd, short what, void *arg)
+{
+	send_stats(arg);
+}
+
+static void dump_json(void *arg, const struct task *t, const char *what, int64_t ms)
+{
+	struct tgrun_ctx *ctx = task_data((struct task *)t);
+	json_t *a = arg, *o;
+
+	if (ctx != NULL && ctx->u != NULL)
+		o = json_pack("{s:I, s:s, s:s, s:I}", "update_id", (json_int_t)ctx->u->id,
+		    "type", ctx->u->type, "what", what, "waited_ms", (json_int_t)ms);
+	else
+		o = json_pack("{s:n, s:s, s:s, s:I}", "update_id", "type", "background",
+		    "what", what, "waited_ms", (json_int_t)ms);
+	json_array_append_new(a, o);
+}
+
+/* DUMP: the fibers and what each waits on, for `tgrunctl fibers`. */
+static void on_dump(struct worker *w, const struct frame *f)
+{
+	json_t *a = json_array();
+	char *text;
+
+	if (a != NULL && w->sched != NULL)
+		sched_dump(w->sched, dump_json, a);
+	text = a ? json_dumps(a, JSON_COMPACT) : NULL;
+	send_frame(w, FRAME_STATS, FRAME_STATS_DUMP, f->seq, 0, text ? text : "[]",
+	    text ? strlen(text) : 2);
+	free(text);
+	json_decref(a);
+}
+
 static void on_read(struct bufferevent *bev, void *arg)
 {
 	struct worker *w = arg;
@@ -259,7 +345,9 @@ static void on_read(struct bufferevent *bev, void *arg)
 		case FRAME_PING:
 			send_frame(w, FRAME_PONG, 0, f.seq, 0, NULL, 0);
 			break;
+		case FRAME_DUMP: on_dump(w, &f); break;
 		case FRAME_DRAIN:
+			log_debug("DRAIN: %zu updates to finish", w->updates.count);
 			w->draining = 1;
 			runtime_cancel_background(w);
 			maybe_exit(w);
@@ -314,6 +402,8 @@ static void worker_exit(struct worker *w, int status)
 {
 	if (status == 0 && w->configured && w->bot.h.fini != NULL)
 		w->bot.h.fini(&w->bot);
+	if (w->configured)
+		send_stats(w);
 	flush_out(w);
 	exit(status);
 }
@@ -380,7 +470,8 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	static struct worker w;
-	struct event *usr1;
+	struct event *usr1, *stats_ev;
+	struct timeval stats_every = { 1, 0 };
 	int c, slot = -1;
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -423,6 +514,10 @@ int main(int argc, char **argv)
 	usr1 = evsignal_new(w.base, SIGUSR1, on_usr1, &w);
 	if (w.bev == NULL || usr1 == NULL || event_add(usr1, NULL) != 0)
 		fatalx("cannot set up the master connection");
+	w.stats = wstats_new();
+	stats_ev = event_new(w.base, -1, EV_PERSIST, on_stats_timer, &w);
+	if (w.stats == NULL || stats_ev == NULL || event_add(stats_ev, &stats_every) != 0)
+		fatalx("cannot set up the stats timer");
 	bufferevent_setcb(w.bev, on_read, NULL, on_sock_event, &w);
 	bufferevent_enable(w.bev, EV_READ | EV_WRITE);
 
@@ -432,8 +527,10 @@ int main(int argc, char **argv)
 	 * wake-ups.
 	 */
 	while (!w.quit) {
-		if (w.sched)
+		if (w.sched) {
 			sched_run(w.sched);
+			maybe_exit(&w);
+		}
 		if (w.quit)
 			break;
 		if (event_base_loop(w.base, w.sched && sched_pending(w.sched) ?

@@ -175,6 +175,8 @@ static void group_child_done(struct all_group *g, struct tgrun_fiber *f)
 	}
 	r->ret = f->ret;
 	g->remaining--;
+	/* Without an owning update the handle is freed right after this. */
+	g->kids[f->slot] = NULL;
 	if (f->ret != 0 && g->fail_fast && !g->failed) {
 		g->failed = 1;
 		for (size_t i = 0; i < g->n; i++)
@@ -219,6 +221,10 @@ struct tgrun_fiber *tgrun_spawn(struct tgrun_ctx *ctx, tgrun_fn fn, void *arg,
 
 	if (ctx == NULL || fn == NULL) {
 		errno = EINVAL;
+		return NULL;
+	}
+	if (!ctx_in_fiber(ctx)) {
+		errno = EPERM;
 		return NULL;
 	}
 	w = ctx->bot->w;
@@ -599,6 +605,11 @@ int tgrun_lock(struct tgrun_ctx *ctx, const char *key, double timeout)
 		return hold(ctx, l);
 	if (l->owner == ctx) {
 		errno = EDEADLK;
+		return -1;
+	}
+	/* Only a fiber can wait: never queue a waiter that cannot park. */
+	if (!ctx_in_fiber(ctx)) {
+		errno = EPERM;
 		return -1;
 	}
 	me.t = ctx->task;

@@ -35,8 +35,10 @@ void task_set_data(struct task *t, void *data);
 /*
  * In a task: wait until sched_wake(). `what` describes the wait for dumps.
  * timeout_ms < 0 waits forever. Returns 0 when woken, ETIMEDOUT, or
- * ECANCELED (the task was cancelled before or during the wait); on timeout
- * and cancel, abort(t, obj) runs first on the scheduler's stack.
+ * ECANCELED (the task was cancelled before or during the wait). On timeout
+ * and cancel, abort(t, obj) runs first: on the scheduler's stack, or on the
+ * task's own when it was cancelled before parking (nothing is under way
+ * then: work started for the wait is only deferred).
  */
 int sched_park(const char *what, task_abort_fn abort, void *obj, int64_t timeout_ms);
 /*

@@ -23,6 +23,7 @@
 #ifndef TGRUN_H
 #define TGRUN_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <jansson.h>
 
@@ -86,6 +87,11 @@ struct tgrun_error {
  * to [api] retries; other errors are returned at once. Each attempt is
  * bounded by [api] timeout. Yields until the answer arrives; other fibers
  * run meanwhile. Outside a fiber it fails at once with TGRUN_ERR_INVALID.
+ * With [throttle] enabled, a method that sends a message (send* except
+ * sendChatAction, copyMessage(s), forwardMessage(s)) first waits its turn
+ * (yielding; before each attempt) so the flood limits hold across all
+ * workers; if the update is cancelled meanwhile it fails with
+ * TGRUN_ERR_CANCELLED.
  */
 json_t *tgrun_call(struct tgrun_ctx *ctx, const char *method, json_t *params,
     struct tgrun_error *err);
@@ -225,6 +231,116 @@ int tgrun_wait_fd(struct tgrun_ctx *ctx, int fd, int events, double timeout);
 int tgrun_lock(struct tgrun_ctx *ctx, const char *key, double timeout);
 /* Release `key`; -1 with EPERM when the caller does not hold it. */
 int tgrun_unlock(struct tgrun_ctx *ctx, const char *key);
+
+/* ---- files and HTTP ------------------------------------------------------- */
+
+/*
+ * One file part of a multipart upload. From disk when `path` is set (read
+ * when the request is sent, streamed, never loaded whole), else from memory:
+ * `len` bytes at `data` (copied into the request; NULL with len 0 sends an
+ * empty file). `field` is the form field: the method's parameter ("document",
+ * "photo", ...) or the name used in an "attach://<name>" reference.
+ * `filename` defaults to the last component of `path` (for memory parts to
+ * `field`); `content_type` to what libcurl guesses from the file name, else
+ * application/octet-stream. The worker only borrows the strings and data, for
+ * the duration of the call.
+ */
+struct tgrun_file {
+	const char *field;
+	const char *path;
+	const void *data;
+	size_t len;
+	const char *filename;
+	const char *content_type;
+};
+
+/*
+ * Call Bot API `method` (sendDocument, sendPhoto, sendMediaGroup...) as a
+ * multipart/form-data POST of `params` (a JSON object; stolen, may be NULL)
+ * plus the n parts in `files` (may be NULL when n is 0). String values of
+ * params are sent as they are, JSON null is left out, every other value is
+ * sent JSON-encoded (numbers, booleans, reply_markup, media arrays), as the
+ * Bot API expects. Returns the "result" as a new reference, or NULL with
+ * `err` filled (err may be NULL).
+ *
+ * Yields until the answer arrives. Retries as tgrun_call() does (429 within
+ * [api] retry_after_max, 5xx and network errors with backoff up to [api]
+ * retries, other errors at once), re-sending the files on each attempt, each
+ * attempt bounded by [api] timeout, and waits its turn under [throttle] as
+ * tgrun_call() does; errors are those of tgrun_call().
+ * TGRUN_ERR_INVALID: outside a fiber, params not an object, a part without
+ * field or with neither path nor data, a path that is not a readable
+ * regular file (error_code = errno), out of memory.
+ */
+json_t *tgrun_upload(struct tgrun_ctx *ctx, const char *method, json_t *params,
+    const struct tgrun_file *files, size_t n, struct tgrun_error *err);
+
+/*
+ * Download the file `file_id` to `path`: getFile (through tgrun_call(), with
+ * its retries), then a GET of the file streamed into a new temporary file
+ * "<path>.XXXXXX" (mode 0600) in the same directory, which is fsync()ed and
+ * renamed over `path`, so `path` is replaced atomically or not at all: on any
+ * failure the temporary file is removed and `path` is left as it was.
+ * Returns 0, or -1 with `err` filled (may be NULL).
+ *
+ * Yields. 5xx and network errors of the download are retried with backoff
+ * up to [api] retries; each attempt is bounded by [api] timeout (mind it for
+ * large files). Errors: those of tgrun_call() for getFile (an unknown
+ * file_id is TGRUN_ERR_API 400); TGRUN_ERR_API or TGRUN_ERR_NETWORK with the
+ * HTTP status in error_code when the download is refused;
+ * TGRUN_ERR_TIMEOUT, TGRUN_ERR_CANCELLED; TGRUN_ERR_INVALID outside a fiber,
+ * for bad arguments, and for local file errors (cannot create, write, fsync
+ * or rename: error_code is the errno).
+ */
+int tgrun_download(struct tgrun_ctx *ctx, const char *file_id, const char *path,
+    struct tgrun_error *err);
+
+/*
+ * A plain HTTP request to another service. `method` is "GET", "POST",
+ * "PUT", "DELETE", "HEAD", ... (NULL: "GET"); `url` must be http:// or
+ * https://; `headers` is a NULL-terminated array of "Name: value" lines (may
+ * be NULL); `body_len` bytes at `body` are sent when body is not NULL (a POST
+ * without a Content-Type header is sent as
+ * application/x-www-form-urlencoded, libcurl's default). `timeout` bounds the
+ * whole request in seconds (0: [api] timeout). Redirects are not followed.
+ * The worker borrows everything for the duration of the call.
+ */
+struct tgrun_http_request {
+	const char *method;
+	const char *url;
+	const char *const *headers;
+	const void *body;
+	size_t body_len;
+	double timeout;
+};
+
+/*
+ * The answer: any HTTP status, 4xx and 5xx included, is a response, not an
+ * error. `body` is malloc'd and NUL-terminated (body_len excludes the NUL;
+ * never NULL after success); `content_type` is malloc'd or NULL when the
+ * server sent none. Both belong to the caller: tgrun_http_response_free().
+ */
+struct tgrun_http_response {
+	int status;
+	char *body;
+	size_t body_len;
+	char *content_type;
+};
+
+/*
+ * Run `req` on the worker's curl multi; yields until it finished, other
+ * fibers run meanwhile. No retries. Returns 0 with *resp filled, or -1 with
+ * `err` filled (may be NULL) and *resp zeroed: TGRUN_ERR_NETWORK (connection
+ * refused, DNS, TLS, a body over 64 MiB...), TGRUN_ERR_TIMEOUT,
+ * TGRUN_ERR_CANCELLED, TGRUN_ERR_INVALID (outside a fiber, no URL or not
+ * http/https, a header or method with CR/LF, out of memory). The URL is never
+ * logged.
+ */
+int tgrun_http(struct tgrun_ctx *ctx, const struct tgrun_http_request *req,
+    struct tgrun_http_response *resp, struct tgrun_error *err);
+
+/* Free what tgrun_http() put in *resp and zero it; resp may be NULL. */
+void tgrun_http_response_free(struct tgrun_http_response *resp);
 
 /* ---- the bot -------------------------------------------------------------- */
 

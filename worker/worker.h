@@ -14,6 +14,7 @@ struct event_base;
 struct bufferevent;
 struct evcurl;
 struct fiber_pool;
+struct wstats;
 struct sched;
 struct task;
 
@@ -28,6 +29,8 @@ struct worker_settings {
 	long retry_after_max_ms;
 	int worker_concurrency;
 	long stack_size;
+	int log_level;		/* enum log_level; 0 = leave as is */
+	int throttle;		/* [throttle] on: the buckets are on THROTTLE_FD */
 	json_t *handler_kv;	/* object of [handler] keys */
 };
 
@@ -79,6 +82,8 @@ struct worker {
 	struct botapi_req *req_free[64];	/* idle easy handles (keep-alive) */
 	int nreq_free;
 	struct lockmap *locks;
+	struct throttle *throttle;	/* [throttle] buckets shared with all workers, or NULL */
+	struct wstats *stats;		/* Bot API counts for the next STATS frame */
 };
 
 int settings_from_json(struct worker_settings *s, const json_t *j,
@@ -102,5 +107,10 @@ void locks_free(struct worker *w);
 
 /* worker/api.c */
 void api_free_requests(struct worker *w);
+/*
+ * Before each attempt of a Bot API call: under [throttle], wait (yielding)
+ * until `method` to the chat in `params` may go. 0, or ECANCELED.
+ */
+int api_throttle(struct worker *w, const char *method, const json_t *params);
 
 #endif

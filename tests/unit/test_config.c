@@ -27,7 +27,7 @@ static char oldcwd[PATH_MAX];
 /* Lines 1-2 of most cases: the one required key. */
 #define H "[workers]\nhandler = h.so\n"
 
-enum ck { CK_NONE, CK_INT, CK_I64, CK_SIZE, CK_UNS, CK_U32, CK_STR, CK_FN };
+enum ck { CK_NONE, CK_INT, CK_I64, CK_SIZE, CK_UNS, CK_U32, CK_STR, CK_FN, CK_RATE };
 
 struct tcase {
 	const char *name;
@@ -51,6 +51,8 @@ struct tcase {
 #define OK_U32(n, t, f, v) { n, t, NULL, NULL, CK_U32, F(f), v, NULL, NULL }
 #define OK_STR(n, t, f, v) { n, t, NULL, NULL, CK_STR, F(f), 0, v, NULL }
 #define OK_FN(n, t, fn) { n, t, NULL, NULL, CK_FN, 0, 0, NULL, fn }
+/* A struct cfg_rate: v per "s" or "m". */
+#define OK_RATE(n, t, f, v, per) { n, t, NULL, NULL, CK_RATE, F(f), v, per, NULL }
 
 #define B(t) (1u << (t))
 #define ALL_UPDATES "message, edited_message, channel_post, edited_channel_post, " \
@@ -69,6 +71,8 @@ struct tcase {
 #define NOTSIZE(sec, key, v) "bot.conf:4: [" sec "] " key ": \"" v "\" is not a size (accepted: "
 #define NOTUPD(sec, key, v) "bot.conf:4: [" sec "] " key ": \"" v "\" is not an update type (accepted: "
 #define DUR_ACC(lo) "a duration " lo "..1440m: a number with ms, s or m; bare = seconds"
+#define NOTRATE(sec, key, v) "bot.conf:4: [" sec "] " key ": \"" v "\" is not a rate (accepted: "
+#define RATE_ACC "a rate N/s or N/m (per second, per minute), N an integer 1..1000000"
 #define UNKNOWN(sec, key, acc) "bot.conf:4: [" sec "] " key ": unknown key (accepted: " acc ")"
 
 static void check_all_updates(const struct config *cfg);
@@ -78,6 +82,9 @@ static void check_handler_multiline(const struct config *cfg);
 static void check_handler_empty(const struct config *cfg);
 static void check_relative_handler(const struct config *cfg);
 static void check_relative_journal(const struct config *cfg);
+static void check_relative_control(const struct config *cfg);
+static void check_control_default(const struct config *cfg);
+static void check_metrics_off(const struct config *cfg);
 static void check_relative_token_file(const struct config *cfg);
 static void check_stack_rounded(const struct config *cfg);
 static void check_worker_conc_div(const struct config *cfg);
@@ -373,6 +380,55 @@ static const struct tcase cases[] = {
 	BAD("journal.sync empty", H "[journal]\nsync =\n", EMPTY("journal", "sync")),
 	BAD("journal unknown key", H "[journal]\nfile = x\n", UNKNOWN("journal", "file", "path, enabled, sync")),
 
+	/* [control] */
+	OK_STR("control.socket", H "[control]\nsocket = /run/tgrun/b/c.sock\n",
+	    control_socket, "/run/tgrun/b/c.sock"),
+	OK_FN("control.socket relative", H "[control]\nsocket = c.sock\n",
+	    check_relative_control),
+	OK_FN("control.socket default", H, check_control_default),
+	BAD("control.socket empty", H "[control]\nsocket =\n", EMPTY("control", "socket")),
+	BAD("control.socket too long", H "[control]\nsocket = /"
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n",
+	    "bot.conf:4: [control] socket: /aaaa"),
+	OK_INT("control.enabled no", H "[control]\nenabled = no\n", control_enabled, 0),
+	OK_INT("control.enabled default", H, control_enabled, 1),
+	BAD("control.enabled maybe", H "[control]\nenabled = maybe\n",
+	    NOTACC("control", "enabled", "maybe")),
+	BAD("control unknown key", H "[control]\npath = x\n",
+	    UNKNOWN("control", "path", "socket, enabled")),
+
+	/* [metrics] */
+	OK_STR("metrics.listen v4", H "[metrics]\nlisten = 127.0.0.1:9464\n",
+	    metrics_listen, "127.0.0.1:9464"),
+	OK_STR("metrics.listen v6", H "[metrics]\nlisten = [::1]:9464\n",
+	    metrics_listen, "[::1]:9464"),
+	OK_STR("metrics.listen port 0", H "[metrics]\nlisten = 127.0.0.1:0\n",
+	    metrics_listen, "127.0.0.1:0"),
+	OK_STR("metrics.listen localhost", H "[metrics]\nlisten = localhost:65535\n",
+	    metrics_listen, "localhost:65535"),
+	OK_STR("metrics.listen any address", H "[metrics]\nlisten = 0.0.0.0:9464\n",
+	    metrics_listen, "0.0.0.0:9464"),
+	OK_FN("metrics.listen off", H "[metrics]\nlisten = off\n", check_metrics_off),
+	OK_FN("metrics.listen default", H, check_metrics_off),
+	BAD("metrics.listen no port", H "[metrics]\nlisten = 127.0.0.1\n",
+	    NOTACC("metrics", "listen", "127.0.0.1") "off, or ADDRESS:PORT"),
+	BAD("metrics.listen port too big", H "[metrics]\nlisten = 127.0.0.1:65536\n",
+	    NOTACC("metrics", "listen", "127.0.0.1:65536")),
+	BAD("metrics.listen negative port", H "[metrics]\nlisten = 127.0.0.1:-1\n",
+	    NOTACC("metrics", "listen", "127.0.0.1:-1")),
+	BAD("metrics.listen empty port", H "[metrics]\nlisten = 127.0.0.1:\n",
+	    NOTACC("metrics", "listen", "127.0.0.1:")),
+	BAD("metrics.listen hostname", H "[metrics]\nlisten = example.org:80\n",
+	    NOTACC("metrics", "listen", "example.org:80")),
+	BAD("metrics.listen bare v6", H "[metrics]\nlisten = ::1:9464\n",
+	    NOTACC("metrics", "listen", "::1:9464")),
+	BAD("metrics.listen bad v6", H "[metrics]\nlisten = [::g]:9464\n",
+	    NOTACC("metrics", "listen", "[::g]:9464")),
+	BAD("metrics.listen unclosed", H "[metrics]\nlisten = [::1:9464\n",
+	    NOTACC("metrics", "listen", "[::1:9464")),
+	BAD("metrics.listen empty", H "[metrics]\nlisten =\n", EMPTY("metrics", "listen")),
+
 	/* [api] */
 	OK_I64("api.timeout", H "[api]\ntimeout = 10s\n", api_timeout_ms, 10000),
 	BAD("api.timeout 0", H "[api]\ntimeout = 0\n", RANGE("api", "timeout", "0", DUR_ACC("1ms"))),
@@ -387,6 +443,48 @@ static const struct tcase cases[] = {
 	BAD("api.retry_after_max nan", H "[api]\nretry_after_max = x\n", NOTDUR("api", "retry_after_max", "x")),
 	BAD("api.retry_after_max empty", H "[api]\nretry_after_max =\n", EMPTY("api", "retry_after_max")),
 	BAD("api unknown key", H "[api]\nretry = 1\n", UNKNOWN("api", "retry", "timeout, retries, retry_after_max")),
+
+	/* [throttle] */
+	OK_INT("throttle.enabled yes", H "[throttle]\nenabled = yes\n", throttle_enabled, 1),
+	OK_INT("throttle.enabled off", H "[throttle]\nenabled = off\n", throttle_enabled, 0),
+	BAD("throttle.enabled maybe", H "[throttle]\nenabled = maybe\n",
+	    NOTACC("throttle", "enabled", "maybe") "yes, no, true, false, on, off, 1, 0)"),
+	BAD("throttle.enabled empty", H "[throttle]\nenabled =\n", EMPTY("throttle", "enabled")),
+	OK_RATE("throttle.global 30/s", H "[throttle]\nglobal = 30/s\n", throttle_global, 30, "s"),
+	OK_RATE("throttle.global 1000/s", H "[throttle]\nglobal = 1000/s\n", throttle_global, 1000, "s"),
+	OK_RATE("throttle.global per minute", H "[throttle]\nglobal = 600/m\n", throttle_global, 600, "m"),
+	OK_RATE("throttle.chat 1/s", H "[throttle]\nchat = 1/s\n", throttle_chat, 1, "s"),
+	OK_RATE("throttle.chat 40/s", H "[throttle]\nchat = 40/s\n", throttle_chat, 40, "s"),
+	OK_RATE("throttle.chat max", H "[throttle]\nchat = 1000000/s\n", throttle_chat, 1000000, "s"),
+	OK_RATE("throttle.group 20/m", H "[throttle]\ngroup = 20/m\n", throttle_group, 20, "m"),
+	OK_RATE("throttle.group per second", H "[throttle]\ngroup = 5/s\n", throttle_group, 5, "s"),
+	OK_RATE("throttle.group inline comment", H "[throttle]\ngroup = 60/m ; scaled\n",
+	    throttle_group, 60, "m"),
+	BAD("throttle.global 0/s", H "[throttle]\nglobal = 0/s\n",
+	    RANGE("throttle", "global", "0/s", RATE_ACC)),
+	BAD("throttle.chat too many", H "[throttle]\nchat = 1000001/s\n",
+	    RANGE("throttle", "chat", "1000001/s", RATE_ACC)),
+	BAD("throttle.chat negative", H "[throttle]\nchat = -1/s\n",
+	    RANGE("throttle", "chat", "-1/s", RATE_ACC)),
+	BAD("throttle.chat overflow", H "[throttle]\nchat = 99999999999999999999999/s\n",
+	    RANGE("throttle", "chat", "99999999999999999999999/s", RATE_ACC)),
+	BAD("throttle.chat bare number", H "[throttle]\nchat = 30\n",
+	    NOTRATE("throttle", "chat", "30") RATE_ACC ")"),
+	BAD("throttle.chat per hour", H "[throttle]\nchat = 30/h\n", NOTRATE("throttle", "chat", "30/h")),
+	BAD("throttle.chat unit spelled out", H "[throttle]\nchat = 30/sec\n",
+	    NOTRATE("throttle", "chat", "30/sec")),
+	BAD("throttle.chat upper unit", H "[throttle]\nchat = 30/S\n", NOTRATE("throttle", "chat", "30/S")),
+	BAD("throttle.chat fraction", H "[throttle]\nchat = 0.5/s\n", NOTRATE("throttle", "chat", "0.5/s")),
+	BAD("throttle.chat blank", H "[throttle]\nchat = 30 /s\n", NOTRATE("throttle", "chat", "30 /s")),
+	BAD("throttle.chat no count", H "[throttle]\nchat = /s\n", NOTRATE("throttle", "chat", "/s")),
+	BAD("throttle.group no unit", H "[throttle]\ngroup = 20/\n", NOTRATE("throttle", "group", "20/")),
+	BAD("throttle.group duration", H "[throttle]\ngroup = 3s\n", NOTRATE("throttle", "group", "3s")),
+	BAD("throttle.group empty", H "[throttle]\ngroup =\n",
+	    EMPTY("throttle", "group") RATE_ACC ")"),
+	BAD("throttle.chat duplicate", H "[throttle]\nchat = 1/s\nchat = 2/s\n",
+	    "bot.conf:5: [throttle] chat: duplicate key, first set on line 4"),
+	BAD("throttle unknown key", H "[throttle]\nper_chat = 1/s\n",
+	    UNKNOWN("throttle", "per_chat", "enabled, global, chat, group")),
 
 	/* [log] */
 	OK_INT("log.level error", H "[log]\nlevel = error\n", log_level, LOG_LVL_ERR),
@@ -412,7 +510,7 @@ static const struct tcase cases[] = {
 	/* The file's structure */
 	BAD("unknown section", H "[polling]\ntimeout = 5\n",
 	    "bot.conf:3: unknown section [polling] (accepted: bot, poll, workers, order, "
-	    "limits, journal, api, log, handler)"),
+	    "limits, journal, control, metrics, api, throttle, log, handler)"),
 	BAD("unknown empty section", H "\n[polling]\n", "bot.conf:4: unknown section [polling]"),
 	BAD("unknown section before handler", "[Poll]\n" H, "bot.conf:1: unknown section [Poll]"),
 	BAD("unknown section with spaces", H "[ poll ]\n", "bot.conf:3: unknown section [ poll ]"),
@@ -421,7 +519,8 @@ static const struct tcase cases[] = {
 	BAD("uppercase key", H "[poll]\nTimeout = 5\n", "bot.conf:4: [poll] Timeout: unknown key"),
 	BAD("key outside any section", "limit = 5\n" H,
 	    "bot.conf:1: limit: key outside any section (accepted: keys after a [section] line: "
-	    "bot, poll, workers, order, limits, journal, api, log, handler)"),
+	    "bot, poll, workers, order, limits, journal, control, metrics, api, throttle, "
+	    "log, handler)"),
 	BAD("syntax error", H "[poll]\nthis is not a pair\n",
 	    "bot.conf:4: syntax error (accepted: [section], key = value, ; comment, # comment)"),
 	BAD("unclosed section", H "[poll\nlimit = 5\n", "bot.conf:3: syntax error"),
@@ -514,6 +613,11 @@ run_case(void **state)
 	case CK_U32:
 		assert_int_equal(*(const uint32_t *)p, tc->num);
 		break;
+	case CK_RATE:
+		assert_int_equal(((const struct cfg_rate *)p)->n, tc->num);
+		assert_int_equal(((const struct cfg_rate *)p)->period_ms,
+		    strcmp(tc->str, "m") == 0 ? 60000 : 1000);
+		break;
 	case CK_STR:
 		assert_non_null(*(char *const *)p);
 		assert_string_equal(*(char *const *)p, tc->str);
@@ -593,6 +697,24 @@ static void
 check_relative_journal(const struct config *cfg)
 {
 	assert_string_equal(cfg->journal_path, cwd_join("j.db"));
+}
+
+static void
+check_relative_control(const struct config *cfg)
+{
+	assert_string_equal(cfg->control_socket, cwd_join("c.sock"));
+}
+
+static void
+check_control_default(const struct config *cfg)
+{
+	assert_string_equal(cfg->control_socket, cwd_join("bot.control.sock"));
+}
+
+static void
+check_metrics_off(const struct config *cfg)
+{
+	assert_null(cfg->metrics_listen);
 }
 
 static void
@@ -708,6 +830,13 @@ test_defaults(void **state)
 	assert_int_equal(cfg->api_timeout_ms, 30000);
 	assert_int_equal(cfg->api_retries, 3);
 	assert_int_equal(cfg->api_retry_after_max_ms, 30000);
+	assert_int_equal(cfg->throttle_enabled, 0);
+	assert_int_equal(cfg->throttle_global.n, 30);
+	assert_int_equal(cfg->throttle_global.period_ms, 1000);
+	assert_int_equal(cfg->throttle_chat.n, 1);
+	assert_int_equal(cfg->throttle_chat.period_ms, 1000);
+	assert_int_equal(cfg->throttle_group.n, 20);
+	assert_int_equal(cfg->throttle_group.period_ms, 60000);
 	assert_int_equal(cfg->log_level, LOG_LVL_INFO);
 	assert_int_equal(cfg->handler_nkv, 0);
 	assert_null(cfg->handler_kv);
@@ -787,6 +916,28 @@ test_state_directory(void **state)
 	assert_string_equal(cfg->journal_path, cwd_join("bot.journal.db"));
 	config_free(cfg);
 	unsetenv("STATE_DIRECTORY");
+}
+
+static void
+test_runtime_directory(void **state)
+{
+	struct config *cfg;
+
+	(void)state;
+	setenv("RUNTIME_DIRECTORY", "/run/tgrun/bot", 1);
+	load_ok("bot.conf", H, &cfg);
+	assert_string_equal(cfg->control_socket, "/run/tgrun/bot/control.sock");
+	config_free(cfg);
+
+	setenv("RUNTIME_DIRECTORY", "/run/a:/run/b", 1);
+	load_ok("bot.conf", H, &cfg);
+	assert_string_equal(cfg->control_socket, "/run/a/control.sock");
+	config_free(cfg);
+
+	load_ok("bot.conf", H "[control]\nsocket = /srv/c.sock\n", &cfg);
+	assert_string_equal(cfg->control_socket, "/srv/c.sock");
+	config_free(cfg);
+	unsetenv("RUNTIME_DIRECTORY");
 }
 
 /* Run `text` through config_load with stderr captured into `out`. */
@@ -1069,6 +1220,7 @@ group_setup(void **state)
 {
 	(void)state;
 	unsetenv("STATE_DIRECTORY");
+	unsetenv("RUNTIME_DIRECTORY");
 	if (getcwd(oldcwd, sizeof(oldcwd)) == NULL)
 		return -1;
 	snprintf(tmpdir, sizeof(tmpdir), "/tmp/tgrun-test-config-XXXXXX");
@@ -1107,6 +1259,7 @@ static const struct CMUnitTest others[] = {
 	cmocka_unit_test(test_defaults),
 	cmocka_unit_test(test_name_from_file),
 	cmocka_unit_test(test_state_directory),
+	cmocka_unit_test(test_runtime_directory),
 	cmocka_unit_test(test_token_warning),
 	cmocka_unit_test(test_cannot_open),
 	cmocka_unit_test(test_handler_unreadable),

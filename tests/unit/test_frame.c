@@ -70,7 +70,7 @@ static void test_unknown_type(void **state)
 	uint8_t buf[64];
 	struct frame f;
 	const char *why = NULL;
-	static const uint8_t bad[] = { 0, 6, 15, 21, 99, 255 };
+	static const uint8_t bad[] = { 0, 7, 15, 21, 99, 255 };
 
 	for (size_t i = 0; i < sizeof(bad); i++) {
 		size_t n = build(buf, bad[i], 0, 1, 0, NULL);

@@ -1,0 +1,686 @@
+/* The control socket: line-based JSON requests from tgrunctl, one reply line each. */
+#include "control.h"
+#include "journal.h"
+#include "log.h"
+#include "master.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <jansson.h>
+
+#define MAX_CLIENTS 32
+/* A connection idle this long is closed. */
+#define IDLE_S 60
+/* How long a worker gets to answer a DUMP. */
+#define DUMP_TIMEOUT_MS 3000
+
+struct client {
+	struct control *c;
+	struct bufferevent *bev;
+	uint64_t waiting;	/* DUMP request id this client waits for, 0 = none */
+	int wslot;
+	long wpid;
+	struct event *timer;	/* bounds the wait for a DUMP */
+	int closing;		/* free once the output is written */
+	struct client *next, *prev;
+};
+
+struct control {
+	struct master *m;
+	struct evconnlistener *lev;
+	char *path;
+	dev_t dev;
+	ino_t ino;
+	struct client *clients;
+	int nclients;
+	uint64_t next_req;
+};
+
+struct cmd {
+	const char *name;
+	/* A reply object (ok is added) or NULL with *err set; *async: no reply now. */
+	json_t *(*fn)(struct client *cl, const json_t *req, const char **err,
+	    int *async);
+};
+
+static void process(struct client *cl);
+
+/* ---- connections ------------------------------------------------------------ */
+
+static void client_free(struct client *cl)
+{
+	struct control *c = cl->c;
+
+	if (cl->prev)
+		cl->prev->next = cl->next;
+	else
+		c->clients = cl->next;
+	if (cl->next)
+		cl->next->prev = cl->prev;
+	c->nclients--;
+	if (cl->timer)
+		event_free(cl->timer);
+	bufferevent_free(cl->bev);
+	free(cl);
+}
+
+static void send_json(struct client *cl, json_t *j)
+{
+	char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	struct evbuffer *out = bufferevent_get_output(cl->bev);
+
+	if (text == NULL) {
+		evbuffer_add_printf(out, "{\"ok\":false,\"error\":\"out of memory\"}\n");
+	} else {
+		evbuffer_add(out, text, strlen(text));
+		evbuffer_add(out, "\n", 1);
+	}
+	free(text);
+	json_decref(j);
+}
+
+static void reply_ok(struct client *cl, json_t *j)
+{
+	if (j == NULL)
+		j = json_object();
+	if (j != NULL)
+		json_object_set_new(j, "ok", json_true());
+	send_json(cl, j);
+}
+
+static void reply_err(struct client *cl, const char *err)
+{
+	send_json(cl, json_pack("{s:b, s:s}", "ok", 0, "error", err));
+}
+
+static void close_after_write(struct client *cl)
+{
+	cl->closing = 1;
+	bufferevent_disable(cl->bev, EV_READ);
+	if (evbuffer_get_length(bufferevent_get_output(cl->bev)) == 0)
+		client_free(cl);
+}
+
+static void on_client_read(struct bufferevent *bev, void *arg)
+{
+	process(arg);
+}
+
+static void on_client_write(struct bufferevent *bev, void *arg)
+{
+	struct client *cl = arg;
+
+	if (cl->closing && cl->waiting == 0 &&
+	    evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		client_free(cl);
+}
+
+static void on_client_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct client *cl = arg;
+
+	/* A client that shut down its side still gets the replies it asked for. */
+	if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) &&
+	    (cl->waiting != 0 || evbuffer_get_length(bufferevent_get_output(bev)) > 0)) {
+		cl->closing = 1;
+		return;
+	}
+	client_free(cl);
+}
+
+static void on_accept(struct evconnlistener *lev, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct control *c = arg;
+	struct timeval idle = { IDLE_S, 0 };
+	struct client *cl;
+
+	if (c->nclients >= MAX_CLIENTS) {
+		log_warn("control: %d connections open; refusing another", c->nclients);
+		close(fd);
+		return;
+	}
+	if ((cl = calloc(1, sizeof(*cl))) == NULL ||
+	    (cl->bev = bufferevent_socket_new(c->m->base, fd,
+	    BEV_OPT_CLOSE_ON_FREE)) == NULL) {
+		log_warn("control: out of memory for a connection");
+		free(cl);
+		close(fd);
+		return;
+	}
+	cl->c = c;
+	cl->next = c->clients;
+	if (c->clients)
+		c->clients->prev = cl;
+	c->clients = cl;
+	c->nclients++;
+	bufferevent_setcb(cl->bev, on_client_read, on_client_write, on_client_event, cl);
+	/* Stop reading well past one line: a longer one is refused anyway. */
+	bufferevent_setwatermark(cl->bev, EV_READ, 0, 2 * CONTROL_MAX_LINE);
+	bufferevent_set_timeouts(cl->bev, &idle, &idle);
+	bufferevent_enable(cl->bev, EV_READ | EV_WRITE);
+}
+
+static void on_accept_error(struct evconnlistener *lev, void *arg)
+{
+	log_warn("control: accept: %s", strerror(errno));
+}
+
+/* ---- commands --------------------------------------------------------------- */
+
+static json_t *cmd_status(struct client *cl, const json_t *req, const char **err,
+    int *async)
+{
+	struct master *m = cl->c->m;
+	int64_t now = master_now_ms();
+	int ready = 0;
+	json_t *j, *jr;
+
+	for (struct wslot *w = m->workers; w; w = w->next)
+		ready += w->gen == m->gen && w->state == W_READY;
+	jr = json_pack("{s:b, s:s, s:I}", "enabled", m->journal != NULL, "path",
+	    m->cfg->journal_path, "bytes",
+	    (json_int_t)(m->journal ? journal_size_bytes(m->journal) : 0));
+	j = json_pack("{s:s, s:i, s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:I, "
+	    "s:I, s:f, s:o, s:o, s:s, s:i}",
+	    "state", master_polling_state(m),
+	    "generation", m->gen,
+	    "workers", ready,
+	    "worker_count", m->cfg->worker_count,
+	    "in_flight", m->inflight,
+	    "pending", m->pending,
+	    "fetched", (json_int_t)m->n_fetched,
+	    "done", (json_int_t)m->n_done,
+	    "failed", (json_int_t)m->n_failed,
+	    "retried", (json_int_t)m->n_retried,
+	    "dead_lettered", (json_int_t)m->n_dead,
+	    "dead_letters", (json_int_t)(m->journal ? journal_dead_count(m->journal) :
+		(int64_t)m->n_dead),
+	    "timed_out", (json_int_t)m->n_timeout,
+	    "updates_per_sec", m->rate,
+	    "since_last_poll_s", m->last_poll_ok_ms ?
+		json_real((double)(now - m->last_poll_ok_ms) / 1000.0) : json_null(),
+	    "journal", jr,
+	    "bot", m->cfg->name,
+	    "pid", (int)getpid());
+	if (j == NULL)
+		*err = "out of memory";
+	return j;
+}
+
+static const char *wstate_name(enum wstate s)
+{
+	switch (s) {
+	case W_EMPTY: return "empty";
+	case W_STARTING: return "starting";
+	case W_READY: return "ready";
+	case W_DRAINING: return "draining";
+	}
+	return "?";
+}
+
+/* Resident set size of `pid` from /proc/PID/statm, -1 if unknown. */
+static int64_t rss_bytes(pid_t pid)
+{
+	char path[64];
+	long pages, resident;
+	FILE *f;
+	int n;
+
+	if (pid <= 0)
+		return -1;
+	snprintf(path, sizeof(path), "/proc/%ld/statm", (long)pid);
+	if ((f = fopen(path, "re")) == NULL)
+		return -1;
+	n = fscanf(f, "%ld %ld", &pages, &resident);
+	fclose(f);
+	return n == 2 ? (int64_t)resident * sysconf(_SC_PAGESIZE) : -1;
+}
+
+static json_t *cmd_workers(struct client *cl, const json_t *req, const char **err,
+    int *async)
+{
+	struct master *m = cl->c->m;
+	int64_t now = master_now_ms();
+	json_t *a = json_array();
+
+	for (struct wslot *w = m->workers; a && w; w = w->next) {
+		int64_t rss = rss_bytes(w->pid);
+
+		json_array_append_new(a, json_pack("{s:i, s:i, s:i, s:s, s:i, s:I, s:I, "
+		    "s:o, s:o}", "slot", w->slot, "pid", (int)w->pid, "generation", w->gen,
+		    "state", wstate_name(w->state), "in_flight", w->inflight,
+		    "done", (json_int_t)w->done, "failed", (json_int_t)w->failed,
+		    "rss_bytes", rss >= 0 ? json_integer(rss) : json_null(),
+		    "heartbeat_ms", w->pid > 0 && w->state != W_STARTING ?
+			json_integer(now - w->last_pong_ms) : json_null()));
+	}
+	if (a == NULL)
+		*err = "out of memory";
+	return a ? json_pack("{s:o}", "workers", a) : NULL;
+}
+
+static json_t *cmd_reload(struct client *cl, const json_t *req, const char **err,
+    int *async)
+{
+	int r = master_request_reload(cl->c->m);
+
+	if (r < 0) {
+		*err = "the daemon is stopping";
+		return NULL;
+	}
+	return json_pack("{s:s}", "reload", r == 0 ? "started" : "queued");
+}
+
+static json_t *cmd_pause(struct client *cl, const json_t *req, const char **err,
+    int *async)
+{
+	master_set_paused(cl->c->m, 1);
+	return json_pack("{s:s}", "state", master_polling_state(cl->c->m));
+}
+
+static json_t *cmd_resume(struct client *cl, const json_t *req, const char **err,
+    int *async)
+{
+	master_set_paused(cl->c->m, 0);
+	return json_pack("{s:s}", "state", master_polling_state(cl->c->m));
+}
+
+/* The update type of a raw update: its first key other than update_id. */
+static json_t *dead_json(const struct journal_dead *d, int with_body)
+{
+	json_t *body = json_loadb(d->body, d->len, 0, NULL), *o;
+	const char *type = "unknown", *key;
+	json_t *v;
+
+	json_object_foreach(body, key, v) {
+		if (strcmp(key, "update_id") != 0) {
+			type = key;
+			break;
+		}
+	}
+	o = json_pack("{s:I, s:i, s:s, s:I, s:s}", "update_id",
+	    (json_int_t)d->update_id, "attempts", d->attempts, "error", d->error,
+	    "died_at", (json_int_t)d->died_at, "type", type);
+	if (o != NULL && with_body)
+		json_object_set_new(o, "update", body ? json_incref(body) :
+		    json_stringn(d->body, d->len));
+	json_decref(body);
+	return o;
+}
+
+static int on_dead_list(void *arg, const struct journal_dead *d)
+{
+	return json_array_append_new(arg, dead_json(d, 0)) == 0 ? 0 : -1;
+}
+
+static int on_dead_show(void *arg, const struct journal_dead *d)
+{
+	*(json_t **)arg = dead_json(d, 1);
+	return 0;
+}
+
+/* "id": N, or "all" where `all_ok`. 0, or -1 with *err set. */
+static int dead_id(const json_t *req, int all_ok, int64_t *id, const char **err)
+{
+	const json_t *v = json_object_get(req, "id");
+
+	if (all_ok && json_is_string(v) && strcmp(json_string_value(v), "all") == 0) {
+		*id = JOURNAL_ALL;
+		return 0;
+	}
+	if (!json_is_integer(v) || json_integer_value(v) < 0) {
+		*err = all_ok ? "dead-letters: \"id\" must be an update id or \"all\"" :
+		    "dead-letters: \"id\" must be an update id";
+		return -1;
+	}
+	*id = json_integer_value(v);
+	return 0;
+}
+
+static json_t *cmd_dead(struct client *cl, const json_t *req, const char **err,
+    int *async)
+{
+	struct master *m = cl->c->m;
+	const char *action = json_string_value(json_object_get(req, "action"));
+	json_t *j = NULL;
+	int64_t id, n;
+
+	if (m->journal == NULL) {
+		*err = "journal disabled";
+		return NULL;
+	}
+	if (action == NULL || strcmp(action, "list") == 0) {
+		json_t *a = json_array();
+
+		if (a == NULL || journal_dead_list(m->journal, on_dead_list, a) != 0) {
+			json_decref(a);
+			*err = journal_errmsg(m->journal);
+			return NULL;
+		}
+		return json_pack("{s:o}", "dead_letters", a);
+	}
+	if (strcmp(action, "show") == 0) {
+		if (dead_id(req, 0, &id, err) != 0)
+			return NULL;
+		n = journal_dead_get(m->journal, id, on_dead_show, &j);
+		if (n < 0)
+			*err = journal_errmsg(m->journal);
+		else if (n == 0)
+			*err = "no such dead letter";
+		return n == 1 && j ? json_pack("{s:o}", "dead_letter", j) : NULL;
+	}
+	if (strcmp(action, "retry") != 0 && strcmp(action, "drop") != 0) {
+		*err = "dead-letters: unknown action (accepted: list, show, retry, drop)";
+		return NULL;
+	}
+	if (dead_id(req, 1, &id, err) != 0)
+		return NULL;
+	if (action[0] == 'r') {
+		if (m->stopping) {
+			*err = "the daemon is stopping";
+			return NULL;
+		}
+		n = journal_dead_retry(m->journal, id);
+		if (n > 0 && master_take_journaled(m) < 0) {
+			*err = "the dead letters are back in the journal but could not be "
+			    "read; they run at the next start";
+			return NULL;
+		}
+	} else {
+		n = journal_dead_drop(m->journal, id);
+	}
+	if (n < 0) {
+		*err = journal_errmsg(m->journal);
+		return NULL;
+	}
+	if (n == 0 && id != JOURNAL_ALL) {
+		*err = "no such dead letter";
+		return NULL;
+	}
+	log_notice("control: %s %lld dead letter%s", action[0] == 'r' ? "retrying" :
+	    "dropped", (long long)n, n == 1 ? "" : "s");
+	return json_pack("{s:I}", action[0] == 'r' ? "retried" : "dropped", (json_int_t)n);
+}
+
+static void on_dump_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct client *cl = arg;
+	char msg[96];
+
+	snprintf(msg, sizeof(msg), "worker %d did not answer within %d ms", cl->wslot,
+	    DUMP_TIMEOUT_MS);
+	cl->waiting = 0;
+	reply_err(cl, msg);
+	if (cl->closing)
+		close_after_write(cl);
+	else
+		process(cl);
+}
+
+static json_t *cmd_fibers(struct client *cl, const json_t *req, const char **err,
+    int *async)
+{
+	struct master *m = cl->c->m;
+	const json_t *v = json_object_get(req, "worker");
+	struct timeval tv = { DUMP_TIMEOUT_MS / 1000, (DUMP_TIMEOUT_MS % 1000) * 1000 };
+	struct wslot *w;
+
+	if (!json_is_integer(v)) {
+		*err = "fibers: \"worker\" must be a worker slot number";
+		return NULL;
+	}
+	for (w = m->workers; w; w = w->next)
+		if (w->gen == m->gen && w->slot == json_integer_value(v) &&
+		    w->state == W_READY)
+			break;
+	if (w == NULL) {
+		*err = "fibers: no ready worker in that slot of the current generation";
+		return NULL;
+	}
+	if (cl->timer == NULL &&
+	    (cl->timer = evtimer_new(m->base, on_dump_timeout, cl)) == NULL) {
+		*err = "out of memory";
+		return NULL;
+	}
+	if (workers_send_dump(w, ++cl->c->next_req) != 0) {
+		*err = "fibers: cannot send the request to the worker";
+		return NULL;
+	}
+	cl->waiting = cl->c->next_req;
+	cl->wslot = w->slot;
+	cl->wpid = (long)w->pid;
+	evtimer_add(cl->timer, &tv);
+	*async = 1;
+	return NULL;
+}
+
+static const struct cmd cmds[] = {
+	{ "status", cmd_status },
+	{ "workers", cmd_workers },
+	{ "reload", cmd_reload },
+	{ "pause", cmd_pause },
+	{ "resume", cmd_resume },
+	{ "dead-letters", cmd_dead },
+	{ "fibers", cmd_fibers },
+};
+
+void control_dump_answer(struct control *c, struct wslot *w, uint64_t req,
+    const char *payload, size_t len)
+{
+	struct client *cl;
+	json_t *a;
+
+	if (c == NULL || req == 0)
+		return;
+	for (cl = c->clients; cl; cl = cl->next)
+		if (cl->waiting == req)
+			break;
+	if (cl == NULL)
+		return;		/* timed out, or the client went away */
+	evtimer_del(cl->timer);
+	cl->waiting = 0;
+	a = json_loadb(payload, len, 0, NULL);
+	if (!json_is_array(a)) {
+		json_decref(a);
+		reply_err(cl, "the worker sent a malformed fiber dump");
+	} else {
+		reply_ok(cl, json_pack("{s:i, s:i, s:o}", "worker", cl->wslot, "pid",
+		    (int)cl->wpid, "fibers", a));
+	}
+	if (cl->closing)
+		close_after_write(cl);
+	else
+		process(cl);
+}
+
+static void handle_line(struct client *cl, const char *line, size_t len)
+{
+	const char *err = NULL, *name;
+	json_error_t je;
+	json_t *req, *res = NULL, *v;
+	int async = 0;
+	char msg[256];
+	size_t i;
+
+	req = json_loadb(line, len, JSON_REJECT_DUPLICATES, &je);
+	if (req == NULL) {
+		snprintf(msg, sizeof(msg), "not JSON: %s", je.text);
+		reply_err(cl, msg);
+		return;
+	}
+	v = json_object_get(req, "v");
+	name = json_string_value(json_object_get(req, "cmd"));
+	if (!json_is_object(req)) {
+		err = "a request is a JSON object {\"v\":1,\"cmd\":...}";
+	} else if (!json_is_integer(v) || json_integer_value(v) != CONTROL_VERSION) {
+		err = "unsupported protocol version (accepted: \"v\":1)";
+	} else if (name == NULL) {
+		err = "\"cmd\" missing or not a string";
+	} else {
+		for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+			if (strcmp(name, cmds[i].name) == 0)
+				break;
+		if (i == sizeof(cmds) / sizeof(cmds[0]))
+			err = "unknown command (accepted: status, workers, reload, pause, "
+			    "resume, dead-letters, fibers)";
+		else
+			res = cmds[i].fn(cl, req, &err, &async);
+	}
+	json_decref(req);
+	if (async)
+		return;
+	if (res != NULL)
+		reply_ok(cl, res);
+	else
+		reply_err(cl, err ? err : "failed");
+}
+
+/* Handle whole lines while no reply is outstanding. */
+static void process(struct client *cl)
+{
+	struct evbuffer *in = bufferevent_get_input(cl->bev);
+	size_t n;
+	char *line;
+
+	while (cl->waiting == 0 && !cl->closing) {
+		line = evbuffer_readln(in, &n, EVBUFFER_EOL_LF);
+		if (line == NULL) {
+			if (evbuffer_get_length(in) <= CONTROL_MAX_LINE)
+				return;
+			reply_err(cl, "request line longer than 8192 bytes");
+			close_after_write(cl);
+			return;
+		}
+		if (n > CONTROL_MAX_LINE) {
+			free(line);
+			reply_err(cl, "request line longer than 8192 bytes");
+			close_after_write(cl);
+			return;
+		}
+		handle_line(cl, line, n);
+		free(line);
+	}
+}
+
+/* ---- the socket --------------------------------------------------------------- */
+
+static int listen_unix(const char *path, char *err, size_t errlen)
+{
+	struct sockaddr_un sa;
+	struct stat st;
+	mode_t old;
+	int fd, probe, r;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		snprintf(err, errlen, "control socket %s: path too long", path);
+		return -1;
+	}
+	memcpy(sa.sun_path, path, strlen(path));
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			snprintf(err, errlen, "control socket %s: exists and is not a "
+			    "socket; remove it or set [control] socket", path);
+			return -1;
+		}
+		probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+			close(probe);
+			snprintf(err, errlen, "control socket %s: another process is "
+			    "listening on it (a second tgrund for this bot?)", path);
+			return -1;
+		}
+		if (probe >= 0)
+			close(probe);
+		/* Stale: left by a daemon that was killed. */
+		if (unlink(path) != 0 && errno != ENOENT) {
+			snprintf(err, errlen, "control socket %s: cannot remove the stale "
+			    "socket: %s", path, strerror(errno));
+			return -1;
+		}
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "control socket: socket: %s", strerror(errno));
+		return -1;
+	}
+	/* Never reachable by others, not even between bind and chmod. */
+	old = umask(0177);
+	r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	umask(old);
+	if (r != 0 || chmod(path, 0600) != 0 || listen(fd, 16) != 0) {
+		snprintf(err, errlen, "control socket %s: %s: %s", path,
+		    r != 0 ? "bind" : "chmod/listen", strerror(errno));
+		if (r == 0)
+			unlink(path);
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+struct control *control_new(struct master *m, const char *path, char *err,
+    size_t errlen)
+{
+	struct control *c = calloc(1, sizeof(*c));
+	struct stat st;
+	int fd = -1;
+
+	if (c == NULL || (c->path = strdup(path)) == NULL) {
+		snprintf(err, errlen, "control socket: out of memory");
+		goto fail;
+	}
+	c->m = m;
+	if ((fd = listen_unix(path, err, errlen)) < 0)
+		goto fail;
+	if (stat(path, &st) == 0) {
+		c->dev = st.st_dev;
+		c->ino = st.st_ino;
+	}
+	c->lev = evconnlistener_new(m->base, on_accept, c,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+	if (c->lev == NULL) {
+		snprintf(err, errlen, "control socket %s: cannot listen", path);
+		unlink(path);
+		close(fd);
+		goto fail;
+	}
+	evconnlistener_set_error_cb(c->lev, on_accept_error);
+	log_info("control: listening on %s", path);
+	return c;
+fail:
+	if (c != NULL)
+		free(c->path);
+	free(c);
+	return NULL;
+}
+
+void control_free(struct control *c)
+{
+	struct stat st;
+
+	if (c == NULL)
+		return;
+	while (c->clients != NULL)
+		client_free(c->clients);
+	evconnlistener_free(c->lev);
+	/* A successor may have replaced it already: remove only our own. */
+	if (stat(c->path, &st) == 0 && st.st_dev == c->dev && st.st_ino == c->ino)
+		unlink(c->path);
+	free(c->path);
+	free(c);
+}

@@ -1,0 +1,309 @@
+/* Prometheus text metrics: counters, gauges and histograms served over evhttp. */
+#include "metrics.h"
+#include "journal.h"
+#include "log.h"
+#include "master.h"
+#include "wstats.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/util.h>
+
+/* Distinct methods counted by name; the rest is "other". */
+#define API_METHODS 128
+#define API_NAME 48
+
+/* Bucket upper bounds in seconds, shared by both histograms. */
+static const double bounds[] = {
+	0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
+};
+#define NBOUNDS (sizeof(bounds) / sizeof(bounds[0]))
+
+struct histo {
+	uint64_t bucket[NBOUNDS];	/* non-cumulative; summed when rendered */
+	uint64_t count;
+	double sum;
+};
+
+struct metrics {
+	struct master *m;
+	struct evhttp *http;
+	struct {
+		char name[API_NAME];
+		uint64_t n[WS__COUNT];
+	} api[API_METHODS];
+	int napi;
+	uint64_t n429;
+	struct histo handler, dispatch;
+};
+
+struct metrics *metrics_new(struct master *m)
+{
+	struct metrics *mt = calloc(1, sizeof(*mt));
+
+	if (mt != NULL)
+		mt->m = m;
+	return mt;
+}
+
+void metrics_free(struct metrics *mt)
+{
+	if (mt == NULL)
+		return;
+	if (mt->http != NULL)
+		evhttp_free(mt->http);
+	free(mt);
+}
+
+static void observe(struct histo *h, double secs)
+{
+	size_t i;
+
+	for (i = 0; i < NBOUNDS && secs > bounds[i]; i++)
+		;
+	if (i < NBOUNDS)
+		h->bucket[i]++;
+	h->count++;
+	h->sum += secs;
+}
+
+void metrics_observe_handler(struct metrics *mt, uint32_t ms)
+{
+	if (mt != NULL)
+		observe(&mt->handler, ms / 1000.0);
+}
+
+void metrics_observe_dispatch(struct metrics *mt, int64_t ms)
+{
+	if (mt != NULL)
+		observe(&mt->dispatch, (ms > 0 ? ms : 0) / 1000.0);
+}
+
+/* A method name is a label value: keep it to the Bot API's alphabet. */
+static int api_slot(struct metrics *mt, const char *method)
+{
+	size_t n = strlen(method);
+	int i;
+
+	if (n == 0 || n >= API_NAME || strspn(method, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	    "abcdefghijklmnopqrstuvwxyz0123456789_") != n)
+		method = "other";
+	for (i = 0; i < mt->napi; i++)
+		if (strcmp(mt->api[i].name, method) == 0)
+			return i;
+	if (mt->napi == API_METHODS) {
+		i = API_METHODS - 1;
+		snprintf(mt->api[i].name, API_NAME, "other");
+		return i;
+	}
+	snprintf(mt->api[mt->napi].name, API_NAME, "%s", method);
+	return mt->napi++;
+}
+
+int metrics_add_api(struct metrics *mt, const json_t *payload)
+{
+	const json_t *api = json_object_get(payload, "api"), *n429, *v, *cnt;
+	const char *method;
+
+	n429 = json_object_get(payload, "429");
+	if (!json_is_object(api) || !json_is_integer(n429) || json_integer_value(n429) < 0)
+		return -1;
+	json_object_foreach((json_t *)api, method, v) {
+		int slot;
+
+		if (!json_is_object(v))
+			return -1;
+		slot = api_slot(mt, method);
+		for (int k = 0; k < WS__COUNT; k++) {
+			cnt = json_object_get(v, wstats_outcome_names[k]);
+			if (json_is_integer(cnt) && json_integer_value(cnt) > 0)
+				mt->api[slot].n[k] += (uint64_t)json_integer_value(cnt);
+		}
+	}
+	mt->n429 += (uint64_t)json_integer_value(n429);
+	return 0;
+}
+
+static void head(struct evbuffer *out, const char *name, const char *type,
+    const char *help)
+{
+	evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void counter(struct evbuffer *out, const char *name, const char *help,
+    uint64_t v)
+{
+	head(out, name, "counter", help);
+	evbuffer_add_printf(out, "%s %llu\n", name, (unsigned long long)v);
+}
+
+static void gauge(struct evbuffer *out, const char *name, const char *help, double v)
+{
+	head(out, name, "gauge", help);
+	evbuffer_add_printf(out, "%s %.17g\n", name, v);
+}
+
+static void histogram(struct evbuffer *out, const char *name, const char *help,
+    const struct histo *h)
+{
+	uint64_t cum = 0;
+
+	head(out, name, "histogram", help);
+	for (size_t i = 0; i < NBOUNDS; i++) {
+		cum += h->bucket[i];
+		evbuffer_add_printf(out, "%s_bucket{le=\"%g\"} %llu\n", name, bounds[i],
+		    (unsigned long long)cum);
+	}
+	evbuffer_add_printf(out, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n"
+	    "%s_count %llu\n", name, (unsigned long long)h->count, name, h->sum,
+	    name, (unsigned long long)h->count);
+}
+
+void metrics_render(struct metrics *mt, struct evbuffer *out)
+{
+	struct master *m = mt->m;
+	int64_t now = master_now_ms();
+	int maxslot = -1;
+
+	counter(out, "tgrun_updates_fetched_total", "Updates fetched with getUpdates.",
+	    m->n_fetched);
+	counter(out, "tgrun_updates_done_total", "Updates the handler finished.",
+	    m->n_done);
+	counter(out, "tgrun_updates_failed_total",
+	    "Updates whose handler failed, was cancelled or timed out.", m->n_failed);
+	counter(out, "tgrun_updates_retried_total",
+	    "Deliveries repeated after a worker died.", m->n_retried);
+	counter(out, "tgrun_updates_dead_lettered_total",
+	    "Updates given up after max_attempts.", m->n_dead);
+	counter(out, "tgrun_updates_timed_out_total",
+	    "Updates cancelled after update_timeout.", m->n_timeout);
+
+	head(out, "tgrun_api_calls_total", "counter",
+	    "Bot API call attempts from the workers by method and outcome.");
+	for (int i = 0; i < mt->napi; i++)
+		for (int k = 0; k < WS__COUNT; k++)
+			evbuffer_add_printf(out, "tgrun_api_calls_total{method=\"%s\","
+			    "outcome=\"%s\"} %llu\n", mt->api[i].name,
+			    wstats_outcome_names[k], (unsigned long long)mt->api[i].n[k]);
+	counter(out, "tgrun_api_429_total",
+	    "Bot API answers 429 (flood limit) seen by the workers.", mt->n429);
+
+	gauge(out, "tgrun_updates_in_flight", "Updates running in workers.", m->inflight);
+	gauge(out, "tgrun_updates_pending", "Updates fetched and not finished.",
+	    m->pending);
+	head(out, "tgrun_worker_in_flight", "gauge",
+	    "Updates running per worker slot (every generation).");
+	for (struct wslot *w = m->workers; w; w = w->next)
+		if (w->slot > maxslot)
+			maxslot = w->slot;
+	for (int s = 0; s <= maxslot; s++) {
+		int n = 0, any = 0;
+
+		for (struct wslot *w = m->workers; w; w = w->next) {
+			if (w->slot == s) {
+				n += w->inflight;
+				any = 1;
+			}
+		}
+		if (any)
+			evbuffer_add_printf(out, "tgrun_worker_in_flight{slot=\"%d\"} %d\n",
+			    s, n);
+	}
+	gauge(out, "tgrun_journal_bytes", "Journal file and WAL size in bytes.",
+	    m->journal ? (double)journal_size_bytes(m->journal) : 0.0);
+	gauge(out, "tgrun_seconds_since_last_poll",
+	    "Seconds since the last successful getUpdates (-1 before the first).",
+	    m->last_poll_ok_ms ? (double)(now - m->last_poll_ok_ms) / 1000.0 : -1.0);
+
+	histogram(out, "tgrun_handler_duration_seconds",
+	    "Handler run time per update, from the workers' DONE.", &mt->handler);
+	histogram(out, "tgrun_dispatch_latency_seconds",
+	    "Time from fetch to first dispatch to a worker.", &mt->dispatch);
+}
+
+static void on_request(struct evhttp_request *req, void *arg)
+{
+	struct metrics *mt = arg;
+	struct evbuffer *out;
+
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_GET &&
+	    evhttp_request_get_command(req) != EVHTTP_REQ_HEAD) {
+		evhttp_send_error(req, 405, "only GET");
+		return;
+	}
+	if (strcmp(evhttp_request_get_uri(req), "/metrics") != 0 &&
+	    strncmp(evhttp_request_get_uri(req), "/metrics?", 9) != 0) {
+		evhttp_send_error(req, 404, "try /metrics");
+		return;
+	}
+	if ((out = evbuffer_new()) == NULL) {
+		evhttp_send_error(req, 500, "out of memory");
+		return;
+	}
+	metrics_render(mt, out);
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+	    "text/plain; version=0.0.4; charset=utf-8");
+	evhttp_send_reply(req, 200, "OK", out);
+	evbuffer_free(out);
+}
+
+int metrics_listen(struct metrics *mt, const char *listen, char *err, size_t errlen)
+{
+	struct evhttp_bound_socket *bs;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char host[64], addr[INET6_ADDRSTRLEN];
+	const char *colon, *h = listen;
+	size_t hn;
+	int port;
+
+	if (*listen == '[') {
+		colon = strchr(listen, ']') + 1;
+		h = listen + 1;
+		hn = (size_t)(colon - 1 - h);
+	} else {
+		colon = strrchr(listen, ':');
+		hn = (size_t)(colon - listen);
+	}
+	snprintf(host, sizeof(host), "%.*s", (int)hn, h);
+	port = atoi(colon + 1);
+	mt->http = evhttp_new(mt->m->base);
+	if (mt->http == NULL) {
+		snprintf(err, errlen, "metrics: evhttp_new failed");
+		return -1;
+	}
+	evhttp_set_allowed_methods(mt->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+	evhttp_set_max_headers_size(mt->http, 8192);
+	evhttp_set_max_body_size(mt->http, 0);
+	evhttp_set_timeout(mt->http, 10);
+	evhttp_set_gencb(mt->http, on_request, mt);
+	bs = evhttp_bind_socket_with_handle(mt->http, host, (ev_uint16_t)port);
+	if (bs == NULL) {
+		snprintf(err, errlen, "metrics: cannot listen on %s (%s)", listen,
+		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+		evhttp_free(mt->http);
+		mt->http = NULL;
+		return -1;
+	}
+	if (getsockname(evhttp_bound_socket_get_fd(bs), (struct sockaddr *)&ss, &sl) == 0) {
+		if (ss.ss_family == AF_INET6) {
+			struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+
+			inet_ntop(AF_INET6, &s6->sin6_addr, addr, sizeof(addr));
+			log_notice("metrics: listening on [%s]:%d", addr, ntohs(s6->sin6_port));
+		} else {
+			struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+
+			inet_ntop(AF_INET, &s4->sin_addr, addr, sizeof(addr));
+			log_notice("metrics: listening on %s:%d", addr, ntohs(s4->sin_port));
+		}
+	}
+	return 0;
+}

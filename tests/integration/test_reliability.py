@@ -1,0 +1,288 @@
+"""Reliability: kills, poison updates, timeouts, heartbeats, reload, stop and disk faults."""
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import time
+
+from daemon import run_check, wait_until
+from updates import message
+
+BUILD = os.environ.get("TGRUN_BUILD", os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "build"))
+
+
+def wait_echoed(api, n, timeout=120):
+    st = api.wait_stats(lambda s: s["echoed"] >= n, timeout)
+    assert st["echoed"] >= n, "only %d of %d updates echoed: %r" % (st["echoed"], n, st)
+    return st
+
+
+def texts(api, since=0):
+    return [(c["t_ms"], c["params"].get("text", "")) for c in api.calls("sendMessage", since)]
+
+
+# ---- kills -------------------------------------------------------------------------
+
+def test_master_sigkill_five_times_loses_nothing(fakeapi, tgrund):
+    api = fakeapi("--count", "20000", "--chats", "500", "--users", "2000",
+                  "--seed", "21", "--rate", "4000")
+    expected = api.stats()["expected_echoes"]
+    rng = random.Random(7)
+    d = tgrund(api, conf={"workers": {"count": 2}})
+    journal = os.path.join(d.dir, "journal.db")
+    for k in range(5):
+        d.wait_ready()
+        # Kill at a random point of the burst, while work is in flight.
+        target = min(expected - 1, int(expected * (k + 1) / 6) + rng.randint(-500, 500))
+        api.wait_stats(lambda s: s["echoed"] >= target, 60)
+        os.kill(d.pid, signal.SIGKILL)
+        assert d.wait_exit(10) == -signal.SIGKILL
+        # Workers die with their master (PR_SET_PDEATHSIG).
+        assert wait_until(lambda: d.worker_pids() == [], 10)
+        d = tgrund(api, conf={"workers": {"count": 2}, "journal": {"path": journal}})
+    d.wait_ready()
+    st = wait_echoed(api, expected, timeout=180)
+    assert st["missing"] == 0
+    assert st["inversions"] == 0, "per-chat order of first deliveries broke"
+    # Duplicates only come from updates in flight at a kill: bounded by the window.
+    print("duplicates after 5 master kills: %d" % st["duplicates"])
+    assert st["duplicates"] <= 5 * 1000
+    assert d.stop() == 0
+
+
+def test_worker_sigkill_twenty_times(fakeapi, tgrund):
+    api = fakeapi("--count", "6000", "--chats", "300", "--users", "600", "--seed", "4",
+                  "--rate", "250", "--fault", "sendMessage:latency_ms=2")
+    expected = api.stats()["expected_echoes"]
+    d = tgrund(api, conf={"workers": {"count": 2}, "limits": {"max_attempts": 25}}).wait_ready()
+    rng = random.Random(3)
+    kills = 0
+    end = time.monotonic() + 100
+    seen = set()
+    while kills < 20 and time.monotonic() < end:
+        # Kill a random live worker that was not killed before (respawns back off).
+        pids = [p for p in d.worker_pids() if p not in seen]
+        if pids:
+            victim = rng.choice(pids)
+            seen.add(victim)
+            os.kill(victim, signal.SIGKILL)
+            kills += 1
+        time.sleep(0.3)
+    assert kills == 20
+    st = wait_echoed(api, expected, timeout=120)
+    assert st["missing"] == 0 and st["inversions"] == 0
+    assert d.log().count("killed by signal 9") >= 20
+    assert d.proc.alive()
+
+
+def test_poison_update_is_dead_lettered_and_its_chat_goes_on(fakeapi, tgrund):
+    api = fakeapi()
+    d = tgrund(api, handler="crash", conf={"limits": {"max_attempts": 3}}).wait_ready()
+    r = api.push_updates([message(501, "first"), message(501, "#crash"),
+                          message(501, "after 1"), message(501, "after 2")])
+    wait_echoed(api, 3, timeout=30)
+    poison = r["first_id"] + 1
+    log = d.log()
+    assert "update %d (message): dead-lettered after 3 attempts" % poison in log
+    # The chat went on after it, in order.
+    order = [t for _, t in texts(api)]
+    assert order == ["u%d" % r["first_id"], "u%d" % (poison + 1), "u%d" % (poison + 2)]
+    assert d.stop() == 0
+    # It stays in the journal's dead-letter table with its last error.
+    import sqlite3
+    db = sqlite3.connect(os.path.join(d.dir, "journal.db"))
+    rows = db.execute("SELECT update_id, attempts, error FROM dead").fetchall()
+    db.close()
+    assert rows == [(poison, 3, "its worker died during each attempt")]
+
+
+def test_crash_storm_backs_off(fakeapi, tgrund):
+    api = fakeapi()
+    d = tgrund(api, handler="crash", conf={"workers": {"count": 1},
+                                           "limits": {"max_attempts": 4}}).wait_ready()
+    api.push_updates([message(600 + i, "#crash") for i in range(3)])
+    assert d.proc.wait_log("crashing repeatedly; respawn in", 30)
+    assert re.search(r"respawn in (\d+) ms \(backoff\)", d.log())
+    assert d.proc.alive()
+
+
+# ---- timeouts and heartbeats ----------------------------------------------------------
+
+def test_timed_out_update_never_overlaps_the_next_of_its_chat(fakeapi, tgrund):
+    """The handler ignores cancellation: the next update waits for the kill."""
+    api = fakeapi()
+    d = tgrund(api, handler="stubborn", conf={
+        "workers": {"count": 2},
+        "limits": {"update_timeout": "1s", "kill_grace": "1s"}}).wait_ready()
+    r = api.push_updates([message(700, "block 6"), message(700, "next")])
+    a, b = r["first_id"], r["first_id"] + 1
+    wait_until(lambda: any(t == "u%d" % b for _, t in texts(api)), 30)
+    calls = texts(api)
+    t_begin_a = [t for t, x in calls if x == "b%d" % a][0]
+    t_begin_b = [t for t, x in calls if x == "b%d" % b][0]
+    # b started only after a's worker was killed: update_timeout + kill_grace.
+    assert t_begin_b - t_begin_a >= 1900, (t_begin_a, t_begin_b)
+    assert "u%d" % a not in [x for _, x in calls]
+    log = d.log()
+    assert "update %d: running for" % a in log and "over update_timeout" in log
+    assert "did not end within kill_grace" in log
+
+
+def test_timed_out_update_that_ends_late_releases_keys_at_its_end(fakeapi, tgrund):
+    api = fakeapi()
+    d = tgrund(api, handler="stubborn", conf={
+        "workers": {"count": 2},
+        "limits": {"update_timeout": "500ms", "kill_grace": "5s"}}).wait_ready()
+    r = api.push_updates([message(701, "block 1.5"), message(701, "next")])
+    a, b = r["first_id"], r["first_id"] + 1
+    wait_until(lambda: any(t == "u%d" % b for _, t in texts(api)), 30)
+    calls = texts(api)
+    t_begin_a = [t for t, x in calls if x == "b%d" % a][0]
+    t_begin_b = [t for t, x in calls if x == "b%d" % b][0]
+    assert t_begin_b - t_begin_a >= 1400, (t_begin_a, t_begin_b)
+    assert "cancelled after update_timeout" in d.log()
+    assert "killing the worker" not in d.log()
+
+
+def test_spinning_handler_is_replaced_by_the_heartbeat(fakeapi, tgrund):
+    api = fakeapi()
+    d = tgrund(api, handler="stubborn", conf={
+        "workers": {"count": 2},
+        "limits": {"heartbeat_timeout": "1500ms", "max_attempts": 2}}).wait_ready()
+    r = api.push_updates([message(800, "spin")] + [message(801 + i, "hi") for i in range(20)])
+    assert d.proc.wait_log("no heartbeat for", 20)
+    others = ["u%d" % (r["first_id"] + 1 + i) for i in range(20)]
+    assert wait_until(lambda: set(others) <= {t for _, t in texts(api)}, 30)
+    assert d.proc.wait_log("update %d (message): dead-lettered after 2 attempts"
+                           % r["first_id"], 30)
+    assert d.proc.alive()
+
+
+def test_max_updates_recycles_workers(fakeapi, tgrund):
+    api = fakeapi("--count", "400", "--chats", "40", "--mix", "message=1")
+    d = tgrund(api, conf={"workers": {"count": 2, "max_updates": 50}})
+    st = wait_echoed(api, 400, timeout=60)
+    assert st["missing"] == 0 and st["duplicates"] == 0 and st["inversions"] == 0
+    assert d.log().count("recycling it") >= 4
+    assert "crashing repeatedly" not in d.log()
+
+
+# ---- reload ---------------------------------------------------------------------------
+
+def test_reload_under_load(fakeapi, tgrund):
+    api = fakeapi("--count", "8000", "--chats", "200", "--users", "400", "--seed", "9",
+                  "--rate", "1200")
+    expected = api.stats()["expected_echoes"]
+    d = tgrund(api, conf={"workers": {"count": 2}, "handler": {"tag": "v0"}}).wait_ready()
+    conf_text = open(d.conf_path).read()
+    for v in range(1, 6):
+        time.sleep(0.8)
+        with open(d.conf_path, "w") as f:
+            f.write(conf_text.replace("tag = v0", "tag = v%d" % v))
+        d.proc.signal(signal.SIGHUP)
+        assert d.proc.wait_log("reload done: generation %d serves" % (v + 1), 20)
+    # An invalid config is refused and the current generation keeps serving.
+    with open(d.conf_path, "w") as f:
+        f.write(conf_text + "\n[limits]\nconcurrency = lots\n")
+    d.proc.signal(signal.SIGHUP)
+    assert d.proc.wait_log("reload refused", 10)
+    st = wait_echoed(api, expected, timeout=120)
+    assert st["missing"] == 0 and st["duplicates"] == 0 and st["inversions"] == 0
+    seen = {t.split(" ", 1)[1] for _, t in texts(api) if " " in t}
+    assert {"v0", "v5"} <= seen, seen
+    last = [t for _, t in texts(api)][-50:]
+    assert all(t.endswith(" v5") for t in last), last[-5:]
+    assert d.proc.alive()
+
+
+def test_reload_with_a_broken_handler_keeps_serving(fakeapi, tgrund):
+    api = fakeapi()
+    d = tgrund(api).wait_ready()
+    conf_text = open(d.conf_path).read()
+    with open(d.conf_path, "w") as f:
+        f.write(conf_text.replace("echo_id.so", "bad_abi.so"))
+    d.proc.signal(signal.SIGHUP)
+    assert d.proc.wait_log("reload refused: the new workers failed to start", 15)
+    api.push_updates([message(900, "still there")])
+    wait_echoed(api, 1, timeout=20)
+    assert d.proc.alive()
+
+
+# ---- stop -----------------------------------------------------------------------------
+
+def test_sigterm_with_500_slow_updates_then_restart_completes_them(fakeapi, tgrund):
+    api = fakeapi()
+    conf = {"workers": {"count": 2},
+            "limits": {"shutdown_timeout": "2s", "kill_grace": "2s"}}
+    d = tgrund(api, handler="slow", conf=conf).wait_ready()
+    api.push_updates([message(10000 + i, "sleep 30") for i in range(500)])
+    api.wait_stats(lambda s: s["handed_out"] >= 500, 20)
+    time.sleep(1)
+    t0 = time.monotonic()
+    d.proc.signal(signal.SIGTERM)
+    assert d.wait_exit(20) == 0
+    assert time.monotonic() - t0 < 2 + 2 + 3
+    assert api.stats()["echoed"] == 0
+    conf["journal"] = {"path": os.path.join(d.dir, "journal.db")}
+    conf["handler"] = {"max_sleep": "0.05"}
+    d2 = tgrund(api, handler="slow", conf=conf).wait_ready()
+    st = wait_echoed(api, 500, timeout=60)
+    assert st["missing"] == 0 and st["duplicates"] == 0
+    d2.stop()
+
+
+# ---- disk faults -----------------------------------------------------------------------
+
+def test_unwritable_journal_exits_2(fakeapi, tmp_path):
+    api = fakeapi()
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    st, log = run_check(BUILD, str(tmp_path), api.url,
+                        conf={"journal": {"path": str(blocker / "journal.db")}})
+    assert st == 2, log
+    assert "journal" in log and str(blocker) in log
+
+
+def test_corrupt_journal_exits_2(fakeapi, tmp_path):
+    api = fakeapi()
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(b"this is not an sqlite database at all" * 100)
+    st, log = run_check(BUILD, str(tmp_path), api.url, conf={"journal": {"path": str(bad)}})
+    assert st == 2, log
+    assert "not a database" in log
+
+
+def test_full_disk_pauses_polling_and_resumes_without_loss(fakeapi, tgrund, tmp_path):
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)],
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode == 0, "cannot mount a small tmpfs: " + r.stderr
+    try:
+        api = fakeapi()
+        d = tgrund(api, handler="slow",
+                   conf={"journal": {"path": str(mnt / "journal.db")}}).wait_ready()
+        api.push_updates([message(1100 + i, "warm up") for i in range(50)])
+        wait_echoed(api, 50, timeout=20)
+        # Fill the file system.
+        filler = mnt / "filler"
+        subprocess.run(["dd", "if=/dev/zero", "of=" + str(filler), "bs=64k"],
+                       capture_output=True, timeout=20)
+        # Slow updates: no completion frees journal pages while we watch.
+        long_text = "sleep 3 " + "x" * 3000
+        api.push_updates([message(1200 + i, long_text) for i in range(600)])
+        assert d.proc.wait_log("polling paused until it can", 20)
+        calls_before = api.stats()["calls"].get("getUpdates", 0)
+        time.sleep(1.5)
+        # Paused: no getUpdates that would confirm the unwritten batch.
+        assert api.stats()["calls"].get("getUpdates", 0) == calls_before
+        filler.unlink()
+        assert d.proc.wait_log("writable again; polling resumed", 20)
+        st = wait_echoed(api, 650, timeout=90)
+        assert st["missing"] == 0
+        assert d.stop() == 0
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True, timeout=20)
