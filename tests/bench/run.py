@@ -1,9 +1,14 @@
 #!/usr/bin/env python3
-"""make bench: the burst scenario through tgrund, and the fake API's own ceiling.
+"""make bench: tgrun's benchmark scenarios, printed as a report.
 
-Burst: 20,000 updates in 500 chats, echo_id handler, 2 workers, fake API
-without latency. Prints updates/s, hand-out-to-echo latency, peak RSS of the
-master and of each worker, and the master's CPU time per update.
+burst     20,000 updates in 500 chats, echo_id handler, 2 workers, fake API
+          without latency: updates/s, hand-out-to-echo latency, peak RSS of the
+          master and the workers, the master's CPU time per update; with the
+          journal on (sync = full) and off.
+sleepers  10,000 updates that each sleep 5 s, in flight at once across 2
+          workers: time to finish and the workers' total RSS.
+switch    the fiber switch cost (build/bench/fiber_switch).
+ceiling   the fake API's own ceiling (tests/bench/fakeapi_ceiling.sh).
 """
 import argparse
 import os
@@ -17,6 +22,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
 
 from daemon import Tgrund  # noqa: E402
 from fakeapi import FakeApi  # noqa: E402
+from updates import message  # noqa: E402
 
 CLK = os.sysconf("SC_CLK_TCK")
 
@@ -35,67 +41,111 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / CLK
 
 
-def burst(build, count, workers):
+def wait_all(api, expected, limit):
+    """Seconds from the first hand-out to the last echo, polled every 10 ms."""
+    end = time.monotonic() + limit
+    while api.stats()["handed_out"] == 0 and time.monotonic() < end:
+        time.sleep(0.01)
+    t0 = time.monotonic()
+    while time.monotonic() < end:
+        st = api.stats()
+        if st["echoed"] >= expected:
+            break
+        time.sleep(0.01)
+    return time.monotonic() - t0, st
+
+
+def burst(build, count, workers, journal):
     tmp = tempfile.mkdtemp(prefix="tgrun-bench-")
     api = FakeApi(build, tmp, args=("--count", str(count), "--chats", "500",
                                     "--users", "2000", "--seed", "3"))
     expected = api.stats()["expected_echoes"]
-    d = Tgrund(build, tmp, api.url, handler="echo_id",
-               conf={"workers": {"count": workers}, "log": {"level": "notice"}})
+    conf = {"workers": {"count": workers}, "log": {"level": "notice"},
+            "journal": {"enabled": "yes" if journal else "no", "sync": "full"}}
+    d = Tgrund(build, tmp, api.url, handler="echo_id", conf=conf)
     try:
         d.wait_ready(30)
         wpids = d.worker_pids()
-        # The clock runs from the first hand-out to the last echo (polled every 10 ms).
-        while api.stats()["handed_out"] == 0:
-            time.sleep(0.01)
-        t0 = time.monotonic()
-        while True:
-            st = api.stats()
-            if st["echoed"] >= expected or time.monotonic() - t0 > 600:
-                break
-            time.sleep(0.01)
-        elapsed = time.monotonic() - t0
-        master_cpu = cpu_seconds(d.pid)
-        rss_master = proc_status(d.pid, "VmHWM")
-        rss_workers = [proc_status(p, "VmHWM") for p in wpids]
-        worker_cpu = [cpu_seconds(p) for p in wpids]
+        cpu0 = cpu_seconds(d.pid)
+        elapsed, st = wait_all(api, expected, 600)
+        r = {"elapsed": elapsed, "st": st,
+             "master_cpu": cpu_seconds(d.pid) - cpu0,
+             "rss_master": proc_status(d.pid, "VmHWM"),
+             "rss_workers": [proc_status(p, "VmHWM") for p in wpids],
+             "worker_cpu": [cpu_seconds(p) for p in wpids]}
     finally:
         d.stop()
         api.stop()
-    return {
-        "count": count, "echoed": st["echoed"], "missing": st["missing"],
-        "duplicates": st["duplicates"], "inversions": st["inversions"],
-        "elapsed": elapsed, "latency": st["latency_ms"],
-        "rss_master_kb": rss_master, "rss_workers_kb": rss_workers,
-        "master_cpu_s": master_cpu, "worker_cpu_s": worker_cpu,
-    }
+    return r
+
+
+def print_burst(label, r, count):
+    st = r["st"]
+    print("== burst, %s" % label)
+    print("  updates/s             %.0f  (%d echoed in %.2f s)"
+          % (st["echoed"] / r["elapsed"], st["echoed"], r["elapsed"]))
+    print("  latency p50 / p99     %s / %s ms (hand-out to echo)"
+          % (st["latency_ms"]["p50"], st["latency_ms"]["p99"]))
+    print("  missing/dup/inv       %d / %d / %d" % (st["missing"], st["duplicates"],
+                                                   st["inversions"]))
+    print("  peak RSS master       %d KiB" % r["rss_master"])
+    print("  peak RSS workers      %s KiB" % ", ".join(str(x) for x in r["rss_workers"]))
+    print("  master CPU            %.3f s = %.1f us per update"
+          % (r["master_cpu"], r["master_cpu"] * 1e6 / count))
+    print("  worker CPU            %s s" % ", ".join("%.2f" % x for x in r["worker_cpu"]))
+
+
+def sleepers(build, count, seconds):
+    tmp = tempfile.mkdtemp(prefix="tgrun-bench-")
+    api = FakeApi(build, tmp)
+    conf = {"workers": {"count": 2}, "log": {"level": "notice"},
+            "limits": {"concurrency": count, "max_pending": count + 100}}
+    d = Tgrund(build, tmp, api.url, handler="slow", conf=conf)
+    try:
+        d.wait_ready(30)
+        wpids = d.worker_pids()
+        api.push_updates([message(10**6 + i, "sleep %g" % seconds) for i in range(count)])
+        elapsed, st = wait_all(api, count, 120)
+        rss = [proc_status(p, "VmHWM") for p in wpids]
+    finally:
+        d.stop()
+        api.stop()
+    print("== sleepers: %d updates sleeping %g s each, 2 workers" % (count, seconds))
+    print("  finished in           %.2f s (all echoed: %s, peak concurrent calls %d)"
+          % (elapsed, st["echoed"] >= count, st["peak_concurrent"]))
+    print("  workers' peak RSS     %s KiB, total %.1f MB"
+          % (", ".join(str(x) for x in rss), sum(rss) / 1024.0))
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default="build")
     ap.add_argument("--count", type=int, default=20000)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--skip-ceiling", action="store_true")
+    ap.add_argument("--only", default="burst,sleepers,switch,ceiling",
+                    help="comma-separated scenarios")
     a = ap.parse_args()
     build = os.path.abspath(a.build)
-
-    r = burst(build, a.count, a.workers)
-    print("== burst: %d updates, 500 chats, echo_id, %d workers" % (a.count, a.workers))
-    print("updates/s            %.0f  (%d echoed in %.2f s)"
-          % (r["echoed"] / r["elapsed"], r["echoed"], r["elapsed"]))
-    print("latency p50 / p99    %s / %s ms (hand-out to echo)"
-          % (r["latency"]["p50"], r["latency"]["p99"]))
-    print("missing/dup/inv      %d / %d / %d" % (r["missing"], r["duplicates"], r["inversions"]))
-    print("peak RSS master      %d KiB" % r["rss_master_kb"])
-    print("peak RSS workers     %s KiB" % ", ".join(str(x) for x in r["rss_workers_kb"]))
-    print("master CPU           %.3f s = %.1f us per update"
-          % (r["master_cpu_s"], r["master_cpu_s"] * 1e6 / max(1, r["count"])))
-    print("worker CPU           %s s" % ", ".join("%.2f" % x for x in r["worker_cpu_s"]))
-    if not a.skip_ceiling:
-        print("== fake API ceiling (sendMessage, wrk, keep-alive)")
+    only = set(a.only.split(","))
+    print("tgrun bench, %s, %d CPUs" % (time.strftime("%Y-%m-%d"), os.cpu_count()))
+    if "burst" in only:
+        for journal in (True, False):
+            r = burst(build, a.count, a.workers, journal)
+            print_burst("%d updates, 500 chats, echo_id, %d workers, journal %s"
+                        % (a.count, a.workers, "on (sync = full)" if journal else "off"),
+                        r, a.count)
+            sys.stdout.flush()
+    if "sleepers" in only:
+        sleepers(build, 10000, 5)
+    if "switch" in only:
+        print("== fiber switch")
         sys.stdout.flush()
-        subprocess.run(["bash", os.path.join(HERE, "fakeapi_ceiling.sh"), build], check=False)
+        subprocess.run([os.path.join(build, "bench", "fiber_switch")], check=False)
+    if "ceiling" in only:
+        print("== fake API ceiling (sendMessage, wrk, 50 keep-alive connections)")
+        sys.stdout.flush()
+        subprocess.run(["sh", os.path.join(HERE, "fakeapi_ceiling.sh"), build], check=False)
     return 0
 
 
