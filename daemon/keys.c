@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "jscan.h"
 
 /* Indexed by enum update_type; the names are Telegram's Update field names. */
 static const char *const type_names[UPD__COUNT] = {
@@ -84,6 +85,9 @@ enum { KIND_CHAT = 1, KIND_USER = 2, KIND_THREAD = 3 };
 static int get_int(const json_t *obj, const char *path, int64_t *out);
 static uint64_t mix64(uint64_t x);
 static int add_key(uint64_t *out, int n, uint64_t key);
+static int get_int_raw(const char *obj, size_t len, const char *path,
+    int64_t *out);
+static int split_path(const char *path, char first[32], const char **rest);
 
 enum update_type keys_type_from_name(const char *name)
 {
@@ -216,4 +220,133 @@ static int add_key(uint64_t *out, int n, uint64_t key)
 			return n;
 	out[n] = key;
 	return n + 1;
+}
+
+/*
+ * keys_extract() without jansson. One pass over the update's members finds
+ * update_id (last wins, like json_object_get) and the type: the first known
+ * name in document order, whose value is its last occurrence (jansson keeps
+ * a duplicate key at its first position with the last value). A second pass,
+ * over the type's object only, collects the first step of every key path.
+ */
+int keys_extract_raw(const char *json, size_t len, struct update_keys *k)
+{
+	const struct key_paths *p;
+	const char *paths[4], *rest[4], *val[4] = { NULL, NULL, NULL, NULL };
+	const char *id = NULL, *body = NULL, *end = json + len, *q;
+	size_t idlen = 0, blen = 0, vlen[4] = { 0, 0, 0, 0 };
+	int64_t num[4];
+	int have[4] = { 0, 0, 0, 0 }, rc, i;
+	struct jscan_iter it;
+	struct jscan_member m;
+	enum update_type t = UPD_UNKNOWN;
+	char name[32], first[4][32];
+
+	memset(k, 0, sizeof(*k));
+	if (jscan_object_begin(&it, json, len) != 0)
+		return -1;
+	while ((rc = jscan_object_next(&it, &m)) == 1) {
+		if (t != UPD_UNKNOWN) {
+			if (jscan_key_eq(&m, type_names[t])) {
+				body = m.val;
+				blen = m.vlen;
+			} else if (jscan_key_eq(&m, "update_id")) {
+				id = m.val;
+				idlen = m.vlen;
+			}
+			continue;
+		}
+		if (jscan_key_copy(&m, name, sizeof(name)) < 0)
+			continue;	/* longer than any type name */
+		if (strcmp(name, "update_id") == 0) {
+			id = m.val;
+			idlen = m.vlen;
+		} else if ((t = keys_type_from_name(name)) != UPD_UNKNOWN) {
+			body = m.val;
+			blen = m.vlen;
+		}
+	}
+	for (q = it.p; rc == 0 && q < end; q++)
+		if (*q != ' ' && *q != '\t' && *q != '\n' && *q != '\r')
+			rc = -1;
+	if (rc < 0 || id == NULL || jscan_int64(id, idlen, &k->update_id) != 0) {
+		memset(k, 0, sizeof(*k));
+		return -1;
+	}
+	k->type = t;
+	if (body == NULL || *body != '{')
+		return 0;
+
+	/* The update is valid now: walk the type's object without re-checking. */
+	p = &type_paths[t];
+	paths[0] = p->chat;
+	paths[1] = p->user;
+	paths[2] = p->thread;
+	paths[3] = p->chat_alt;
+	for (i = 0; i < 4; i++)
+		if (paths[i] && split_path(paths[i], first[i], &rest[i]) != 0)
+			paths[i] = NULL;
+	if (jscan_object_begin(&it, body, blen) != 0)
+		return 0;
+	it.trusted = 1;
+	while (jscan_object_next(&it, &m) == 1)
+		for (i = 0; i < 4; i++)
+			if (paths[i] && jscan_key_eq(&m, first[i])) {
+				val[i] = m.val;
+				vlen[i] = m.vlen;
+			}
+	for (i = 0; i < 4; i++)
+		if (val[i] != NULL)
+			have[i] = get_int_raw(val[i], vlen[i], rest[i], &num[i]);
+
+	if ((k->has_chat = have[0]))
+		k->chat_id = num[0];
+	if ((k->has_user = have[1]))
+		k->user_id = num[1];
+	if (!k->has_user && !k->has_chat && have[3]) {
+		k->has_chat = 1;
+		k->chat_id = num[3];
+	}
+	/* A thread only means something inside its chat. */
+	if (k->has_chat && have[2]) {
+		k->has_thread = 1;
+		k->thread_id = num[2];
+	}
+	return 0;
+}
+
+/* "a.b.c" -> "a" and "b.c" (NULL for a single step); -1 if "a" is too long. */
+static int split_path(const char *path, char first[32], const char **rest)
+{
+	const char *dot = strchr(path, '.');
+	size_t len = dot ? (size_t)(dot - path) : strlen(path);
+
+	if (len >= 32)
+		return -1;
+	memcpy(first, path, len);
+	first[len] = '\0';
+	*rest = dot ? dot + 1 : NULL;
+	return 0;
+}
+
+/*
+ * get_int() on raw bytes keys_extract_raw() has already validated; a NULL
+ * path is the value itself.
+ */
+static int get_int_raw(const char *obj, size_t len, const char *path,
+    int64_t *out)
+{
+	char seg[4][32];
+	const char *segs[4], *val = obj;
+	size_t n = 0, vlen = len;
+
+	while (path != NULL) {
+		if (n == 4 || split_path(path, seg[n], &path) != 0)
+			return 0;
+		segs[n] = seg[n];
+		n++;
+	}
+	if (n > 0 && jscan_get_valid(obj, len, segs, n, &val, &vlen) != 1)
+		return 0;
+	return jscan_int64(val, vlen, out) == 0;
 }

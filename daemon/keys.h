@@ -2,6 +2,7 @@
 #ifndef TGRUN_KEYS_H
 #define TGRUN_KEYS_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <jansson.h>
 
@@ -56,6 +57,18 @@ struct update_keys {
  * poll_answer.user, message_reaction.user, chat_boost.chat, ...).
  */
 int keys_extract(const json_t *update, struct update_keys *k);
+
+/*
+ * keys_extract() on the raw bytes of one update, without a DOM: the same
+ * type rule, paths, fallbacks and results for any update jansson loads (a
+ * duplicate key counts where it first appears, with its last value, as
+ * jansson keeps it). Returns -1 also when json[0..len) is not one valid JSON
+ * value (common/jscan.h's rules, surrounding whitespace allowed). Where
+ * jansson refuses the text but jscan does not (an integer beyond int64,
+ * "\u0000"), that number is not an integer and that key matches nothing.
+ */
+int keys_extract_raw(const char *json, size_t len, struct update_keys *k)
+    __attribute__((warn_unused_result));
 
 #define KEYS_MAX 3
 /*

@@ -97,25 +97,28 @@ static void finish(struct master *m, struct upd *u, int journal_done_too)
 	upd_free(u);
 }
 
-/* Record `obj` (owned by the caller) as pending. NULL when it is not new. */
-static struct upd *add_update(struct master *m, json_t *obj, int attempt)
+/* Record the update `json` (copied) as pending. NULL when it is not new. */
+static struct upd *add_update(struct master *m, const char *json, size_t len, int attempt)
 {
 	struct update_keys k;
 	struct upd *u;
 
-	if (keys_extract(obj, &k) != 0) {
-		log_warn("an update without an integer update_id; skipped");
+	if (keys_extract_raw(json, len, &k) != 0) {
+		log_warn("an update that is not a JSON object with an integer "
+		    "update_id; skipped");
 		return NULL;
 	}
 	if (u64map_get(&m->upds, (uint64_t)k.update_id) != NULL)
 		return NULL;
 	u = calloc(1, sizeof(*u));
-	if (u == NULL || (u->json = json_dumps(obj, JSON_COMPACT)) == NULL) {
+	if (u == NULL || (u->json = malloc(len + 1)) == NULL) {
 		free(u);
 		fatalx("out of memory for update %lld", (long long)k.update_id);
 	}
+	memcpy(u->json, json, len);
+	u->json[len] = '\0';
 	u->id = k.update_id;
-	u->len = strlen(u->json);
+	u->len = len;
 	u->attempt = attempt;
 	u->type = k.type;
 	u->fetched_ms = master_now_ms();
@@ -199,21 +202,34 @@ static void on_journal_timer(evutil_socket_t fd, short what, void *arg)
 	evtimer_add(m->journal_ev, &tv);
 }
 
+struct replay {
+	struct master *m;
+	int64_t *bad;		/* ids that are not usable updates */
+	size_t nbad, capbad;
+};
+
 static int replay_one(void *arg, int64_t id, const char *body, size_t len, int attempt)
 {
-	struct master *m = arg;
-	json_error_t je;
-	json_t *obj = json_loadb(body, len, 0, &je);
+	struct replay *r = arg;
+	struct master *m = r->m;
 	struct upd *u;
 
-	if (obj == NULL) {
-		log_err("journal: update %lld is not JSON (%s); moved to dead letters",
-		    (long long)id, je.text);
+	/* It may have been delivered before the restart: say so with the attempt. */
+	u = add_update(m, body, len, (attempt > 1 ? attempt : 1) + 1);
+	if (u == NULL && u64map_get(&m->upds, (uint64_t)id) == NULL) {
+		/* The journal cannot be written from inside its own walk: note it. */
+		if (r->nbad == r->capbad) {
+			size_t cap = r->capbad ? r->capbad * 2 : 16;
+			int64_t *n = realloc(r->bad, cap * sizeof(*n));
+
+			if (n == NULL)
+				fatalx("out of memory");
+			r->bad = n;
+			r->capbad = cap;
+		}
+		r->bad[r->nbad++] = id;
 		return 0;
 	}
-	/* It may have been delivered before the restart: say so with the attempt. */
-	u = add_update(m, obj, (attempt > 1 ? attempt : 1) + 1);
-	json_decref(obj);
 	if (u != NULL) {
 		u->journaled = 1;
 		if (id >= m->next_offset)
@@ -238,11 +254,21 @@ static int journal_start(struct master *m)
 		log_err("%s", err);
 		return -1;
 	}
+	struct replay r = { m, NULL, 0, 0 };
+
 	if (journal_offset(m->journal, &off) != 0 ||
-	    journal_replay(m->journal, replay_one, m) != 0) {
+	    journal_replay(m->journal, replay_one, &r) != 0) {
 		log_err("journal %s: %s", m->cfg->journal_path, journal_errmsg(m->journal));
+		free(r.bad);
 		return -1;
 	}
+	for (size_t i = 0; i < r.nbad; i++) {
+		log_err("journal: update %lld is not a usable update; moved to the dead "
+		    "letters", (long long)r.bad[i]);
+		if (journal_dead_letter(m->journal, r.bad[i], 0, "not a usable update") != 0)
+			log_err("journal: %s", journal_errmsg(m->journal));
+	}
+	free(r.bad);
 	if (off > m->next_offset)
 		m->next_offset = off;
 	if (m->pending > 0)
@@ -253,26 +279,49 @@ static int journal_start(struct master *m)
 
 /* ---- polling ---------------------------------------------------------------- */
 
-static void on_batch(void *arg, json_t *updates)
+static void on_batch(void *arg, const struct poller_item *items, size_t n)
 {
 	struct master *m = arg;
-	size_t i;
-	json_t *obj;
+	struct journal_rec *recs = NULL;
+	size_t nrec = 0;
 
 	m->last_poll_ok_ms = master_now_ms();
-	json_array_foreach(updates, i, obj) {
-		json_t *id = json_object_get(obj, "update_id");
+	if (m->journal != NULL && n > 0 && (recs = calloc(n, sizeof(*recs))) == NULL)
+		fatalx("out of memory");
+	for (size_t i = 0; i < n; i++) {
+		struct upd *u = add_update(m, items[i].json, items[i].len, 1);
 
-		if (json_is_integer(id) && json_integer_value(id) < m->next_offset)
-			continue;	/* confirmed already */
-		if (add_update(m, obj, 1) == NULL)
+		if (u == NULL)
+			continue;	/* not an update, or one we hold already */
+		if (u->id < m->next_offset) {
+			/* Confirmed before (an answer to an older offset): drop it again. */
+			finish(m, u, 0);
 			continue;
+		}
 		m->n_fetched++;
-		m->next_offset = json_integer_value(id) + 1;
+		m->next_offset = u->id + 1;
+		if (recs != NULL) {
+			recs[nrec].update_id = u->id;
+			recs[nrec].body = u->json;
+			recs[nrec].len = u->len;
+			nrec++;
+		}
 	}
 	/* The next getUpdates confirms this batch: the journal commit comes first. */
-	if (journal_write_pending(m) != 0)
-		journal_blocked(m);
+	if (m->journal != NULL && (nrec > 0 || m->journal_blocked)) {
+		if (m->journal_blocked || journal_add_batch(m->journal, recs, nrec,
+		    m->next_offset) < 0) {
+			journal_blocked(m);
+		} else {
+			for (size_t i = 0; i < nrec; i++) {
+				struct upd *u = u64map_get(&m->upds, (uint64_t)recs[i].update_id);
+
+				if (u != NULL)
+					u->journaled = 1;
+			}
+		}
+	}
+	free(recs);
 	dispatch(m);
 	maybe_poll(m);
 }
@@ -885,16 +934,10 @@ void master_set_paused(struct master *m, int paused)
 static int take_one(void *arg, int64_t id, const char *body, size_t len, int attempt)
 {
 	struct master *m = arg;
-	json_t *obj = json_loadb(body, len, 0, NULL);
 	struct upd *u;
 
-	if (obj == NULL) {
-		log_err("journal: update %lld is not JSON; left in the journal", (long long)id);
-		return 0;
-	}
 	/* add_update() skips the ids that are pending already. */
-	u = add_update(m, obj, attempt > 0 ? attempt : 1);
-	json_decref(obj);
+	u = add_update(m, body, len, attempt > 0 ? attempt : 1);
 	if (u != NULL) {
 		u->journaled = 1;
 		log_notice("update %lld: taken back from the dead letters", (long long)id);

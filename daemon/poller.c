@@ -4,6 +4,7 @@
 #include "botapi.h"
 #include "config.h"
 #include "evcurl.h"
+#include "jscan.h"
 #include "log.h"
 
 #include <stdlib.h>
@@ -29,6 +30,8 @@ struct poller {
 	int conflict_logged;
 	int deleting;		/* the request in flight is deleteWebhook */
 	json_t *allowed;	/* parsed allowed_updates, or NULL */
+	struct poller_item *items;	/* the batch being split */
+	size_t nitems, capitems;
 	struct poller_stats st;
 };
 
@@ -58,12 +61,63 @@ static void wait_then_retry(struct poller *p, int64_t ms)
 	evtimer_add(p->retry_ev, &tv);
 }
 
+static int collect(void *arg, const char *json, size_t len)
+{
+	struct poller *p = arg;
+
+	if (p->nitems == p->capitems) {
+		size_t cap = p->capitems ? p->capitems * 2 : 128;
+		struct poller_item *n = realloc(p->items, cap * sizeof(*n));
+
+		if (n == NULL)
+			return -1;
+		p->items = n;
+		p->capitems = cap;
+	}
+	p->items[p->nitems].json = json;
+	p->items[p->nitems].len = len;
+	p->nitems++;
+	return 0;
+}
+
+/*
+ * The common case: HTTP 200 with {"ok":true,"result":[...]} and at least one
+ * update. Returns 1 when handled; 0 sends the answer down the general path
+ * (errors, empty results, anything unusual).
+ */
+static int fast_batch(struct poller *p, CURLcode res)
+{
+	long code = 0;
+	int ok = 0;
+
+	if (res != CURLE_OK || p->req.resp.len == 0)
+		return 0;
+	curl_easy_getinfo(p->req.easy, CURLINFO_RESPONSE_CODE, &code);
+	if (code != 200)
+		return 0;
+	p->nitems = 0;
+	if (jscan_result_array(p->req.resp.data, p->req.resp.len, &ok, collect, p) != 0 ||
+	    !ok || p->nitems == 0)
+		return 0;
+	p->st.last_ok_ms = mono_ms();
+	backoff_reset(&p->bo);
+	p->conflict_logged = 0;
+	p->state = P_IDLE;
+	p->st.batches++;
+	p->st.updates += p->nitems;
+	p->cbs.on_batch(p->cbs.arg, p->items, p->nitems);
+	return 1;
+}
+
 static void on_done(CURL *easy, CURLcode res, void *arg)
 {
 	struct poller *p = arg;
 	struct botapi_result r;
 	int confirm = p->state == P_CONFIRM;
 	int64_t wait;
+
+	if (!confirm && !p->deleting && fast_batch(p, res))
+		return;
 
 	if (botapi_decode(&p->req, res, &r) == 0 && r.ok) {
 		p->st.last_ok_ms = mono_ms();
@@ -89,11 +143,28 @@ static void on_done(CURL *easy, CURLcode res, void *arg)
 			wait_then_retry(p, backoff_next(&p->bo));
 			return;
 		}
+		/* An empty batch (a long poll that timed out), or one the fast path refused. */
 		if (json_array_size(r.result) > 0) {
+			size_t i;
+			json_t *e;
+			char **texts = calloc(json_array_size(r.result), sizeof(*texts));
+
+			p->nitems = 0;
+			json_array_foreach(r.result, i, e) {
+				if (texts == NULL || (texts[i] = json_dumps(e, JSON_COMPACT |
+				    JSON_ENCODE_ANY)) == NULL || collect(p, texts[i],
+				    strlen(texts[i])) != 0)
+					fatalx("out of memory");
+			}
 			p->st.batches++;
-			p->st.updates += json_array_size(r.result);
+			p->st.updates += p->nitems;
+			p->cbs.on_batch(p->cbs.arg, p->items, p->nitems);
+			for (i = 0; i < json_array_size(r.result); i++)
+				free(texts[i]);
+			free(texts);
+		} else {
+			p->cbs.on_batch(p->cbs.arg, NULL, 0);
 		}
-		p->cbs.on_batch(p->cbs.arg, r.result);
 		botapi_result_clear(&r);
 		return;
 	}
@@ -217,6 +288,7 @@ void poller_free(struct poller *p)
 	if (p->retry_ev != NULL)
 		event_free(p->retry_ev);
 	json_decref(p->allowed);
+	free(p->items);
 	free(p);
 }
 

@@ -10,9 +10,18 @@ struct evcurl;
 struct config;
 struct poller;
 
+/* One update of a batch: its raw JSON text, valid during on_batch only. */
+struct poller_item {
+	const char *json;
+	size_t len;
+};
+
 struct poller_cbs {
-	/* A batch arrived (array of update objects; borrowed). */
-	void (*on_batch)(void *arg, json_t *updates);
+	/*
+	 * A batch arrived: the updates' raw JSON, split out of the answer
+	 * without building a DOM (the master only needs ids and keys).
+	 */
+	void (*on_batch)(void *arg, const struct poller_item *items, size_t n);
 	/* The token was rejected (401/404): the daemon must stop with status 3. */
 	void (*on_rejected)(void *arg, int code, const char *desc);
 	/* A confirm-only request (poller_confirm) ended, ok or not. */
