@@ -5,6 +5,8 @@ import socket
 import struct
 import time
 
+from updates import message
+
 
 def collect(sock, until, timeout):
     """Receive (pid, message) pairs until `until(msgs)` or timeout."""
@@ -44,5 +46,48 @@ def test_ready_status_watchdog_stopping(fakeapi, tgrund, tmp_path):
     more = collect(sock, lambda ms: any(m == "STOPPING=1" for _, m in ms), 10)
     assert "STOPPING=1" in [m for _, m in more]
     assert d.wait_exit(15) == 0
+    sock.close()
+    os.unlink(path)
+
+
+def test_reload_and_stalled_worker_sequence(fakeapi, tgrund, tmp_path):
+    """RELOADING=1 (with MONOTONIC_USEC) then READY=1 around a reload; the
+    watchdog pauses while a worker misses heartbeats and resumes after it is
+    replaced; STOPPING=1 at the end."""
+    path = str(tmp_path / "notify2.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+    sock.bind(path)
+    api = fakeapi()
+    d = tgrund(api, handler="stubborn",
+               env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "600000"},
+               conf={"workers": {"count": 2},
+                     "limits": {"heartbeat_timeout": "2s", "max_attempts": 1}})
+    msgs = collect(sock, lambda ms: any(m == "READY=1" for _, m in ms), 15)
+    assert [m for _, m in msgs][0] == "READY=1"
+    # Reload: RELOADING=1 with a monotonic timestamp, then READY=1.
+    t_before = time.clock_gettime(time.CLOCK_MONOTONIC)
+    d.proc.signal(signal.SIGHUP)
+    msgs = collect(sock, lambda ms: any(m == "READY=1" for _, m in ms), 20)
+    texts = [m for _, m in msgs]
+    reloading = [m for m in texts if m.startswith("RELOADING=1")]
+    assert reloading, texts
+    usec = int(reloading[0].split("MONOTONIC_USEC=")[1].split()[0])
+    assert abs(usec / 1e6 - t_before) < 5
+    assert texts.index(reloading[0]) < texts.index("READY=1")
+    assert "reload done" in d.log()
+    # A spinning handler stalls one worker: watchdog pings stop until the
+    # heartbeat kills it, then resume.
+    api.push_updates([message(4242, "spin")])
+    t0 = time.monotonic()
+    assert d.proc.wait_log("no heartbeat for", 10)
+    assert "a worker misses heartbeats; not telling systemd" in d.log()
+    more = collect(sock, lambda ms: sum(m == "WATCHDOG=1" for _, m in ms) >= 2, 10)
+    assert sum(m == "WATCHDOG=1" for _, m in more) >= 2, "watchdog did not resume"
+    assert time.monotonic() - t0 < 20
+    d.proc.signal(signal.SIGTERM)
+    end = collect(sock, lambda ms: any(m == "STOPPING=1" for _, m in ms), 10)
+    assert "STOPPING=1" in [m for _, m in end]
+    assert d.wait_exit(20) == 0
     sock.close()
     os.unlink(path)
