@@ -124,32 +124,6 @@ static const char *const sections[] = {
 	"api, throttle, log, handler"
 #define BOOL_LIST "yes, no, true, false, on, off, 1, 0"
 
-/* Telegram's Update field names, indexed by enum update_type (keys.h). */
-static const char *const update_names[UPD__COUNT] = {
-	[UPD_MESSAGE] = "message",
-	[UPD_EDITED_MESSAGE] = "edited_message",
-	[UPD_CHANNEL_POST] = "channel_post",
-	[UPD_EDITED_CHANNEL_POST] = "edited_channel_post",
-	[UPD_BUSINESS_CONNECTION] = "business_connection",
-	[UPD_BUSINESS_MESSAGE] = "business_message",
-	[UPD_EDITED_BUSINESS_MESSAGE] = "edited_business_message",
-	[UPD_DELETED_BUSINESS_MESSAGES] = "deleted_business_messages",
-	[UPD_MESSAGE_REACTION] = "message_reaction",
-	[UPD_MESSAGE_REACTION_COUNT] = "message_reaction_count",
-	[UPD_INLINE_QUERY] = "inline_query",
-	[UPD_CHOSEN_INLINE_RESULT] = "chosen_inline_result",
-	[UPD_CALLBACK_QUERY] = "callback_query",
-	[UPD_SHIPPING_QUERY] = "shipping_query",
-	[UPD_PRE_CHECKOUT_QUERY] = "pre_checkout_query",
-	[UPD_PURCHASED_PAID_MEDIA] = "purchased_paid_media",
-	[UPD_POLL] = "poll",
-	[UPD_POLL_ANSWER] = "poll_answer",
-	[UPD_MY_CHAT_MEMBER] = "my_chat_member",
-	[UPD_CHAT_MEMBER] = "chat_member",
-	[UPD_CHAT_JOIN_REQUEST] = "chat_join_request",
-	[UPD_CHAT_BOOST] = "chat_boost",
-	[UPD_REMOVED_CHAT_BOOST] = "removed_chat_boost",
-};
 _Static_assert(UPD__COUNT <= 32, "bypass is a 32-bit set of update types");
 
 /* State of one config_load(). */
@@ -1066,7 +1040,7 @@ say_accepted(const struct key *k, char *buf, size_t len)
 			n = (size_t)snprintf(buf, len, "none");
 		for (int t = 1; t < UPD__COUNT && n < len; t++)
 			n += (size_t)snprintf(buf + n, len - n, "%s%s",
-			    n ? ", " : "", update_names[t]);
+			    n ? ", " : "", keys_type_name((enum update_type)t));
 		break;
 	default:
 		snprintf(buf, len, "%s", k->accepted);
@@ -1246,10 +1220,9 @@ list_next(const char **p, char *buf, size_t len)
 static int
 update_type_lookup(const char *name)
 {
-	for (int t = 1; t < UPD__COUNT; t++)
-		if (strcmp(name, update_names[t]) == 0)
-			return t;
-	return -1;
+	enum update_type t = keys_type_from_name(name);
+
+	return t == UPD_UNKNOWN ? -1 : (int)t;
 }
 
 /* `path` joined to the current directory if relative; NULL + errno on failure. */

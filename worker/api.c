@@ -25,7 +25,7 @@ struct call {
 	struct task *t;
 };
 
-static void set_err(struct tgrun_error *err, enum tgrun_error_kind kind,
+void api_set_err(struct tgrun_error *err, enum tgrun_error_kind kind,
     int code, int retry_after, const char *desc)
 {
 	if (err == NULL)
@@ -175,6 +175,43 @@ static int call_once(struct call *c, const char *method, const json_t *params)
 	return sched_park(method, call_abort, c, -1);
 }
 
+int64_t api_retry_policy(struct worker *w, const char *method, int attempt,
+    int decoded, const struct botapi_result *res, CURLcode cc, struct backoff *bo,
+    struct tgrun_error *err)
+{
+	int64_t wait_ms;
+
+	if (decoded == 0 && res->error_code == 429) {
+		wait_ms = (int64_t)res->retry_after * 1000;
+		if (wait_ms > w->bot.set.retry_after_max_ms ||
+		    attempt >= w->bot.set.api_retries) {
+			api_set_err(err, TGRUN_ERR_API, 429, res->retry_after, res->description);
+			return -1;
+		}
+		log_info("%s: 429, retrying after %d s", method, res->retry_after);
+		return wait_ms;
+	}
+	if (decoded == 0 && res->error_code < 500) {
+		api_set_err(err, TGRUN_ERR_API, res->error_code, 0, res->description);
+		return -1;
+	}
+	/* 5xx or no Bot API answer at all: retry with backoff. */
+	if (attempt >= w->bot.set.api_retries) {
+		if (decoded == 0)
+			api_set_err(err, TGRUN_ERR_API, res->error_code, 0, res->description);
+		else if (cc == CURLE_OPERATION_TIMEDOUT)
+			api_set_err(err, TGRUN_ERR_TIMEOUT, 0, 0, res->description);
+		else
+			api_set_err(err, TGRUN_ERR_NETWORK, (int)res->http_status, 0,
+			    res->description);
+		return -1;
+	}
+	wait_ms = backoff_next(bo);
+	log_info("%s: %s; retry %d in %lld ms", method, res->description, attempt + 1,
+	    (long long)wait_ms);
+	return wait_ms;
+}
+
 json_t *tgrun_call(struct tgrun_ctx *ctx, const char *method, json_t *params,
     struct tgrun_error *err)
 {
@@ -183,10 +220,10 @@ json_t *tgrun_call(struct tgrun_ctx *ctx, const char *method, json_t *params,
 	struct call c;
 	json_t *result = NULL;
 
-	set_err(err, TGRUN_ERR_NONE, 0, 0, "");
+	api_set_err(err, TGRUN_ERR_NONE, 0, 0, "");
 	if (ctx == NULL || method == NULL || *method == '\0' || !ctx_in_fiber(ctx)) {
 		json_decref(params);
-		set_err(err, TGRUN_ERR_INVALID, 0, 0, ctx && method && *method ?
+		api_set_err(err, TGRUN_ERR_INVALID, 0, 0, ctx && method && *method ?
 		    "tgrun_call: called outside a fiber" : "tgrun_call: no context or method");
 		return NULL;
 	}
@@ -198,7 +235,7 @@ json_t *tgrun_call(struct tgrun_ctx *ctx, const char *method, json_t *params,
 	c.req = req_get(w);
 	if (c.req == NULL) {
 		json_decref(params);
-		set_err(err, TGRUN_ERR_INVALID, 0, 0, "out of memory");
+		api_set_err(err, TGRUN_ERR_INVALID, 0, 0, "out of memory");
 		return NULL;
 	}
 	backoff_init(&bo, 200, 5000, (uint64_t)(uintptr_t)ctx ^ (uint64_t)sched_now_ms());
@@ -208,7 +245,7 @@ json_t *tgrun_call(struct tgrun_ctx *ctx, const char *method, json_t *params,
 		if (tgrun_cancelled(ctx) || api_throttle(w, method, params) == ECANCELED ||
 		    call_once(&c, method, params) == ECANCELED) {
 			wstats_api(w->stats, method, WS_CANCELLED, 0);
-			set_err(err, TGRUN_ERR_CANCELLED, 0, 0, "cancelled");
+			api_set_err(err, TGRUN_ERR_CANCELLED, 0, 0, "cancelled");
 			break;
 		}
 		count_attempt(w, method, &c);
@@ -217,38 +254,13 @@ json_t *tgrun_call(struct tgrun_ctx *ctx, const char *method, json_t *params,
 			c.res.result = NULL;
 			break;
 		}
-		if (c.decoded == 0 && c.res.error_code == 429) {
-			wait_ms = (int64_t)c.res.retry_after * 1000;
-			if (wait_ms > w->bot.set.retry_after_max_ms ||
-			    attempt >= w->bot.set.api_retries) {
-				set_err(err, TGRUN_ERR_API, 429, c.res.retry_after,
-				    c.res.description);
-				break;
-			}
-			log_info("%s: 429, retrying after %d s", method, c.res.retry_after);
-		} else if (c.decoded == 0 && c.res.error_code < 500) {
-			set_err(err, TGRUN_ERR_API, c.res.error_code, 0, c.res.description);
+		wait_ms = api_retry_policy(w, method, attempt, c.decoded, &c.res, c.cc,
+		    &bo, err);
+		if (wait_ms < 0)
 			break;
-		} else {
-			/* 5xx or no Bot API answer at all: retry with backoff. */
-			if (attempt >= w->bot.set.api_retries) {
-				if (c.decoded == 0)
-					set_err(err, TGRUN_ERR_API, c.res.error_code, 0,
-					    c.res.description);
-				else if (c.cc == CURLE_OPERATION_TIMEDOUT)
-					set_err(err, TGRUN_ERR_TIMEOUT, 0, 0, c.res.description);
-				else
-					set_err(err, TGRUN_ERR_NETWORK,
-					    (int)c.res.http_status, 0, c.res.description);
-				break;
-			}
-			wait_ms = backoff_next(&bo);
-			log_info("%s: %s; retry %d in %lld ms", method, c.res.description,
-			    attempt + 1, (long long)wait_ms);
-		}
 		botapi_result_clear(&c.res);
 		if (sched_park("retry wait", NULL, NULL, wait_ms) == ECANCELED) {
-			set_err(err, TGRUN_ERR_CANCELLED, 0, 0, "cancelled");
+			api_set_err(err, TGRUN_ERR_CANCELLED, 0, 0, "cancelled");
 			break;
 		}
 	}
@@ -265,7 +277,7 @@ json_t *tgrun_send_text(struct tgrun_ctx *ctx, int64_t chat_id,
 	    "text", text ? text : "");
 
 	if (p == NULL) {
-		set_err(err, TGRUN_ERR_INVALID, 0, 0, "text is not valid UTF-8");
+		api_set_err(err, TGRUN_ERR_INVALID, 0, 0, "text is not valid UTF-8");
 		return NULL;
 	}
 	return tgrun_call(ctx, "sendMessage", p, err);
@@ -332,7 +344,7 @@ json_t *tgrun_reply(struct tgrun_ctx *ctx, const json_t *update,
 	int64_t chat = chat_of(update);
 
 	if (chat == 0) {
-		set_err(err, TGRUN_ERR_INVALID, 0, 0, "the update has no chat");
+		api_set_err(err, TGRUN_ERR_INVALID, 0, 0, "the update has no chat");
 		return NULL;
 	}
 	return tgrun_send_text(ctx, chat, text, err);

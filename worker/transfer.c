@@ -61,17 +61,6 @@ struct hx {
 	char errbuf[CURL_ERROR_SIZE];
 };
 
-static void set_err(struct tgrun_error *err, enum tgrun_error_kind kind,
-    int code, int retry_after, const char *desc)
-{
-	if (err == NULL)
-		return;
-	err->kind = kind;
-	err->error_code = code;
-	err->retry_after = retry_after;
-	snprintf(err->description, sizeof(err->description), "%s", desc);
-}
-
 /* ---- one transfer on the multi ------------------------------------------- */
 
 static void xrun_unref(struct xrun *x)
@@ -196,7 +185,7 @@ static int add_file(curl_mime *mime, const struct tgrun_file *f,
 
 	if (f->field == NULL || *f->field == '\0' ||
 	    (f->path == NULL && f->data == NULL && f->len > 0)) {
-		set_err(err, TGRUN_ERR_INVALID, 0, 0,
+		api_set_err(err, TGRUN_ERR_INVALID, 0, 0,
 		    "tgrun_upload: a file without field, or without path and data");
 		return -1;
 	}
@@ -214,7 +203,7 @@ static int add_file(curl_mime *mime, const struct tgrun_file *f,
 		if (e != 0) {
 			snprintf(why, sizeof(why), "tgrun_upload: %s: %s", f->path,
 			    e == EINVAL ? "not a regular file" : strerror(e));
-			set_err(err, TGRUN_ERR_INVALID, e, 0, why);
+			api_set_err(err, TGRUN_ERR_INVALID, e, 0, why);
 			return -1;
 		}
 	}
@@ -230,7 +219,7 @@ static int add_file(curl_mime *mime, const struct tgrun_file *f,
 	if (!bad && f->content_type != NULL)
 		bad = curl_mime_type(part, f->content_type) != CURLE_OK;
 	if (bad) {
-		set_err(err, TGRUN_ERR_INVALID, 0, 0, "tgrun_upload: out of memory");
+		api_set_err(err, TGRUN_ERR_INVALID, 0, 0, "tgrun_upload: out of memory");
 		return -1;
 	}
 	return 0;
@@ -247,7 +236,7 @@ static int upload_prepare(struct worker *w, struct upload *up, const char *metho
 
 	if (empty == NULL || botapi_req_init(&up->r) != 0) {
 		json_decref(empty);
-		set_err(err, TGRUN_ERR_INVALID, 0, 0, "tgrun_upload: out of memory");
+		api_set_err(err, TGRUN_ERR_INVALID, 0, 0, "tgrun_upload: out of memory");
 		return -1;
 	}
 	/* No JSON content type, and no 100-continue round trip before big bodies. */
@@ -257,12 +246,12 @@ static int upload_prepare(struct worker *w, struct upload *up, const char *metho
 	    w->bot.set.token, method, empty, w->bot.set.api_timeout_ms);
 	json_decref(empty);
 	if (rc != 0 || (up->mime = curl_mime_init(up->r.easy)) == NULL) {
-		set_err(err, TGRUN_ERR_INVALID, 0, 0, "tgrun_upload: out of memory");
+		api_set_err(err, TGRUN_ERR_INVALID, 0, 0, "tgrun_upload: out of memory");
 		return -1;
 	}
 	json_object_foreach(params, key, v) {
 		if (add_param(up->mime, key, v) != 0) {
-			set_err(err, TGRUN_ERR_INVALID, 0, 0,
+			api_set_err(err, TGRUN_ERR_INVALID, 0, 0,
 			    "tgrun_upload: cannot encode a parameter");
 			return -1;
 		}
@@ -272,7 +261,7 @@ static int upload_prepare(struct worker *w, struct upload *up, const char *metho
 			return -1;
 	/* Set last: it replaces the JSON body botapi_req_prepare() set up. */
 	if (curl_easy_setopt(up->r.easy, CURLOPT_MIMEPOST, up->mime) != CURLE_OK) {
-		set_err(err, TGRUN_ERR_INVALID, 0, 0, "tgrun_upload: cannot set the form");
+		api_set_err(err, TGRUN_ERR_INVALID, 0, 0, "tgrun_upload: cannot set the form");
 		return -1;
 	}
 	return 0;
@@ -296,15 +285,15 @@ json_t *tgrun_upload(struct tgrun_ctx *ctx, const char *method, json_t *params,
 	CURLcode cc;
 
 	memset(&up, 0, sizeof(up));
-	set_err(err, TGRUN_ERR_NONE, 0, 0, "");
+	api_set_err(err, TGRUN_ERR_NONE, 0, 0, "");
 	if (ctx == NULL || method == NULL || *method == '\0' || !ctx_in_fiber(ctx)) {
-		set_err(err, TGRUN_ERR_INVALID, 0, 0, ctx && method && *method ?
+		api_set_err(err, TGRUN_ERR_INVALID, 0, 0, ctx && method && *method ?
 		    "tgrun_upload: called outside a fiber" :
 		    "tgrun_upload: no context or method");
 		goto out;
 	}
 	if ((params != NULL && !json_is_object(params)) || (n > 0 && files == NULL)) {
-		set_err(err, TGRUN_ERR_INVALID, 0, 0,
+		api_set_err(err, TGRUN_ERR_INVALID, 0, 0,
 		    "tgrun_upload: params is not an object, or files is NULL");
 		goto out;
 	}
@@ -321,7 +310,7 @@ json_t *tgrun_upload(struct tgrun_ctx *ctx, const char *method, json_t *params,
 		up.r.errbuf[0] = '\0';
 		if (api_throttle(w, method, params) == ECANCELED ||
 		    xrun_perform(ctx, up.r.easy, method, upload_finish, &up, &cc) != 0) {
-			set_err(err, TGRUN_ERR_CANCELLED, 0, 0, "cancelled");
+			api_set_err(err, TGRUN_ERR_CANCELLED, 0, 0, "cancelled");
 			break;
 		}
 		if (up.decoded == 0 && up.res.ok) {
@@ -329,37 +318,12 @@ json_t *tgrun_upload(struct tgrun_ctx *ctx, const char *method, json_t *params,
 			up.res.result = NULL;
 			break;
 		}
-		if (up.decoded == 0 && up.res.error_code == 429) {
-			wait_ms = (int64_t)up.res.retry_after * 1000;
-			if (wait_ms > w->bot.set.retry_after_max_ms ||
-			    attempt >= w->bot.set.api_retries) {
-				set_err(err, TGRUN_ERR_API, 429, up.res.retry_after,
-				    up.res.description);
-				break;
-			}
-			log_info("%s: 429, retrying after %d s", method, up.res.retry_after);
-		} else if (up.decoded == 0 && up.res.error_code < 500) {
-			set_err(err, TGRUN_ERR_API, up.res.error_code, 0, up.res.description);
+		wait_ms = api_retry_policy(w, method, attempt, up.decoded, &up.res, cc,
+		    &bo, err);
+		if (wait_ms < 0)
 			break;
-		} else {
-			/* 5xx or no Bot API answer at all: retry with backoff. */
-			if (attempt >= w->bot.set.api_retries) {
-				if (up.decoded == 0)
-					set_err(err, TGRUN_ERR_API, up.res.error_code, 0,
-					    up.res.description);
-				else if (cc == CURLE_OPERATION_TIMEDOUT)
-					set_err(err, TGRUN_ERR_TIMEOUT, 0, 0, up.res.description);
-				else
-					set_err(err, TGRUN_ERR_NETWORK,
-					    (int)up.res.http_status, 0, up.res.description);
-				break;
-			}
-			wait_ms = backoff_next(&bo);
-			log_info("%s: %s; retry %d in %lld ms", method, up.res.description,
-			    attempt + 1, (long long)wait_ms);
-		}
 		if (sched_park("retry wait", NULL, NULL, wait_ms) == ECANCELED) {
-			set_err(err, TGRUN_ERR_CANCELLED, 0, 0, "cancelled");
+			api_set_err(err, TGRUN_ERR_CANCELLED, 0, 0, "cancelled");
 			break;
 		}
 	}
@@ -461,7 +425,7 @@ static int dl_prepare(struct worker *w, struct dl *d, const char *file_path,
 	rc = 0;
 out:
 	if (rc != 0)
-		set_err(err, TGRUN_ERR_INVALID, 0, 0, "tgrun_download: out of memory");
+		api_set_err(err, TGRUN_ERR_INVALID, 0, 0, "tgrun_download: out of memory");
 	free(base);
 	json_decref(empty);
 	return rc;
@@ -472,7 +436,7 @@ static void local_err(struct tgrun_error *err, const char *op, const char *path,
 	char why[sizeof(err->description)];
 
 	snprintf(why, sizeof(why), "tgrun_download: %s %s: %s", op, path, strerror(e));
-	set_err(err, TGRUN_ERR_INVALID, e, 0, why);
+	api_set_err(err, TGRUN_ERR_INVALID, e, 0, why);
 }
 
 /* The GET with its retries; 0 when the file is in d->fd, else -1 with err filled. */
@@ -497,7 +461,7 @@ static int dl_fetch(struct tgrun_ctx *ctx, struct dl *d, const char *tmp,
 		d->r.errbuf[0] = '\0';
 		d->wr_errno = 0;
 		if (xrun_perform(ctx, d->r.easy, "download", dl_finish, d, &cc) != 0) {
-			set_err(err, TGRUN_ERR_CANCELLED, 0, 0, "cancelled");
+			api_set_err(err, TGRUN_ERR_CANCELLED, 0, 0, "cancelled");
 			return -1;
 		}
 		if (cc == CURLE_WRITE_ERROR && d->wr_errno != 0) {
@@ -509,10 +473,10 @@ static int dl_fetch(struct tgrun_ctx *ctx, struct dl *d, const char *tmp,
 		if (cc == CURLE_OK && d->status < 500) {
 			/* Refused (404: the file_path expired); the answer is in r.resp. */
 			if (botapi_decode(&d->r, cc, &res) == 0 && !res.ok)
-				set_err(err, TGRUN_ERR_API, (int)d->status, 0, res.description);
+				api_set_err(err, TGRUN_ERR_API, (int)d->status, 0, res.description);
 			else {
 				snprintf(why, sizeof(why), "download: HTTP %ld", d->status);
-				set_err(err, TGRUN_ERR_NETWORK, (int)d->status, 0, why);
+				api_set_err(err, TGRUN_ERR_NETWORK, (int)d->status, 0, why);
 			}
 			botapi_result_clear(&res);
 			return -1;
@@ -523,7 +487,7 @@ static int dl_fetch(struct tgrun_ctx *ctx, struct dl *d, const char *tmp,
 			snprintf(why, sizeof(why), "%s", d->r.errbuf[0] ? d->r.errbuf :
 			    curl_easy_strerror(cc));
 		if (attempt >= w->bot.set.api_retries) {
-			set_err(err, cc == CURLE_OPERATION_TIMEDOUT ? TGRUN_ERR_TIMEOUT :
+			api_set_err(err, cc == CURLE_OPERATION_TIMEDOUT ? TGRUN_ERR_TIMEOUT :
 			    TGRUN_ERR_NETWORK, cc == CURLE_OK ? (int)d->status : 0, 0, why);
 			return -1;
 		}
@@ -531,7 +495,7 @@ static int dl_fetch(struct tgrun_ctx *ctx, struct dl *d, const char *tmp,
 		log_info("download: %s; retry %d in %lld ms", why, attempt + 1,
 		    (long long)wait_ms);
 		if (sched_park("retry wait", NULL, NULL, wait_ms) == ECANCELED) {
-			set_err(err, TGRUN_ERR_CANCELLED, 0, 0, "cancelled");
+			api_set_err(err, TGRUN_ERR_CANCELLED, 0, 0, "cancelled");
 			return -1;
 		}
 	}
@@ -567,10 +531,10 @@ int tgrun_download(struct tgrun_ctx *ctx, const char *file_id, const char *path,
 
 	memset(&d, 0, sizeof(d));
 	d.fd = -1;
-	set_err(err, TGRUN_ERR_NONE, 0, 0, "");
+	api_set_err(err, TGRUN_ERR_NONE, 0, 0, "");
 	if (ctx == NULL || !ctx_in_fiber(ctx) || file_id == NULL || *file_id == '\0' ||
 	    path == NULL || *path == '\0') {
-		set_err(err, TGRUN_ERR_INVALID, 0, 0, ctx_in_fiber(ctx) ?
+		api_set_err(err, TGRUN_ERR_INVALID, 0, 0, ctx_in_fiber(ctx) ?
 		    "tgrun_download: no file_id or path" :
 		    "tgrun_download: called outside a fiber");
 		return -1;
@@ -581,19 +545,19 @@ int tgrun_download(struct tgrun_ctx *ctx, const char *file_id, const char *path,
 	fp = json_string_value(json_object_get(file, "file_path"));
 	if (fp == NULL) {
 		/* Telegram leaves it out for files over the bots' download limit. */
-		set_err(err, TGRUN_ERR_API, 0, 0,
+		api_set_err(err, TGRUN_ERR_API, 0, 0,
 		    "getFile gave no file_path (file too big to download?)");
 		goto out;
 	}
 	if (!file_path_ok(fp)) {
-		set_err(err, TGRUN_ERR_NETWORK, 0, 0, "getFile gave a malformed file_path");
+		api_set_err(err, TGRUN_ERR_NETWORK, 0, 0, "getFile gave a malformed file_path");
 		goto out;
 	}
 	if (dl_prepare(ctx->bot->w, &d, fp, err) != 0)
 		goto out;
 	if (asprintf(&tmp, "%s.XXXXXX", path) < 0) {
 		tmp = NULL;
-		set_err(err, TGRUN_ERR_INVALID, 0, 0, "tgrun_download: out of memory");
+		api_set_err(err, TGRUN_ERR_INVALID, 0, 0, "tgrun_download: out of memory");
 		goto out;
 	}
 	d.fd = mkostemp(tmp, O_CLOEXEC);	/* mode 0600 */
@@ -767,9 +731,9 @@ int tgrun_http(struct tgrun_ctx *ctx, const struct tgrun_http_request *req,
 	memset(&h, 0, sizeof(h));
 	if (resp != NULL)
 		memset(resp, 0, sizeof(*resp));
-	set_err(err, TGRUN_ERR_NONE, 0, 0, "");
+	api_set_err(err, TGRUN_ERR_NONE, 0, 0, "");
 	if (!ctx_in_fiber(ctx)) {
-		set_err(err, TGRUN_ERR_INVALID, 0, 0, "tgrun_http: called outside a fiber");
+		api_set_err(err, TGRUN_ERR_INVALID, 0, 0, "tgrun_http: called outside a fiber");
 		return -1;
 	}
 	method = req && req->method ? req->method : "GET";
@@ -778,7 +742,7 @@ int tgrun_http(struct tgrun_ctx *ctx, const struct tgrun_http_request *req,
 	    strncasecmp(req->url, "https://", 8) != 0) ||
 	    strpbrk(req->url, "\r\n") != NULL || !method_ok(method) ||
 	    (req->body == NULL && req->body_len > 0) || !(req->timeout >= 0)) {
-		set_err(err, TGRUN_ERR_INVALID, 0, 0, "tgrun_http: bad request (an "
+		api_set_err(err, TGRUN_ERR_INVALID, 0, 0, "tgrun_http: bad request (an "
 		    "http:// or https:// URL, a method token, timeout >= 0)");
 		return -1;
 	}
@@ -788,31 +752,31 @@ int tgrun_http(struct tgrun_ctx *ctx, const struct tgrun_http_request *req,
 		timeout_ms = 1;
 	hl = hx_headers(req->headers, &bad);
 	if (hl == NULL) {
-		set_err(err, TGRUN_ERR_INVALID, 0, 0, bad ?
+		api_set_err(err, TGRUN_ERR_INVALID, 0, 0, bad ?
 		    "tgrun_http: a header is not one \"Name: value\" line" :
 		    "tgrun_http: out of memory");
 		return -1;
 	}
 	e = curl_easy_init();
 	if (e == NULL || hx_setup(e, req, method, timeout_ms, hl, &h) != 0) {
-		set_err(err, TGRUN_ERR_INVALID, 0, 0, "tgrun_http: cannot set up the request");
+		api_set_err(err, TGRUN_ERR_INVALID, 0, 0, "tgrun_http: cannot set up the request");
 		goto out;
 	}
 	if (xrun_perform(ctx, e, "http", hx_finish, &h, &cc) != 0) {
-		set_err(err, TGRUN_ERR_CANCELLED, 0, 0, "cancelled");
+		api_set_err(err, TGRUN_ERR_CANCELLED, 0, 0, "cancelled");
 		goto out;
 	}
 	if (cc != CURLE_OK) {
 		const char *why = h.too_big ? "tgrun_http: the answer is over 64 MiB" :
 		    h.errbuf[0] ? h.errbuf : curl_easy_strerror(cc);
 
-		set_err(err, cc == CURLE_OPERATION_TIMEDOUT ? TGRUN_ERR_TIMEOUT :
+		api_set_err(err, cc == CURLE_OPERATION_TIMEDOUT ? TGRUN_ERR_TIMEOUT :
 		    cc == CURLE_URL_MALFORMAT || cc == CURLE_UNSUPPORTED_PROTOCOL ?
 		    TGRUN_ERR_INVALID : TGRUN_ERR_NETWORK, 0, 0, why);
 		goto out;
 	}
 	if (h.body.data == NULL && (h.body.data = calloc(1, 1)) == NULL) {
-		set_err(err, TGRUN_ERR_INVALID, 0, 0, "tgrun_http: out of memory");
+		api_set_err(err, TGRUN_ERR_INVALID, 0, 0, "tgrun_http: out of memory");
 		goto out;
 	}
 	resp->status = (int)h.status;

@@ -107,6 +107,20 @@ void locks_free(struct worker *w);
 
 /* worker/api.c */
 void api_free_requests(struct worker *w);
+/* Fill `err` (may be NULL). */
+void api_set_err(struct tgrun_error *err, enum tgrun_error_kind kind,
+    int code, int retry_after, const char *desc);
+struct backoff;
+/*
+ * The retry policy of tgrun_call and tgrun_upload, given one attempt's
+ * outcome (decoded: botapi_decode's return): the milliseconds to wait before
+ * the next attempt, or -1 when the call ends here with `err` filled. A 429 is
+ * retried after its retry_after within [api] retry_after_max, 5xx and network
+ * errors with backoff, both up to [api] retries; other errors never.
+ */
+int64_t api_retry_policy(struct worker *w, const char *method, int attempt,
+    int decoded, const struct botapi_result *res, CURLcode cc, struct backoff *bo,
+    struct tgrun_error *err);
 /*
  * Before each attempt of a Bot API call: under [throttle], wait (yielding)
  * until `method` to the chat in `params` may go. 0, or ECANCELED.
