@@ -123,10 +123,12 @@ $(B)/handlers/%.so: worker/examples/%.c worker/tgrun.h $(B)/.flags
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  SO      $@")
 	$(Q)$(CC) $(ALL_CFLAGS) -fPIC -shared -Wl,-z,noexecstack -o $@ $< $(ALL_LDFLAGS)
+	$(Q)sh tests/noexecstack.sh $@ || { rm -f $@; exit 1; }
 $(B)/handlers/%.so: tests/handlers/%.c worker/tgrun.h $(B)/.flags
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  SO      $@")
 	$(Q)$(CC) $(ALL_CFLAGS) -fPIC -shared -Wl,-z,noexecstack -o $@ $< $(ALL_LDFLAGS)
+	$(Q)sh tests/noexecstack.sh $@ || { rm -f $@; exit 1; }
 
 $(B)/tests/%: tests/unit/%.c $(B)/libdaemon.a $(B)/libworker.a $(B)/libcommon.a $(B)/.flags
 	@mkdir -p $(dir $@)
