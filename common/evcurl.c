@@ -134,6 +134,11 @@ struct evcurl *evcurl_new(struct event_base *base)
 	curl_multi_setopt(ec->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
 	curl_multi_setopt(ec->multi, CURLMOPT_TIMERDATA, ec);
 	curl_multi_setopt(ec->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
+	/*
+	 * Bounded connections per host: thousands of fibers calling at once
+	 * queue inside curl instead of each opening a socket with its buffers.
+	 */
+	curl_multi_setopt(ec->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 64L);
 	return ec;
 }
 
