@@ -160,6 +160,8 @@ deps:
 	done; \
 	command -v pkg-config >/dev/null || missing="$$missing pkg-config"; \
 	command -v cc >/dev/null || missing="$$missing gcc"; \
+	command -v readelf >/dev/null || missing="$$missing binutils"; \
+	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
 	/usr/bin/python3 -c 'import pytest' 2>/dev/null || missing="$$missing python3-pytest"; \
 	if [ -n "$$missing" ]; then \
 		echo "deps: installing$$missing"; \
