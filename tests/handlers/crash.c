@@ -1,11 +1,13 @@
 /*
  * crash.c - test handler: echoes "u<update_id>", but a text containing
  * "#crash" dereferences NULL (the worker dies with SIGSEGV) and "#exit"
- * calls exit(3). [handler] init = fail makes tgrun_init fail.
+ * calls exit(3). [handler] init = fail makes tgrun_init fail; init = slow
+ * makes it take 1.5 s (a reload that takes a while).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <tgrun.h>
 
 TGRUN_HANDLER;
@@ -17,6 +19,12 @@ int tgrun_init(struct tgrun_bot *bot)
 	if (init != NULL && strcmp(init, "fail") == 0) {
 		tgrun_log(bot, 3, "crash.so: init fails as configured");
 		return -1;
+	}
+	if (init != NULL && strcmp(init, "slow") == 0) {
+		struct timespec ts = { 1, 500000000 };
+
+		while (nanosleep(&ts, &ts) != 0)
+			;
 	}
 	return 0;
 }

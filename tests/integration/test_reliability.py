@@ -198,6 +198,22 @@ def test_reload_under_load(fakeapi, tgrund):
     assert d.proc.alive()
 
 
+def test_reload_during_a_reload_is_queued(fakeapi, tgrund):
+    """Each generation takes 1.5 s to start: a second SIGHUP meanwhile waits its turn."""
+    api = fakeapi()
+    d = tgrund(api, handler="crash", conf={"handler": {"init": "slow"}}).wait_ready(20)
+    d.proc.signal(signal.SIGHUP)
+    assert d.proc.wait_log("starting worker generation 2", 10)
+    time.sleep(0.3)
+    d.proc.signal(signal.SIGHUP)
+    assert d.proc.wait_log("SIGHUP during a reload or start-up: queued", 10)
+    assert d.proc.wait_log("running the reload queued during the last one", 20)
+    assert wait_until(lambda: "reload done: generation 3 serves" in d.log(), 20), d.log()
+    api.push_updates([message(950, "hi")])
+    wait_echoed(api, 1, timeout=20)
+    assert d.proc.alive()
+
+
 def test_reload_with_a_broken_handler_keeps_serving(fakeapi, tgrund):
     api = fakeapi()
     d = tgrund(api).wait_ready()
