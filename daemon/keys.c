@@ -229,7 +229,7 @@ static int add_key(uint64_t *out, int n, uint64_t key)
  * a duplicate key at its first position with the last value). A second pass,
  * over the type's object only, collects the first step of every key path.
  */
-int keys_extract_raw(const char *json, size_t len, struct update_keys *k)
+static int extract_raw(const char *json, size_t len, struct update_keys *k, int trusted)
 {
 	const struct key_paths *p;
 	const char *paths[4], *rest[4], *val[4] = { NULL, NULL, NULL, NULL };
@@ -245,6 +245,7 @@ int keys_extract_raw(const char *json, size_t len, struct update_keys *k)
 	memset(k, 0, sizeof(*k));
 	if (jscan_object_begin(&it, json, len) != 0)
 		return -1;
+	it.trusted = trusted;
 	while ((rc = jscan_object_next(&it, &m)) == 1) {
 		if (t != UPD_UNKNOWN) {
 			if (jscan_key_eq(&m, type_names[t])) {
@@ -327,6 +328,16 @@ static int split_path(const char *path, char first[32], const char **rest)
 	first[len] = '\0';
 	*rest = dot ? dot + 1 : NULL;
 	return 0;
+}
+
+int keys_extract_raw(const char *json, size_t len, struct update_keys *k)
+{
+	return extract_raw(json, len, k, 0);
+}
+
+int keys_extract_raw_valid(const char *json, size_t len, struct update_keys *k)
+{
+	return extract_raw(json, len, k, 1);
 }
 
 /*

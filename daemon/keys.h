@@ -69,6 +69,12 @@ int keys_extract(const json_t *update, struct update_keys *k);
  */
 int keys_extract_raw(const char *json, size_t len, struct update_keys *k)
     __attribute__((warn_unused_result));
+/*
+ * keys_extract_raw() for bytes already validated as one JSON value (an
+ * element jscan_result_array() handed out): it does not check them again.
+ */
+int keys_extract_raw_valid(const char *json, size_t len, struct update_keys *k)
+	__attribute__((warn_unused_result));
 
 #define KEYS_MAX 3
 /*

@@ -97,13 +97,18 @@ static void finish(struct master *m, struct upd *u, int journal_done_too)
 	upd_free(u);
 }
 
-/* Record the update `json` (copied) as pending. NULL when it is not new. */
-static struct upd *add_update(struct master *m, const char *json, size_t len, int attempt)
+/*
+ * Record the update `json` (copied) as pending. NULL when it is not new.
+ * `valid`: the bytes were validated already (a getUpdates answer's element).
+ */
+static struct upd *add_update(struct master *m, const char *json, size_t len,
+    int attempt, int valid)
 {
 	struct update_keys k;
 	struct upd *u;
 
-	if (keys_extract_raw(json, len, &k) != 0) {
+	if ((valid ? keys_extract_raw_valid(json, len, &k) :
+	    keys_extract_raw(json, len, &k)) != 0) {
 		log_warn("an update that is not a JSON object with an integer "
 		    "update_id; skipped");
 		return NULL;
@@ -215,7 +220,7 @@ static int replay_one(void *arg, int64_t id, const char *body, size_t len, int a
 	struct upd *u;
 
 	/* It may have been delivered before the restart: say so with the attempt. */
-	u = add_update(m, body, len, (attempt > 1 ? attempt : 1) + 1);
+	u = add_update(m, body, len, (attempt > 1 ? attempt : 1) + 1, 0);
 	if (u == NULL && u64map_get(&m->upds, (uint64_t)id) == NULL) {
 		/* The journal cannot be written from inside its own walk: note it. */
 		if (r->nbad == r->capbad) {
@@ -289,7 +294,7 @@ static void on_batch(void *arg, const struct poller_item *items, size_t n)
 	if (m->journal != NULL && n > 0 && (recs = calloc(n, sizeof(*recs))) == NULL)
 		fatalx("out of memory");
 	for (size_t i = 0; i < n; i++) {
-		struct upd *u = add_update(m, items[i].json, items[i].len, 1);
+		struct upd *u = add_update(m, items[i].json, items[i].len, 1, 1);
 
 		if (u == NULL)
 			continue;	/* not an update, or one we hold already */
@@ -937,7 +942,7 @@ static int take_one(void *arg, int64_t id, const char *body, size_t len, int att
 	struct upd *u;
 
 	/* add_update() skips the ids that are pending already. */
-	u = add_update(m, body, len, attempt > 0 ? attempt : 1);
+	u = add_update(m, body, len, attempt > 0 ? attempt : 1, 0);
 	if (u != NULL) {
 		u->journaled = 1;
 		log_notice("update %lld: taken back from the dead letters", (long long)id);
