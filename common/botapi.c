@@ -25,29 +25,33 @@ int botapi_token_valid(const char *t)
 	return strlen(t) < 128;
 }
 
-static size_t on_write(char *ptr, size_t size, size_t nmemb, void *arg)
+int botapi_buf_append(struct botapi_buf *b, const void *p, size_t n, size_t max)
 {
-	struct botapi_buf *b = arg;
-	size_t n = size * nmemb;
-
+	if (b->len + n > max)
+		return -1;
 	if (b->len + n + 1 > b->cap) {
 		size_t cap = b->cap ? b->cap : 4096;
 		char *d;
 
 		while (cap < b->len + n + 1)
 			cap *= 2;
-		if (cap > BOTAPI_MAX_BODY)
-			return 0;	/* makes curl fail the transfer */
 		d = realloc(b->data, cap);
 		if (d == NULL)
-			return 0;
+			return -1;
 		b->data = d;
 		b->cap = cap;
 	}
-	memcpy(b->data + b->len, ptr, n);
+	memcpy(b->data + b->len, p, n);
 	b->len += n;
 	b->data[b->len] = '\0';
-	return n;
+	return 0;
+}
+
+static size_t on_write(char *ptr, size_t size, size_t nmemb, void *arg)
+{
+	/* Returning less than given makes curl fail the transfer. */
+	return botapi_buf_append(arg, ptr, size * nmemb, BOTAPI_MAX_BODY) == 0 ?
+	    size * nmemb : 0;
 }
 
 int botapi_req_init(struct botapi_req *r)

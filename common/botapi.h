@@ -32,6 +32,13 @@ struct botapi_result {
 	char description[256];
 };
 
+/*
+ * Append n bytes, keeping the buffer NUL-terminated. -1 when it would grow
+ * past `max` bytes or memory runs out.
+ */
+int botapi_buf_append(struct botapi_buf *b, const void *p, size_t n, size_t max)
+	__attribute__((warn_unused_result));
+
 /* Token is syntactically a Bot API token: digits ':' [A-Za-z0-9_-]+. */
 int botapi_token_valid(const char *token);
 

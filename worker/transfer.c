@@ -604,28 +604,12 @@ out:
 static size_t hx_write(char *ptr, size_t size, size_t nmemb, void *arg)
 {
 	struct hx *h = arg;
-	struct botapi_buf *b = &h->body;
 	size_t n = size * nmemb;
 
-	if (b->len + n > HTTP_MAX_BODY) {
-		h->too_big = 1;
+	if (botapi_buf_append(&h->body, ptr, n, HTTP_MAX_BODY) != 0) {
+		h->too_big = h->body.len + n > HTTP_MAX_BODY;
 		return 0;
 	}
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 4096;
-		char *nd;
-
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		nd = realloc(b->data, cap);
-		if (nd == NULL)
-			return 0;
-		b->data = nd;
-		b->cap = cap;
-	}
-	memcpy(b->data + b->len, ptr, n);
-	b->len += n;
-	b->data[b->len] = '\0';
 	return n;
 }
 

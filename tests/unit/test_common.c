@@ -81,6 +81,24 @@ static void test_token_syntax(void **state)
 	assert_false(botapi_token_valid(NULL));
 }
 
+static void test_buf_append_limits(void **state)
+{
+	struct botapi_buf b = { NULL, 0, 0 };
+	char chunk[1000];
+
+	memset(chunk, 'x', sizeof(chunk));
+	for (int i = 0; i < 10; i++)
+		assert_int_equal(botapi_buf_append(&b, chunk, sizeof(chunk), 10000), 0);
+	assert_int_equal(b.len, 10000);
+	assert_int_equal(b.data[b.len], '\0');
+	/* Past the limit: refused, and the buffer is unchanged. */
+	assert_int_equal(botapi_buf_append(&b, "y", 1, 10000), -1);
+	assert_int_equal(b.len, 10000);
+	assert_int_equal(botapi_buf_append(&b, "", 0, 10000), 0);
+	assert_true(b.cap > b.len);
+	free(b.data);
+}
+
 static void test_log_redacts_secret(void **state)
 {
 	char path[] = "/tmp/tgrun-logtest-XXXXXX";
@@ -111,6 +129,7 @@ int main(void)
 		cmocka_unit_test(test_u64map_against_model),
 		cmocka_unit_test(test_backoff_bounds),
 		cmocka_unit_test(test_token_syntax),
+		cmocka_unit_test(test_buf_append_limits),
 		cmocka_unit_test(test_log_redacts_secret),
 	};
 	return cmocka_run_group_tests_name("common", tests, NULL, NULL);
