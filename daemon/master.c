@@ -642,12 +642,11 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct master *m = arg;
 	int64_t now = master_now_ms();
-	static int64_t last_ping;
 	int64_t every = m->cfg->heartbeat_timeout_ms / 4;
 
 	check_timeouts(m, now);
-	if (now - last_ping >= (every > TICK_MS ? every : TICK_MS)) {
-		last_ping = now;
+	if (now - m->last_ping_ms >= (every > TICK_MS ? every : TICK_MS)) {
+		m->last_ping_ms = now;
 		workers_heartbeat(m);
 	}
 }
@@ -697,11 +696,10 @@ static void on_shutdown_timeout(evutil_socket_t fd, short what, void *arg)
 	struct master *m = arg;
 	struct timeval tv = { m->cfg->kill_grace_ms / 1000,
 	    (m->cfg->kill_grace_ms % 1000) * 1000 };
-	static int cancelled;
 
-	if (!cancelled && m->inflight > 0) {
+	if (!m->stop_cancelled && m->inflight > 0) {
 		/* First cancel: fibers see it in their next yielding call. */
-		cancelled = 1;
+		m->stop_cancelled = 1;
 		log_warn("shutdown_timeout: cancelling %d updates still running",
 		    m->inflight);
 		for (struct wslot *w = m->workers; w; w = w->next)

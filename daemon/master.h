@@ -91,6 +91,8 @@ struct master {
 	int reload_queued;		/* SIGHUP during a reload */
 	int journal_blocked;		/* a batch could not be written: polling paused */
 	int exit_status;
+	int stop_cancelled;		/* shutdown_timeout: CANCELs sent */
+	int64_t last_ping_ms;		/* heartbeats sent */
 	int64_t next_offset;		/* 0 until the first batch */
 	int pending;			/* fetched and not finished */
 	int inflight;			/* sent to a worker and not finished */
