@@ -45,8 +45,12 @@ def main():
         "journal": {"path": os.path.join(tmp, "demo.journal.db")},
     })
     log = open(os.path.join(tmp, "tgrund.log"), "wb")
-    d = subprocess.Popen([os.path.join(build, "tgrund"), "-c", conf],
-                         stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+    try:
+        d = subprocess.Popen([os.path.join(build, "tgrund"), "-c", conf],
+                             stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+    except OSError:
+        api.stop()  # the fake server is ours to stop, whatever happens
+        raise
     start = time.monotonic()
     expected = api.stats()["expected_echoes"]
     last_done, last_t = 0, start
