@@ -1110,11 +1110,20 @@ parse_int(const char *s, int64_t *v)
 	return 0;
 }
 
-/* "250ms", "30s", "5m", "2" (seconds): 0, -1 if malformed, -2 if out of range. */
+/* A unit suffix and what one of it is worth. */
+struct unit {
+	const char *suffix;
+	uint64_t mult;
+};
+
+/*
+ * A non-negative decimal followed by one of `units` (the table ends with a
+ * NULL suffix): 0, -1 if malformed, -2 if negative or out of range.
+ */
 static int
-parse_duration(const char *s, int64_t *ms)
+parse_scaled(const char *s, const struct unit *units, int64_t *out)
 {
-	uint64_t u, mult;
+	uint64_t u;
 	int neg = 0, r;
 
 	if (*s == '-') {
@@ -1123,45 +1132,38 @@ parse_duration(const char *s, int64_t *ms)
 	}
 	if ((r = parse_digits(&s, &u)) == -1)
 		return -1;
-	if (strcmp(s, "ms") == 0)
-		mult = 1;
-	else if (strcmp(s, "s") == 0 || *s == '\0')
-		mult = SECONDS;
-	else if (strcmp(s, "m") == 0)
-		mult = MINUTES;
-	else
-		return -1;
-	if (neg || r == -2 || u > (uint64_t)INT64_MAX / mult)
-		return -2;
-	*ms = (int64_t)(u * mult);
-	return 0;
+	for (; units->suffix != NULL; units++) {
+		if (strcmp(s, units->suffix) != 0)
+			continue;
+		if (neg || r == -2 || u > (uint64_t)INT64_MAX / units->mult)
+			return -2;
+		*out = (int64_t)(u * units->mult);
+		return 0;
+	}
+	return -1;
+}
+
+/* "250ms", "30s", "5m", "2" (seconds): 0, -1 if malformed, -2 if out of range. */
+static int
+parse_duration(const char *s, int64_t *ms)
+{
+	static const struct unit units[] = {
+		{ "ms", 1 }, { "s", SECONDS }, { "", SECONDS }, { "m", MINUTES },
+		{ NULL, 0 },
+	};
+
+	return parse_scaled(s, units, ms);
 }
 
 /* "256k", "8m", "65536" (bytes): 0, -1 if malformed, -2 if out of range. */
 static int
 parse_size(const char *s, int64_t *bytes)
 {
-	uint64_t u, mult;
-	int neg = 0, r;
+	static const struct unit units[] = {
+		{ "", 1 }, { "k", (uint64_t)KIB }, { "m", (uint64_t)MIB }, { NULL, 0 },
+	};
 
-	if (*s == '-') {
-		neg = 1;
-		s++;
-	}
-	if ((r = parse_digits(&s, &u)) == -1)
-		return -1;
-	if (*s == '\0')
-		mult = 1;
-	else if (strcmp(s, "k") == 0)
-		mult = (uint64_t)KIB;
-	else if (strcmp(s, "m") == 0)
-		mult = (uint64_t)MIB;
-	else
-		return -1;
-	if (neg || r == -2 || u > (uint64_t)INT64_MAX / mult)
-		return -2;
-	*bytes = (int64_t)(u * mult);
-	return 0;
+	return parse_scaled(s, units, bytes);
 }
 
 /* "30/s", "20/m": 0, -1 if malformed, -2 if the count is out of range. */

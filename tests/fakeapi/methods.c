@@ -6,9 +6,9 @@
 #include "record.h"
 #include "stats.h"
 #include "stream.h"
+#include "util.h"
 
 #include <ctype.h>
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <event2/buffer.h>
@@ -52,18 +52,11 @@ echo_id(const char *text, long long *id)
 static int
 int_of(const json_t *v, long long *out)
 {
-	const char *s;
-	char *end;
-
 	if (json_is_integer(v)) {
 		*out = json_integer_value(v);
 		return 1;
 	}
-	if (!json_is_string(v) || *(s = json_string_value(v)) == '\0')
-		return 0;
-	errno = 0;
-	*out = strtoll(s, &end, 10);
-	return errno == 0 && *end == '\0';
+	return json_is_string(v) && util_parse_i64(json_string_value(v), out) == 0;
 }
 
 static void
