@@ -1,5 +1,6 @@
 /* Bot API requests: URL building (the one place the token is used) and response decoding. */
 #include "botapi.h"
+#include "log.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -80,8 +81,48 @@ void botapi_req_free(struct botapi_req *r)
 	memset(r, 0, sizeof(*r));
 }
 
-int botapi_req_prepare(struct botapi_req *r, const char *api_url,
-    const char *token, const char *method, const json_t *body, long timeout_ms)
+void botapi_net_apply(CURL *e, const struct botapi_net *net, enum botapi_use use)
+{
+	long ver = CURL_HTTP_VERSION_2TLS;
+	int h2;
+
+	if (net->http == BOTAPI_HTTP_1_1 ||
+	    (net->http == BOTAPI_HTTP_AUTO && use == BOTAPI_POLL))
+		ver = CURL_HTTP_VERSION_1_1;
+	/* libcurl negotiates HTTP/2 only over TLS (ALPN). */
+	h2 = ver != CURL_HTTP_VERSION_1_1 && strncmp(net->api_url, "https:", 6) == 0;
+	curl_easy_setopt(e, CURLOPT_HTTP_VERSION, ver);
+	/*
+	 * Where a call may be multiplexed, it waits for the connection being
+	 * set up instead of opening one of its own: a burst's first hundred
+	 * calls share one connection rather than making a hundred.
+	 */
+	curl_easy_setopt(e, CURLOPT_PIPEWAIT, h2 ? 1L : 0L);
+	/*
+	 * A small receive buffer saves memory when thousands of calls are open,
+	 * but libcurl 7.88's HTTP/2 stalls a transfer whose buffer is smaller than
+	 * a frame (a getUpdates answer stopped short until its timeout). Use it
+	 * only where HTTP/2 cannot be negotiated.
+	 */
+	curl_easy_setopt(e, CURLOPT_BUFFERSIZE, h2 ? (long)CURL_MAX_WRITE_SIZE : 4096L);
+	/*
+	 * libcurl builds the CA store once per multi handle and keeps it, but
+	 * only when no CA directory is set; Debian's libcurl sets one by default,
+	 * which made every new TLS connection parse the whole system bundle.
+	 * Without ca_file or ca_path: the default bundle alone, cached.
+	 */
+	if (net->ca_file != NULL || net->ca_path != NULL) {
+		curl_easy_setopt(e, CURLOPT_CAINFO, net->ca_file);
+		curl_easy_setopt(e, CURLOPT_PROXY_CAINFO, net->ca_file);
+	}
+	curl_easy_setopt(e, CURLOPT_CAPATH, net->ca_path);
+	curl_easy_setopt(e, CURLOPT_PROXY_CAPATH, net->ca_path);
+	/* Only [api] proxy: "" also keeps libcurl from reading *_proxy variables. */
+	curl_easy_setopt(e, CURLOPT_PROXY, net->proxy != NULL ? net->proxy : "");
+}
+
+int botapi_req_prepare(struct botapi_req *r, const struct botapi_net *net,
+    enum botapi_use use, const char *method, const json_t *body, long timeout_ms)
 {
 	CURL *e = r->easy;
 	size_t n;
@@ -89,11 +130,11 @@ int botapi_req_prepare(struct botapi_req *r, const char *api_url,
 	free(r->url);
 	free(r->body);
 	r->body = NULL;
-	n = strlen(api_url) + strlen(token) + strlen(method) + 8;
+	n = strlen(net->api_url) + strlen(net->token) + strlen(method) + 8;
 	r->url = malloc(n);
 	if (r->url == NULL)
 		return -1;
-	snprintf(r->url, n, "%s/bot%s/%s", api_url, token, method);
+	snprintf(r->url, n, "%s/bot%s/%s", net->api_url, net->token, method);
 	r->body = json_dumps(body, JSON_COMPACT);
 	if (r->body == NULL)
 		return -1;
@@ -113,12 +154,50 @@ int botapi_req_prepare(struct botapi_req *r, const char *api_url,
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-	/* Bot API answers are small; thousands of calls may be open at once. */
-	curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 4096L);
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
 	curl_easy_setopt(e, CURLOPT_USERAGENT, "tgrun/0.1");
+	botapi_net_apply(e, net, use);
 	return 0;
+}
+
+int botapi_not_delivered(CURL *e, CURLcode cc, int decoded,
+    const struct botapi_result *res)
+{
+	long sent = 0;
+	long status;
+
+	if (cc == CURLE_OK) {
+		if (decoded == 0)
+			return !res->ok && res->error_code == 429;
+		status = res->http_status;
+		return status == 502 || status == 503 || status == 504;
+	}
+	switch (cc) {
+	case CURLE_COULDNT_RESOLVE_PROXY:
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_PROXY:
+		return 1;
+	default:
+		break;
+	}
+	/* Any other failure: unless not one byte of the request left, it may have run. */
+	if (curl_easy_getinfo(e, CURLINFO_REQUEST_SIZE, &sent) != CURLE_OK)
+		return 0;
+	return sent == 0;
+}
+
+int botapi_method_readonly(const char *method)
+{
+	return strncmp(method, "get", 3) == 0 && isupper((unsigned char)method[3]);
+}
+
+int botapi_tls_trust_error(CURLcode cc)
+{
+	return cc == CURLE_PEER_FAILED_VERIFICATION || cc == CURLE_SSL_CACERT_BADFILE;
 }
 
 void botapi_result_clear(struct botapi_result *res)
@@ -167,4 +246,25 @@ int botapi_decode(struct botapi_req *r, CURLcode res, struct botapi_result *out)
 	}
 	json_decref(root);
 	return 0;
+}
+
+void botapi_proxy_secrets(const char *proxy)
+{
+	const char *p, *at, *colon;
+	char *user;
+
+	if (proxy == NULL || (p = strstr(proxy, "://")) == NULL)
+		return;
+	p += 3;
+	if ((at = strrchr(p, '@')) == NULL)
+		return;
+	/* The whole URL, then USER:PASSWORD and PASSWORD on their own. */
+	log_add_secret(proxy);
+	if ((user = strndup(p, (size_t)(at - p))) == NULL)
+		return;
+	log_add_secret(user);
+	if ((colon = strchr(user, ':')) != NULL && colon[1] != '\0')
+		log_add_secret(colon + 1);
+	explicit_bzero(user, strlen(user));
+	free(user);
 }

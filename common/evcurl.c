@@ -9,6 +9,7 @@
 struct evcurl {
 	struct event_base *base;
 	CURLM *multi;
+	CURLSH *share;		/* TLS sessions, shared by every transfer */
 	struct event *timer;
 	int running;
 	int active;		/* transfers added and not finished */
@@ -116,7 +117,7 @@ static int timer_cb(CURLM *m, long timeout_ms, void *userp)
 	return 0;
 }
 
-struct evcurl *evcurl_new(struct event_base *base)
+struct evcurl *evcurl_new(struct event_base *base, int maxconns)
 {
 	struct evcurl *ec = calloc(1, sizeof(*ec));
 
@@ -124,8 +125,11 @@ struct evcurl *evcurl_new(struct event_base *base)
 		return NULL;
 	ec->base = base;
 	ec->multi = curl_multi_init();
+	ec->share = curl_share_init();
 	ec->timer = evtimer_new(base, on_timer, ec);
-	if (ec->multi == NULL || ec->timer == NULL) {
+	if (ec->multi == NULL || ec->share == NULL || ec->timer == NULL ||
+	    curl_share_setopt(ec->share, CURLSHOPT_SHARE,
+	    CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK) {
 		evcurl_free(ec);
 		return NULL;
 	}
@@ -135,10 +139,11 @@ struct evcurl *evcurl_new(struct event_base *base)
 	curl_multi_setopt(ec->multi, CURLMOPT_TIMERDATA, ec);
 	curl_multi_setopt(ec->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
 	/*
-	 * Bounded connections per host: thousands of fibers calling at once
-	 * queue inside curl instead of each opening a socket with its buffers.
+	 * Idle connections kept for reuse. libcurl's default follows the number
+	 * of transfers added at the moment, so a burst's connections were closed
+	 * as its transfers ended and opened again by the next ones.
 	 */
-	curl_multi_setopt(ec->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 64L);
+	curl_multi_setopt(ec->multi, CURLMOPT_MAXCONNECTS, (long)(maxconns > 0 ? maxconns : 1));
 	return ec;
 }
 
@@ -148,6 +153,8 @@ void evcurl_free(struct evcurl *ec)
 		return;
 	if (ec->multi != NULL)
 		curl_multi_cleanup(ec->multi);
+	if (ec->share != NULL)
+		curl_share_cleanup(ec->share);
 	if (ec->timer != NULL)
 		event_free(ec->timer);
 	free(ec);
@@ -168,6 +175,8 @@ int evcurl_add(struct evcurl *ec, CURL *easy, evcurl_done_cb cb, void *arg)
 	rq->cb = cb;
 	rq->arg = arg;
 	curl_easy_setopt(easy, CURLOPT_PRIVATE, rq);
+	/* A TLS session from any earlier handshake resumes on a new connection. */
+	curl_easy_setopt(easy, CURLOPT_SHARE, ec->share);
 	mc = curl_multi_add_handle(ec->multi, easy);
 	if (mc != CURLM_OK) {
 		log_warn("curl_multi_add_handle: %s", curl_multi_strerror(mc));

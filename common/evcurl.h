@@ -14,7 +14,8 @@ struct evcurl;
  */
 typedef void (*evcurl_done_cb)(CURL *easy, CURLcode res, void *arg);
 
-struct evcurl *evcurl_new(struct event_base *base);
+/* maxconns: idle connections kept open for reuse. */
+struct evcurl *evcurl_new(struct event_base *base, int maxconns);
 void evcurl_free(struct evcurl *ec);
 CURLM *evcurl_multi(struct evcurl *ec);
 

@@ -28,7 +28,10 @@ enum ktype {
 	KT_TOKEN,	/* char *, never echoed */
 	KT_URL,		/* char *, http(s) URL without trailing '/' */
 	KT_PATH,	/* char *, made absolute */
-	KT_HANDLER,	/* char *, made absolute, must be a readable file */
+	KT_FILE,	/* char *, made absolute, must be a readable regular file */
+	KT_DIR,		/* char *, made absolute, must be a directory */
+	KT_CHOICE,	/* int, index of the value in `accepted` ("a, b, c") */
+	KT_PROXY,	/* char *, a proxy URL; may hold a password: never echoed */
 	KT_INT,		/* int, min..max */
 	KT_INT_AUTO,	/* int, "auto" (stored as 0) or min..max */
 	KT_DURATION,	/* int64_t ms, min..max */
@@ -71,7 +74,7 @@ static const struct key keys[] = {
 	{ "poll", "delete_webhook", KT_BOOL, F(delete_webhook), 0, 0, NULL },
 
 	{ "workers", "count", KT_INT_AUTO, F(worker_count), 1, 256, NULL },
-	{ "workers", "handler", KT_HANDLER, F(handler), 0, 0,
+	{ "workers", "handler", KT_FILE, F(handler), 0, 0,
 	    "path of the handler .so" },
 	{ "workers", "stack_size", KT_SIZE, F(stack_size), 16 * KIB, 64 * MIB, NULL },
 	{ "workers", "max_updates", KT_INT, F(max_updates), 0, INT_MAX, NULL },
@@ -106,6 +109,15 @@ static const struct key keys[] = {
 	{ "api", "timeout", KT_DURATION, F(api_timeout_ms), 1, DAY_MS, NULL },
 	{ "api", "retries", KT_INT, F(api_retries), 0, 20, NULL },
 	{ "api", "retry_after_max", KT_DURATION, F(api_retry_after_max_ms), 0, DAY_MS, NULL },
+	{ "api", "retry_ambiguous", KT_BOOL, F(api_retry_ambiguous), 0, 0, NULL },
+	/* The order of the choices is enum botapi_http's. */
+	{ "api", "http_version", KT_CHOICE, F(api_http_version), 0, 0, "auto, 1.1, 2" },
+	{ "api", "ca_file", KT_FILE, F(api_ca_file), 0, 0,
+	    "path of a PEM file of CA certificates" },
+	{ "api", "ca_path", KT_DIR, F(api_ca_path), 0, 0,
+	    "path of a directory of hashed CA certificates (c_rehash)" },
+	{ "api", "proxy", KT_PROXY, F(api_proxy), 0, 0,
+	    "a URL http://, https://, socks5:// or socks5h://[USER:PASSWORD@]HOST:PORT" },
 
 	{ "log", "level", KT_LEVEL, F(log_level), 0, 0, "error, warn, notice, info, debug" },
 
@@ -154,7 +166,7 @@ static int set_value(struct loader *ld, const struct key *k, const char *value);
 static int set_string(struct loader *ld, const struct key *k, const char *value);
 static int set_number(struct loader *ld, const struct key *k, const char *value);
 static int set_list(struct loader *ld, const struct key *k, const char *value);
-static int set_handler_path(struct loader *ld, const struct key *k,
+static int set_file_path(struct loader *ld, const struct key *k,
     const char *value);
 static int set_listen(struct loader *ld, const struct key *k, const char *value);
 static char *default_in_dir(const char *env, const char *file, const char *name,
@@ -178,6 +190,8 @@ static int update_type_lookup(const char *name);
 static char *path_absolute(const char *path);
 static int name_ok(const char *s);
 static void *field(struct config *cfg, const struct key *k);
+static int choice_index(const char *list, const char *value);
+static int set_proxy(struct loader *ld, const struct key *k, const char *value);
 
 struct config *
 config_load(const char *path, char *err, size_t errlen)
@@ -290,6 +304,12 @@ config_free(struct config *cfg)
 	free(cfg->journal_path);
 	free(cfg->control_socket);
 	free(cfg->metrics_listen);
+	free(cfg->api_ca_file);
+	free(cfg->api_ca_path);
+	if (cfg->api_proxy != NULL) {
+		explicit_bzero(cfg->api_proxy, strlen(cfg->api_proxy));
+		free(cfg->api_proxy);
+	}
 	for (size_t i = 0; i < cfg->handler_nkv; i++) {
 		free(cfg->handler_kv[i].key);
 		free(cfg->handler_kv[i].value);
@@ -528,8 +548,11 @@ set_value(struct loader *ld, const struct key *k, const char *value)
 	case KT_URL:
 	case KT_PATH:
 		return set_string(ld, k, value);
-	case KT_HANDLER:
-		return set_handler_path(ld, k, value);
+	case KT_FILE:
+	case KT_DIR:
+		return set_file_path(ld, k, value);
+	case KT_PROXY:
+		return set_proxy(ld, k, value);
 	case KT_LISTEN:
 		return set_listen(ld, k, value);
 	case KT_UPDATES:
@@ -592,7 +615,7 @@ set_string(struct loader *ld, const struct key *k, const char *value)
 }
 
 static int
-set_handler_path(struct loader *ld, const struct key *k, const char *value)
+set_file_path(struct loader *ld, const struct key *k, const char *value)
 {
 	struct stat st;
 	char *abs;
@@ -604,9 +627,9 @@ set_handler_path(struct loader *ld, const struct key *k, const char *value)
 		fail_key(ld, k, "%s: %s", value, strerror(errno));
 		goto fail;
 	}
-	if (!S_ISREG(st.st_mode)) {
-		fail_key(ld, k, "%s: not a regular file (accepted: %s)", value,
-		    k->accepted);
+	if (k->type == KT_FILE ? !S_ISREG(st.st_mode) : !S_ISDIR(st.st_mode)) {
+		fail_key(ld, k, "%s: not a %s (accepted: %s)", value,
+		    k->type == KT_FILE ? "regular file" : "directory", k->accepted);
 		goto fail;
 	}
 	if ((fd = open(abs, O_RDONLY | O_CLOEXEC | O_NONBLOCK)) == -1) {
@@ -614,8 +637,8 @@ set_handler_path(struct loader *ld, const struct key *k, const char *value)
 		goto fail;
 	}
 	close(fd);
-	free(ld->cfg->handler);
-	ld->cfg->handler = abs;
+	free(*(char **)field(ld->cfg, k));
+	*(char **)field(ld->cfg, k) = abs;
 	return 0;
 fail:
 	free(abs);
@@ -650,6 +673,12 @@ set_number(struct loader *ld, const struct key *k, const char *value)
 		else
 			return fail_key(ld, k, "\"%s\" is not accepted (accepted: %s)",
 			    value, acc);
+		return 0;
+	case KT_CHOICE:
+		if ((b = choice_index(k->accepted, value)) == -1)
+			return fail_key(ld, k, "\"%s\" is not accepted (accepted: %s)",
+			    value, acc);
+		*(int *)dst = b;
 		return 0;
 	case KT_LEVEL:
 		if ((b = log_level_parse(value)) == -1)
@@ -1267,4 +1296,65 @@ static void *
 field(struct config *cfg, const struct key *k)
 {
 	return (char *)cfg + k->off;
+}
+
+/* Position of `value` in a list "a, b, c", or -1. */
+static int
+choice_index(const char *list, const char *value)
+{
+	size_t n = strlen(value);
+
+	for (int i = 0; *list != '\0'; i++) {
+		size_t w = strcspn(list, ",");
+
+		if (w == n && strncmp(list, value, n) == 0)
+			return i;
+		list += w;
+		while (*list == ',' || *list == ' ')
+			list++;
+	}
+	return -1;
+}
+
+/*
+ * A proxy URL. It may carry a password, so no message repeats the value:
+ * they say what is wrong with it.
+ */
+static int
+set_proxy(struct loader *ld, const struct key *k, const char *value)
+{
+	static const char *const schemes[] = {
+		"http://", "https://", "socks5://", "socks5h://",
+	};
+	char **dst = field(ld->cfg, k);
+	const char *host = NULL, *at;
+	char *s;
+
+	if (strcmp(value, "off") == 0 || strcmp(value, "none") == 0) {
+		free(*dst);
+		*dst = NULL;
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++)
+		if (strncmp(value, schemes[i], strlen(schemes[i])) == 0)
+			host = value + strlen(schemes[i]);
+	if (host == NULL)
+		return fail_key(ld, k, "the scheme is not accepted (accepted: %s, or off)",
+		    k->accepted);
+	for (const char *p = value; *p != '\0'; p++)
+		if (*p <= ' ' || *p == 0x7f || *p == '"' || *p == '\\')
+			return fail_key(ld, k, "contains a blank, quote or control "
+			    "character (accepted: %s)", k->accepted);
+	if ((at = strrchr(host, '@')) != NULL)
+		host = at + 1;
+	if (*host == '\0' || *host == ':' || *host == '/')
+		return fail_key(ld, k, "no host (accepted: %s)", k->accepted);
+	if ((s = strdup(value)) == NULL)
+		return fail_key(ld, k, "%s", strerror(errno));
+	if (*dst != NULL) {
+		explicit_bzero(*dst, strlen(*dst));
+		free(*dst);
+	}
+	*dst = s;
+	return 0;
 }

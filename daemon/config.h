@@ -83,6 +83,11 @@ struct config {
 	int64_t api_timeout_ms;		/* 30s */
 	int api_retries;		/* 3 */
 	int64_t api_retry_after_max_ms;	/* 30s */
+	int api_retry_ambiguous;	/* 0: a write that may have run is not re-sent */
+	int api_http_version;		/* enum botapi_http, default auto */
+	char *api_ca_file;		/* NULL: the system's CA bundle */
+	char *api_ca_path;		/* NULL: none */
+	char *api_proxy;		/* NULL: none; a secret (may hold a password) */
 
 	/* [throttle] (token buckets shared by all workers) */
 	int throttle_enabled;		/* 0 */

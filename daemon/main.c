@@ -1,4 +1,5 @@
 /* tgrund: command line, config and token, then the master loop. */
+#include "botapi.h"
 #include "config.h"
 #include "log.h"
 #include "master.h"
@@ -83,6 +84,7 @@ int main(int argc, char **argv)
 		return EXIT_CONFIG;
 	}
 	log_add_secret(token);
+	botapi_proxy_secrets(cfg->api_proxy);
 	if (check) {
 		status = check_handler(cfg->handler) == 0 ? EXIT_OK : EXIT_CONFIG;
 		if (status == EXIT_OK)

@@ -1,5 +1,6 @@
 /* The master: fetched updates, journal, sequencing, dispatch, timeouts, signals, reload and shutdown. */
 #include "master.h"
+#include "botapi.h"
 #include "evcurl.h"
 #include "frame.h"
 #include "journal.h"
@@ -753,6 +754,7 @@ static void start_reload(struct master *m)
 		notify_ready(&m->sd);
 		return;
 	}
+	botapi_proxy_secrets(c->api_proxy);
 	if (c->journal_enabled != m->cfg->journal_enabled ||
 	    strcmp(c->journal_path, m->cfg->journal_path) != 0 ||
 	    c->journal_sync != m->cfg->journal_sync)
@@ -1077,7 +1079,8 @@ int master_run(struct config *cfg, const char *token)
 	signal(SIGPIPE, SIG_IGN);
 	m.worker_path = workers_find_binary();
 	m.base = event_base_new();
-	m.ec = m.base ? evcurl_new(m.base) : NULL;
+	/* getUpdates and its confirmations: one connection kept across polls. */
+	m.ec = m.base ? evcurl_new(m.base, 4) : NULL;
 	m.seq = seq_new();
 	if (m.worker_path == NULL || m.ec == NULL || m.seq == NULL)
 		fatalx("cannot set up the event loop");

@@ -19,7 +19,7 @@ struct poller {
 	struct event_base *base;
 	struct evcurl *ec;
 	const struct config *cfg;
-	const char *token;
+	struct botapi_net net;
 	struct poller_cbs cbs;
 	struct botapi_req req;
 	struct event *retry_ev;
@@ -205,6 +205,11 @@ static void on_done(CURL *easy, CURLcode res, void *arg)
 			send_request(p, -1, 0, 0);
 			return;
 		}
+	} else if (botapi_tls_trust_error(res)) {
+		wait = backoff_next(&p->bo);
+		log_err("getUpdates: %s: the server's certificate is not trusted; "
+		    "set [api] ca_file or ca_path to the CA that signed it; retrying "
+		    "in %lld ms", r.description, (long long)wait);
 	} else {
 		wait = backoff_next(&p->bo);
 		if (r.error_code != 0)
@@ -238,7 +243,7 @@ static void send_request(struct poller *p, int64_t offset, int limit, long timeo
 	}
 	/* The transfer may take the long-poll time plus a margin for the network. */
 	total_ms = timeout_s * 1000 + 15000;
-	if (body == NULL || botapi_req_prepare(&p->req, p->cfg->api_url, p->token,
+	if (body == NULL || botapi_req_prepare(&p->req, &p->net, BOTAPI_POLL,
 	    method, body, total_ms) != 0) {
 		json_decref(body);
 		log_err("getUpdates: cannot build the request; retrying");
@@ -264,12 +269,10 @@ struct poller *poller_new(struct event_base *base, struct evcurl *ec,
 		return NULL;
 	p->base = base;
 	p->ec = ec;
-	p->cfg = cfg;
-	p->token = token;
 	p->cbs = *cbs;
+	p->net.token = token;
+	poller_set_config(p, cfg);
 	backoff_init(&p->bo, 500, 30000, (uint64_t)mono_ms());
-	if (cfg->allowed_updates != NULL)
-		p->allowed = json_loads(cfg->allowed_updates, 0, NULL);
 	p->retry_ev = evtimer_new(base, on_retry, p);
 	if (p->retry_ev == NULL || botapi_req_init(&p->req) != 0) {
 		poller_free(p);
@@ -325,6 +328,11 @@ void poller_confirm(struct poller *p, int64_t offset)
 void poller_set_config(struct poller *p, const struct config *cfg)
 {
 	p->cfg = cfg;
+	p->net.api_url = cfg->api_url;
+	p->net.http = (enum botapi_http)cfg->api_http_version;
+	p->net.ca_file = cfg->api_ca_file;
+	p->net.ca_path = cfg->api_ca_path;
+	p->net.proxy = cfg->api_proxy;
 	json_decref(p->allowed);
 	p->allowed = cfg->allowed_updates ? json_loads(cfg->allowed_updates, 0, NULL) : NULL;
 }

@@ -75,7 +75,7 @@ static json_t *settings_json(struct master *m, struct wslot *w)
 		json_object_set_new(kv, c->handler_kv[i].key,
 		    json_string(c->handler_kv[i].value));
 	return json_pack("{s:i, s:i, s:i, s:s, s:s, s:s, s:I, s:i, s:I, s:o, "
-	    "s:i, s:I, s:i, s:b}",
+	    "s:i, s:I, s:i, s:b, s:b, s:i, s:s?, s:s?, s:s?}",
 	    "slot", w->slot, "count", c->worker_count, "generation", w->gen,
 	    "handler", c->handler, "api_url", c->api_url, "token", m->token,
 	    "api_timeout_ms", (json_int_t)c->api_timeout_ms,
@@ -86,7 +86,11 @@ static json_t *settings_json(struct master *m, struct wslot *w)
 	    "stack_size", (json_int_t)c->stack_size,
 	    "log_level", c->log_level,
 	    /* spawn() hands it the memory on THROTTLE_FD then. */
-	    "throttle", c->throttle_enabled && m->throttle != NULL);
+	    "throttle", c->throttle_enabled && m->throttle != NULL,
+	    "retry_ambiguous", c->api_retry_ambiguous,
+	    "http_version", c->api_http_version,
+	    "ca_file", c->api_ca_file, "ca_path", c->api_ca_path,
+	    "proxy", c->api_proxy);
 }
 
 static void drop_conn(struct wslot *w)

@@ -30,6 +30,7 @@ void api_set_err(struct tgrun_error *err, enum tgrun_error_kind kind,
 {
 	if (err == NULL)
 		return;
+	err->maybe_delivered = 0;
 	err->kind = kind;
 	err->error_code = code;
 	err->retry_after = retry_after;
@@ -161,7 +162,7 @@ static int call_once(struct call *c, const char *method, const json_t *params)
 	memset(&c->res, 0, sizeof(c->res));
 	c->aborted = c->added = 0;
 	c->decoded = -1;
-	if (botapi_req_prepare(c->req, w->bot.set.api_url, w->bot.set.token,
+	if (botapi_req_prepare(c->req, &w->bot.set.net, BOTAPI_CALL,
 	    method, params, w->bot.set.api_timeout_ms) != 0) {
 		c->cc = CURLE_OUT_OF_MEMORY;
 		snprintf(c->res.description, sizeof(c->res.description),
@@ -175,38 +176,71 @@ static int call_once(struct call *c, const char *method, const json_t *params)
 	return sched_park(method, call_abort, c, -1);
 }
 
-int64_t api_retry_policy(struct worker *w, const char *method, int attempt,
-    int decoded, const struct botapi_result *res, CURLcode cc, struct backoff *bo,
+void api_retry_init(struct api_retry *rs, const void *seed)
+{
+	memset(rs, 0, sizeof(*rs));
+	backoff_init(&rs->bo, 200, 5000, (uint64_t)(uintptr_t)seed ^ (uint64_t)sched_now_ms());
+}
+
+/* The call ends with the last attempt's error; `maybe` says whether it may have run. */
+static void retry_fail(struct api_retry *rs, const char *method, int decoded,
+    const struct botapi_result *res, CURLcode cc, int maybe, struct tgrun_error *err)
+{
+	if (decoded == 0)
+		api_set_err(err, TGRUN_ERR_API, res->error_code, res->retry_after,
+		    res->description);
+	else if (cc == CURLE_OPERATION_TIMEDOUT)
+		api_set_err(err, TGRUN_ERR_TIMEOUT, 0, 0, res->description);
+	else
+		api_set_err(err, TGRUN_ERR_NETWORK, (int)res->http_status, 0,
+		    res->description);
+	if (err != NULL)
+		err->maybe_delivered = maybe || rs->maybe_delivered;
+}
+
+int64_t api_retry_policy(struct worker *w, const char *method, struct api_retry *rs,
+    CURL *easy, int decoded, const struct botapi_result *res, CURLcode cc,
     struct tgrun_error *err)
 {
+	int attempt = rs->attempt++;
 	int64_t wait_ms;
+	int maybe;
 
 	if (decoded == 0 && res->error_code == 429) {
 		wait_ms = (int64_t)res->retry_after * 1000;
 		if (wait_ms > w->bot.set.retry_after_max_ms ||
 		    attempt >= w->bot.set.api_retries) {
-			api_set_err(err, TGRUN_ERR_API, 429, res->retry_after, res->description);
+			retry_fail(rs, method, decoded, res, cc, 0, err);
 			return -1;
 		}
 		log_info("%s: 429, retrying after %d s", method, res->retry_after);
 		return wait_ms;
 	}
 	if (decoded == 0 && res->error_code < 500) {
-		api_set_err(err, TGRUN_ERR_API, res->error_code, 0, res->description);
+		retry_fail(rs, method, decoded, res, cc, 0, err);
 		return -1;
 	}
-	/* 5xx or no Bot API answer at all: retry with backoff. */
+	if (botapi_tls_trust_error(cc)) {
+		/* No retry can make an untrusted certificate trusted. */
+		retry_fail(rs, method, decoded, res, cc, 0, err);
+		log_err("%s: %s: the server's certificate is not trusted; set [api] "
+		    "ca_file or ca_path to the CA that signed it", method, res->description);
+		return -1;
+	}
+	/* 5xx or no Bot API answer at all. */
+	maybe = !botapi_not_delivered(easy, cc, decoded, res);
+	if (maybe && !botapi_method_readonly(method) && !w->bot.set.retry_ambiguous) {
+		retry_fail(rs, method, decoded, res, cc, 1, err);
+		log_warn("%s: %s; not retried: the request may have reached the Bot API "
+		    "([api] retry_ambiguous = yes retries it)", method, res->description);
+		return -1;
+	}
+	rs->maybe_delivered |= maybe;
 	if (attempt >= w->bot.set.api_retries) {
-		if (decoded == 0)
-			api_set_err(err, TGRUN_ERR_API, res->error_code, 0, res->description);
-		else if (cc == CURLE_OPERATION_TIMEDOUT)
-			api_set_err(err, TGRUN_ERR_TIMEOUT, 0, 0, res->description);
-		else
-			api_set_err(err, TGRUN_ERR_NETWORK, (int)res->http_status, 0,
-			    res->description);
+		retry_fail(rs, method, decoded, res, cc, maybe, err);
 		return -1;
 	}
-	wait_ms = backoff_next(bo);
+	wait_ms = backoff_next(&rs->bo);
 	log_info("%s: %s; retry %d in %lld ms", method, res->description, attempt + 1,
 	    (long long)wait_ms);
 	return wait_ms;
@@ -216,7 +250,7 @@ json_t *tgrun_call(struct tgrun_ctx *ctx, const char *method, json_t *params,
     struct tgrun_error *err)
 {
 	struct worker *w;
-	struct backoff bo;
+	struct api_retry rs;
 	struct call c;
 	json_t *result = NULL;
 
@@ -238,8 +272,8 @@ json_t *tgrun_call(struct tgrun_ctx *ctx, const char *method, json_t *params,
 		api_set_err(err, TGRUN_ERR_INVALID, 0, 0, "out of memory");
 		return NULL;
 	}
-	backoff_init(&bo, 200, 5000, (uint64_t)(uintptr_t)ctx ^ (uint64_t)sched_now_ms());
-	for (int attempt = 0;; attempt++) {
+	api_retry_init(&rs, ctx);
+	for (;;) {
 		int64_t wait_ms;
 
 		if (tgrun_cancelled(ctx) || api_throttle(w, method, params) == ECANCELED ||
@@ -254,8 +288,8 @@ json_t *tgrun_call(struct tgrun_ctx *ctx, const char *method, json_t *params,
 			c.res.result = NULL;
 			break;
 		}
-		wait_ms = api_retry_policy(w, method, attempt, c.decoded, &c.res, c.cc,
-		    &bo, err);
+		wait_ms = api_retry_policy(w, method, &rs, c.req->easy, c.decoded,
+		    &c.res, c.cc, err);
 		if (wait_ms < 0)
 			break;
 		botapi_result_clear(&c.res);
@@ -380,6 +414,15 @@ void tgrun_log(struct tgrun_bot *bot, int level, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* A string member, or NULL when absent or null. 0, or -1 out of memory. */
+static int opt_string(const json_t *j, const char *key, char **out)
+{
+	const char *v = json_string_value(json_object_get(j, key));
+
+	*out = v != NULL ? strdup(v) : NULL;
+	return v != NULL && *out == NULL ? -1 : 0;
+}
+
 int settings_from_json(struct worker_settings *s, const json_t *j,
     char *err, size_t errlen)
 {
@@ -411,11 +454,21 @@ int settings_from_json(struct worker_settings *s, const json_t *j,
 		s->worker_concurrency = 1;
 	s->log_level = json_integer_value(json_object_get(j, "log_level"));
 	s->throttle = json_is_true(json_object_get(j, "throttle"));
-	if (!s->handler_path || !s->api_url || !s->token) {
+	s->retry_ambiguous = json_is_true(json_object_get(j, "retry_ambiguous"));
+	if (opt_string(j, "ca_file", &s->ca_file) != 0 ||
+	    opt_string(j, "ca_path", &s->ca_path) != 0 ||
+	    opt_string(j, "proxy", &s->proxy) != 0 ||
+	    !s->handler_path || !s->api_url || !s->token) {
 		settings_free(s);
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
+	s->net.api_url = s->api_url;
+	s->net.token = s->token;
+	s->net.http = (enum botapi_http)json_integer_value(json_object_get(j, "http_version"));
+	s->net.ca_file = s->ca_file;
+	s->net.ca_path = s->ca_path;
+	s->net.proxy = s->proxy;
 	return 0;
 }
 
@@ -426,6 +479,11 @@ void settings_free(struct worker_settings *s)
 	if (s->token != NULL)
 		explicit_bzero(s->token, strlen(s->token));
 	free(s->token);
+	free(s->ca_file);
+	free(s->ca_path);
+	if (s->proxy != NULL)
+		explicit_bzero(s->proxy, strlen(s->proxy));
+	free(s->proxy);
 	json_decref(s->handler_kv);
 	memset(s, 0, sizeof(*s));
 }

@@ -102,12 +102,14 @@ static void on_config(struct worker *w, const struct frame *f)
 	}
 	json_decref(j);
 	log_add_secret(w->bot.set.token);
+	botapi_proxy_secrets(w->bot.set.proxy);
 	log_init("worker", w->bot.set.slot);
 	if (w->bot.set.log_level >= LOG_LVL_ERR && w->bot.set.log_level <= LOG_LVL_DEBUG)
 		log_set_level((enum log_level)w->bot.set.log_level);
 	w->pool = fiber_pool_new((size_t)w->bot.set.stack_size, STACK_POOL_KEEP);
 	w->sched = w->pool ? sched_new(w->base, w->pool) : NULL;
-	w->ec = evcurl_new(w->base);
+	/* One kept connection per call this worker may have in flight. */
+	w->ec = evcurl_new(w->base, w->bot.set.worker_concurrency);
 	if (w->sched == NULL || w->ec == NULL)
 		fail_start(w, FRAME_FAIL_CONFIG, "cannot set up the fiber runtime");
 	if (w->bot.set.throttle &&

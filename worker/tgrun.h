@@ -32,7 +32,7 @@ extern "C" {
 #endif
 
 /* Raised when the handler ABI changes incompatibly. */
-#define TGRUN_ABI_VERSION 1
+#define TGRUN_ABI_VERSION 2	/* 2: struct tgrun_error has maybe_delivered */
 
 /*
  * Declares the ABI the handler was built against; the worker checks it
@@ -74,6 +74,14 @@ struct tgrun_error {
 	enum tgrun_error_kind kind;
 	int error_code;		/* Bot API error_code (or HTTP status), else 0 */
 	int retry_after;	/* seconds, from a 429's parameters, else 0 */
+	/*
+	 * 1 when the request may have reached the Bot API and run although no
+	 * answer said so (the connection broke after the request was written,
+	 * a 5xx from the Bot API...). Such a call is not retried by itself
+	 * unless the method only reads or [api] retry_ambiguous is on: a
+	 * message may have been sent. 0 when it certainly did not run.
+	 */
+	int maybe_delivered;
 	char description[256];
 };
 
@@ -82,9 +90,15 @@ struct tgrun_error {
 /*
  * Call Bot API `method` with `params` (a JSON object; stolen, may be NULL).
  * Returns the "result" as a new reference, or NULL with `err` filled (err
- * may be NULL). A 429 is retried after its retry_after when that is within
- * [api] retry_after_max; 5xx and network errors are retried with backoff up
- * to [api] retries; other errors are returned at once. Each attempt is
+ * may be NULL). A call is retried only when sending it again cannot make
+ * it run twice: a 429 after its retry_after when that is within
+ * [api] retry_after_max; with backoff, up to [api] retries, when the
+ * connection, proxy or TLS handshake failed before the request was written,
+ * or a proxy answered 502, 503 or 504. A failure after the request may have
+ * been written (connection lost, timeout, a 5xx from the Bot API) is
+ * retried only for methods that read (get*), or for every method with
+ * [api] retry_ambiguous = yes; otherwise it is returned at once with
+ * err->maybe_delivered = 1. Other errors are returned at once. Each attempt is
  * bounded by [api] timeout. Yields until the answer arrives; other fibers
  * run meanwhile. Outside a fiber it fails at once with TGRUN_ERR_INVALID.
  * With [throttle] enabled, a method that sends a message (send* except

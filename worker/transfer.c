@@ -242,8 +242,8 @@ static int upload_prepare(struct worker *w, struct upload *up, const char *metho
 	/* No JSON content type, and no 100-continue round trip before big bodies. */
 	curl_slist_free_all(up->r.hdrs);
 	up->r.hdrs = curl_slist_append(NULL, "Expect:");
-	rc = up->r.hdrs == NULL ? -1 : botapi_req_prepare(&up->r, w->bot.set.api_url,
-	    w->bot.set.token, method, empty, w->bot.set.api_timeout_ms);
+	rc = up->r.hdrs == NULL ? -1 : botapi_req_prepare(&up->r, &w->bot.set.net,
+	    BOTAPI_CALL, method, empty, w->bot.set.api_timeout_ms);
 	json_decref(empty);
 	if (rc != 0 || (up->mime = curl_mime_init(up->r.easy)) == NULL) {
 		api_set_err(err, TGRUN_ERR_INVALID, 0, 0, "tgrun_upload: out of memory");
@@ -280,7 +280,7 @@ json_t *tgrun_upload(struct tgrun_ctx *ctx, const char *method, json_t *params,
 {
 	struct upload up;
 	struct worker *w;
-	struct backoff bo;
+	struct api_retry rs;
 	json_t *result = NULL;
 	CURLcode cc;
 
@@ -300,8 +300,8 @@ json_t *tgrun_upload(struct tgrun_ctx *ctx, const char *method, json_t *params,
 	w = ctx->bot->w;
 	if (upload_prepare(w, &up, method, params, files, n, err) != 0)
 		goto out;
-	backoff_init(&bo, 200, 5000, (uint64_t)(uintptr_t)ctx ^ (uint64_t)sched_now_ms());
-	for (int attempt = 0;; attempt++) {
+	api_retry_init(&rs, ctx);
+	for (;;) {
 		int64_t wait_ms;
 
 		botapi_result_clear(&up.res);
@@ -318,8 +318,8 @@ json_t *tgrun_upload(struct tgrun_ctx *ctx, const char *method, json_t *params,
 			up.res.result = NULL;
 			break;
 		}
-		wait_ms = api_retry_policy(w, method, attempt, up.decoded, &up.res, cc,
-		    &bo, err);
+		wait_ms = api_retry_policy(w, method, &rs, up.r.easy, up.decoded,
+		    &up.res, cc, err);
 		if (wait_ms < 0)
 			break;
 		if (sched_park("retry wait", NULL, NULL, wait_ms) == ECANCELED) {
@@ -401,6 +401,7 @@ static int dl_prepare(struct worker *w, struct dl *d, const char *file_path,
     struct tgrun_error *err)
 {
 	json_t *empty = json_object();
+	struct botapi_net net = w->bot.set.net;
 	char *base = NULL;
 	int rc = -1;
 
@@ -415,7 +416,8 @@ static int dl_prepare(struct worker *w, struct dl *d, const char *file_path,
 	 * The file URL is <api_url>/file/bot<token>/<file_path>: let
 	 * botapi_req_prepare() build it, the one place a token goes into a URL.
 	 */
-	if (botapi_req_prepare(&d->r, base, w->bot.set.token, file_path, empty,
+	net.api_url = base;
+	if (botapi_req_prepare(&d->r, &net, BOTAPI_CALL, file_path, empty,
 	    w->bot.set.api_timeout_ms) != 0)
 		goto out;
 	if (curl_easy_setopt(d->r.easy, CURLOPT_HTTPGET, 1L) != CURLE_OK ||

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <jansson.h>
 
+#include "backoff.h"
 #include "botapi.h"
 #include "handler.h"
 #include "tgrun.h"
@@ -32,6 +33,9 @@ struct worker_settings {
 	int log_level;		/* enum log_level; 0 = leave as is */
 	int throttle;		/* [throttle] on: the buckets are on THROTTLE_FD */
 	json_t *handler_kv;	/* object of [handler] keys */
+	int retry_ambiguous;	/* [api] retry_ambiguous */
+	char *ca_file, *ca_path, *proxy;	/* [api], NULL when unset */
+	struct botapi_net net;	/* the above, as every Bot API request uses them */
 };
 
 struct tgrun_bot {
@@ -110,16 +114,21 @@ void api_free_requests(struct worker *w);
 /* Fill `err` (may be NULL). */
 void api_set_err(struct tgrun_error *err, enum tgrun_error_kind kind,
     int code, int retry_after, const char *desc);
-struct backoff;
+/* The state of one call's retries. */
+struct api_retry {
+	struct backoff bo;
+	int attempt;		/* attempts made, less one */
+	int maybe_delivered;	/* an earlier attempt may have run */
+};
+void api_retry_init(struct api_retry *rs, const void *seed);
 /*
- * The retry policy of tgrun_call and tgrun_upload, given one attempt's
- * outcome (decoded: botapi_decode's return): the milliseconds to wait before
- * the next attempt, or -1 when the call ends here with `err` filled. A 429 is
- * retried after its retry_after within [api] retry_after_max, 5xx and network
- * errors with backoff, both up to [api] retries; other errors never.
+ * The retry policy of tgrun_call and tgrun_upload (tgrun.h says it), given
+ * one attempt's outcome on `easy` (decoded: botapi_decode's return): the
+ * milliseconds to wait before the next attempt, or -1 when the call ends
+ * here with `err` filled.
  */
-int64_t api_retry_policy(struct worker *w, const char *method, int attempt,
-    int decoded, const struct botapi_result *res, CURLcode cc, struct backoff *bo,
+int64_t api_retry_policy(struct worker *w, const char *method, struct api_retry *rs,
+    CURL *easy, int decoded, const struct botapi_result *res, CURLcode cc,
     struct tgrun_error *err);
 /*
  * Before each attempt of a Bot API call: under [throttle], wait (yielding)

@@ -94,6 +94,7 @@ static void check_count_auto(const struct config *cfg);
 static void check_token(const struct config *cfg);
 static void check_repeated_section(const struct config *cfg);
 static void check_comments(const struct config *cfg);
+static void check_proxy_off(const struct config *cfg);
 
 static const struct tcase cases[] = {
 	/* [bot] */
@@ -442,7 +443,42 @@ static const struct tcase cases[] = {
 	OK_I64("api.retry_after_max 2m", H "[api]\nretry_after_max = 2m\n", api_retry_after_max_ms, 120000),
 	BAD("api.retry_after_max nan", H "[api]\nretry_after_max = x\n", NOTDUR("api", "retry_after_max", "x")),
 	BAD("api.retry_after_max empty", H "[api]\nretry_after_max =\n", EMPTY("api", "retry_after_max")),
-	BAD("api unknown key", H "[api]\nretry = 1\n", UNKNOWN("api", "retry", "timeout, retries, retry_after_max")),
+	OK_INT("api.retry_ambiguous default", H, api_retry_ambiguous, 0),
+	OK_INT("api.retry_ambiguous yes", H "[api]\nretry_ambiguous = yes\n", api_retry_ambiguous, 1),
+	BAD("api.retry_ambiguous bad", H "[api]\nretry_ambiguous = twice\n",
+	    NOTACC("api", "retry_ambiguous", "twice")),
+	OK_INT("api.http_version default", H, api_http_version, 0),
+	OK_INT("api.http_version auto", H "[api]\nhttp_version = auto\n", api_http_version, 0),
+	OK_INT("api.http_version 1.1", H "[api]\nhttp_version = 1.1\n", api_http_version, 1),
+	OK_INT("api.http_version 2", H "[api]\nhttp_version = 2\n", api_http_version, 2),
+	BAD("api.http_version 3", H "[api]\nhttp_version = 3\n",
+	    NOTACC("api", "http_version", "3") "auto, 1.1, 2)"),
+	BAD("api.http_version 1", H "[api]\nhttp_version = 1\n", NOTACC("api", "http_version", "1")),
+	BAD("api.ca_file missing", H "[api]\nca_file = /nonexistent/ca.pem\n",
+	    "bot.conf:4: [api] ca_file: /nonexistent/ca.pem: No such file or directory"),
+	BAD("api.ca_file directory", H "[api]\nca_file = /tmp\n",
+	    "bot.conf:4: [api] ca_file: /tmp: not a regular file (accepted: path of a PEM file"),
+	OK_STR("api.ca_path", H "[api]\nca_path = /tmp\n", api_ca_path, "/tmp"),
+	BAD("api.ca_path a file", H "[api]\nca_path = h.so\n",
+	    "bot.conf:4: [api] ca_path: h.so: not a directory (accepted: path of a directory"),
+	OK_STR("api.proxy socks5h", H "[api]\nproxy = socks5h://u:p@127.0.0.1:1080\n",
+	    api_proxy, "socks5h://u:p@127.0.0.1:1080"),
+	OK_STR("api.proxy http", H "[api]\nproxy = http://proxy.lan:3128\n",
+	    api_proxy, "http://proxy.lan:3128"),
+	OK_STR("api.proxy https", H "[api]\nproxy = https://proxy.lan\n", api_proxy,
+	    "https://proxy.lan"),
+	OK_STR("api.proxy socks5", H "[api]\nproxy = socks5://127.0.0.1:1080\n", api_proxy,
+	    "socks5://127.0.0.1:1080"),
+	OK_FN("api.proxy off", H "[api]\nproxy = off\n", check_proxy_off),
+	BAD_SECRET("api.proxy bad scheme", H "[api]\nproxy = ftp://u:SECRET@h:21\n",
+	    "bot.conf:4: [api] proxy: the scheme is not accepted (accepted: a URL http://", "SECRET"),
+	BAD_SECRET("api.proxy blank", H "[api]\nproxy = http://u:SEC RET@h:21\n",
+	    "bot.conf:4: [api] proxy: contains a blank", "SEC"),
+	BAD_SECRET("api.proxy no host", H "[api]\nproxy = socks5h://u:SECRET@\n",
+	    "bot.conf:4: [api] proxy: no host", "SECRET"),
+	BAD("api unknown key", H "[api]\nretry = 1\n", UNKNOWN("api", "retry",
+	    "timeout, retries, retry_after_max, retry_ambiguous, http_version, ca_file, "
+	    "ca_path, proxy")),
 
 	/* [throttle] */
 	OK_INT("throttle.enabled yes", H "[throttle]\nenabled = yes\n", throttle_enabled, 1),
@@ -1253,6 +1289,11 @@ group_teardown(void **state)
 		return -1;
 	}
 	return 0;
+}
+
+static void check_proxy_off(const struct config *cfg)
+{
+	assert_null(cfg->api_proxy);
 }
 
 static const struct CMUnitTest others[] = {
