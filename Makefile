@@ -163,6 +163,13 @@ deps:
 	command -v readelf >/dev/null || missing="$$missing binutils"; \
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
 	/usr/bin/python3 -c 'import pytest' 2>/dev/null || missing="$$missing python3-pytest"; \
+	/usr/bin/python3 -c 'import pytest_timeout' 2>/dev/null || missing="$$missing python3-pytest-timeout"; \
+	command -v openssl >/dev/null || missing="$$missing openssl"; \
+	command -v curl >/dev/null || missing="$$missing curl"; \
+	{ command -v nghttpx || test -x /usr/sbin/nghttpx; } >/dev/null || missing="$$missing nghttp2-proxy"; \
+	command -v microsocks >/dev/null || missing="$$missing microsocks"; \
+	command -v tinyproxy >/dev/null || missing="$$missing tinyproxy"; \
+	command -v strace >/dev/null || missing="$$missing strace"; \
 	if [ -n "$$missing" ]; then \
 		echo "deps: installing$$missing"; \
 		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \

@@ -386,9 +386,9 @@ static int cmd_api(struct tgrun_ctx *ctx, const char *method, int empty)
 		    "text", empty ? "" : "payload");
 	r = tgrun_call(ctx, method, p, &err);
 	json_decref(r);
-	return say(ctx, 'u', "api %s ok=%d kind=%d code=%d retry_after=%d ms=%lld",
+	return say(ctx, 'u', "api %s ok=%d kind=%d code=%d retry_after=%d maybe=%d ms=%lld",
 	    method, r != NULL, (int)err.kind, err.error_code, err.retry_after,
-	    now_ms() - t0);
+	    r != NULL ? 0 : err.maybe_delivered, now_ms() - t0);
 }
 
 /* ---- outside a fiber ------------------------------------------------------------------ */

@@ -50,3 +50,62 @@ def tgrund(procs):
     def start(api, **kw):
         return procs.add(Tgrund(BUILD, procs.tmp, api.url, **kw))
     return start
+
+
+# --- real TLS and real proxies in front of the fake API (netfront.py) ---------
+
+def _need(*tools):
+    """Fail (not skip) the test when a tool netfront needs is not installed."""
+    from netfront import missing_tools
+    msg = missing_tools(*tools)
+    if msg:
+        pytest.fail(msg, pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def tls_certs(tmp_path_factory):
+    """make_ca() once per session: .ca_cert, .server_key, .server_cert, and
+    .other_ca_cert, .other_server_key, .other_server_cert (an unrelated CA)."""
+    _need("openssl")
+    from netfront import make_ca
+    return make_ca(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+def nghttpx(procs, tls_certs):
+    """Factory: nghttpx(api, http2=True, other_ca=False) starts a TLS front
+    (Nghttpx) for the fake API `api` (or a backend port), with a certificate of
+    the test CA, or of the unrelated "other" CA when other_ca=True."""
+    _need("nghttpx")
+    from netfront import Nghttpx
+
+    def start(api, http2=True, other_ca=False, **kw):
+        port = api if isinstance(api, int) else api.port
+        if other_ca:
+            key, cert = tls_certs.other_server_key, tls_certs.other_server_cert
+        else:
+            key, cert = tls_certs.server_key, tls_certs.server_cert
+        return procs.add(Nghttpx(procs.tmp, port, key, cert, http2=http2, **kw))
+    return start
+
+
+@pytest.fixture
+def microsocks(procs):
+    """Factory: microsocks(user=None, password=None) starts a SOCKS5 proxy."""
+    _need("microsocks")
+    from netfront import Microsocks
+
+    def start(user=None, password=None):
+        return procs.add(Microsocks(procs.tmp, user, password))
+    return start
+
+
+@pytest.fixture
+def tinyproxy(procs):
+    """Factory: tinyproxy(user=None, password=None, **kw) starts an HTTP proxy."""
+    _need("tinyproxy")
+    from netfront import Tinyproxy
+
+    def start(user=None, password=None, **kw):
+        return procs.add(Tinyproxy(procs.tmp, user, password, **kw))
+    return start

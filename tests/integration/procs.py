@@ -35,6 +35,13 @@ class Proc:
 
     def stop(self, timeout=10):
         """SIGTERM, then SIGKILL after `timeout` seconds. Returns the exit status."""
+        self.end(timeout)
+        self._log.close()
+        self._out.close()
+        return self.p.returncode
+
+    def end(self, timeout=10):
+        """SIGTERM, then SIGKILL after `timeout` seconds; the logs stay open."""
         if self.alive():
             try:
                 os.kill(self.pid, signal.SIGTERM)
@@ -43,9 +50,6 @@ class Proc:
             if self.wait(timeout) is None:
                 os.kill(self.pid, signal.SIGKILL)
                 self.p.wait(timeout=10)
-        self._log.close()
-        self._out.close()
-        return self.p.returncode
 
     def log(self):
         with open(self.log_path, "rb") as f:

@@ -130,9 +130,9 @@ def test_upload_of_missing_path_is_invalid_and_sends_nothing(xfer, tmp_path):
     assert doc_calls(api) == []
 
 
-def test_upload_retried_after_500(xfer):
+def test_upload_retried_after_a_proxy_502(xfer):
     api = xfer
-    api.set_fault("sendDocument", kind="500", times=1)
+    api.set_fault("sendDocument", kind="502", times=1)
     rep = ask(api, "upload mem").split()
     assert rep[0] == "ok", rep
     calls = doc_calls(api)
