@@ -42,6 +42,12 @@ enum frame_status { FRAME_ST_OK = 0, FRAME_ST_ERROR = 1, FRAME_ST_CANCELLED = 2 
 enum frame_fail { FRAME_FAIL_LOAD = 1, FRAME_FAIL_INIT = 2, FRAME_FAIL_CONFIG = 3 };
 
 /*
+ * A worker's exit status, read by the master: UNUSABLE means its
+ * configuration or handler cannot work, so respawning it would only loop.
+ */
+enum worker_exit { WORKER_EXIT_OK = 0, WORKER_EXIT_FAILED = 1, WORKER_EXIT_UNUSABLE = 2 };
+
+/*
  * Header layout on the wire (host byte order: both ends are on one machine):
  *   u8 version, u8 type, u16 flags, u32 len, u64 seq, u32 arg, u32 reserved (0)
  */

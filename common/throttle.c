@@ -233,13 +233,6 @@ int throttle_acquire(struct throttle *t, int64_t chat_id, int64_t now_us,
 	return 0;
 }
 
-int64_t throttle_now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 int throttle_method_counts(const char *method)
 {

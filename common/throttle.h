@@ -54,7 +54,7 @@ int throttle_set_rates(struct throttle *t, const struct throttle_rates *r)
 /*
  * Take one token from the global bucket and, when chat_id != 0, from the
  * chat's bucket (and its group bucket when chat_id < 0), all or nothing,
- * at time now_us (CLOCK_MONOTONIC, see throttle_now_us). Returns 0 when
+ * at time now_us (CLOCK_MONOTONIC, see clock_us). Returns 0 when
  * taken; 1 when not, with *wait_us (> 0) the time until all would have a
  * token; -1 with errno if the lock is unusable (nothing taken). chat_id 0
  * means "no numeric chat": the global bucket only.
@@ -62,8 +62,6 @@ int throttle_set_rates(struct throttle *t, const struct throttle_rates *r)
 int throttle_acquire(struct throttle *t, int64_t chat_id, int64_t now_us,
     int64_t *wait_us) __attribute__((warn_unused_result));
 
-/* CLOCK_MONOTONIC in microseconds: one clock for every process. */
-int64_t throttle_now_us(void);
 
 /*
  * 1 when `method` sends a message into a chat and counts against the flood

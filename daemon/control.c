@@ -1,5 +1,6 @@
 /* The control socket: line-based JSON requests from tgrunctl, one reply line each. */
 #include "control.h"
+#include "clock.h"
 #include "journal.h"
 #include "log.h"
 #include "master.h"
@@ -184,7 +185,7 @@ static json_t *cmd_status(struct client *cl, const json_t *req, const char **err
     int *async)
 {
 	struct master *m = cl->c->m;
-	int64_t now = master_now_ms();
+	int64_t now = clock_ms();
 	int ready = 0;
 	json_t *j, *jr;
 
@@ -253,7 +254,7 @@ static json_t *cmd_workers(struct client *cl, const json_t *req, const char **er
     int *async)
 {
 	struct master *m = cl->c->m;
-	int64_t now = master_now_ms();
+	int64_t now = clock_ms();
 	json_t *a = json_array();
 
 	for (struct wslot *w = m->workers; a && w; w = w->next) {

@@ -1,6 +1,7 @@
 /* The master: fetched updates, journal, sequencing, dispatch, timeouts, signals, reload and shutdown. */
 #include "master.h"
 #include "botapi.h"
+#include "clock.h"
 #include "evcurl.h"
 #include "frame.h"
 #include "journal.h"
@@ -33,13 +34,6 @@ static void maybe_poll(struct master *m);
 static void begin_confirm(struct master *m);
 static void start_reload(struct master *m);
 
-int64_t master_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- updates ------------------------------------------------------------- */
 
@@ -127,7 +121,7 @@ static struct upd *add_update(struct master *m, const char *json, size_t len,
 	u->len = len;
 	u->attempt = attempt;
 	u->type = k.type;
-	u->fetched_ms = master_now_ms();
+	u->fetched_ms = clock_ms();
 	if (k.type != UPD_UNKNOWN && (m->cfg->bypass & (1u << k.type)))
 		u->se.nkeys = 0;
 	else
@@ -291,7 +285,7 @@ static void on_batch(void *arg, const struct poller_item *items, size_t n)
 	struct journal_rec *recs = NULL;
 	size_t nrec = 0;
 
-	m->last_poll_ok_ms = master_now_ms();
+	m->last_poll_ok_ms = clock_ms();
 	if (m->journal != NULL && n > 0 && (recs = calloc(n, sizeof(*recs))) == NULL)
 		fatalx("out of memory");
 	for (size_t i = 0; i < n; i++) {
@@ -435,8 +429,8 @@ static int send_to(struct master *m, struct wslot *w, struct upd *u)
 	if (workers_send_update(m, w, u) != 0)
 		return -1;
 	if (u->dispatched_ms == 0)
-		metrics_observe_dispatch(m->metrics, master_now_ms() - u->fetched_ms);
-	u->dispatched_ms = master_now_ms();
+		metrics_observe_dispatch(m->metrics, clock_ms() - u->fetched_ms);
+	u->dispatched_ms = clock_ms();
 	track(w, u);
 	return 0;
 }
@@ -642,7 +636,7 @@ static void check_timeouts(struct master *m, int64_t now)
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct master *m = arg;
-	int64_t now = master_now_ms();
+	int64_t now = clock_ms();
 	int64_t every = m->cfg->heartbeat_timeout_ms / 4;
 
 	check_timeouts(m, now);
@@ -863,7 +857,7 @@ static void on_chld(evutil_socket_t sig, short what, void *arg)
 static void on_stats(evutil_socket_t fd, short what, void *arg)
 {
 	struct master *m = arg;
-	int64_t now = master_now_ms();
+	int64_t now = clock_ms();
 	double secs = (double)(now - m->last_stats_ms) / 1000.0;
 	double rate = secs > 0 ? (double)(m->n_done - m->n_done_last) / secs : 0.0;
 	const char *polling = master_polling_state(m);
@@ -1020,10 +1014,10 @@ static struct event *add_timer(struct master *m, int64_t ms, event_callback_fn c
 
 static void wait_children(struct master *m, int64_t grace_ms)
 {
-	int64_t end = master_now_ms() + grace_ms;
+	int64_t end = clock_ms() + grace_ms;
 
 	/* The loop has stopped: reap synchronously, then force. */
-	while (workers_alive(m) > 0 && master_now_ms() < end) {
+	while (workers_alive(m) > 0 && clock_ms() < end) {
 		struct timespec ts = { 0, 20 * 1000000 };
 
 		workers_reap(m);
@@ -1110,7 +1104,7 @@ int master_run(struct config *cfg, const char *token)
 		if (m.journal_ev == NULL || evtimer_add(m.journal_ev, &tv) != 0)
 			fatalx("cannot start the journal timer");
 	}
-	m.last_stats_ms = master_now_ms();
+	m.last_stats_ms = clock_ms();
 	notify_init(&m.sd);
 	if (notify_watchdog_interval_usec(&m.sd) > 0)
 		m.watchdog_ev = add_timer(&m,

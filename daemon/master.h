@@ -113,7 +113,6 @@ struct master {
 	struct metrics *metrics;
 };
 
-int64_t master_now_ms(void);
 /* Run the daemon until it stops; returns the exit status. Takes over cfg. */
 int master_run(struct config *cfg, const char *token);
 /* Stop the loop with `status` (after workers are told or killed). */

@@ -1,5 +1,6 @@
 /* Prometheus text metrics: counters, gauges and histograms served over evhttp. */
 #include "metrics.h"
+#include "clock.h"
 #include "journal.h"
 #include "log.h"
 #include "master.h"
@@ -169,7 +170,7 @@ static void histogram(struct evbuffer *out, const char *name, const char *help,
 void metrics_render(struct metrics *mt, struct evbuffer *out)
 {
 	struct master *m = mt->m;
-	int64_t now = master_now_ms();
+	int64_t now = clock_ms();
 	int maxslot = -1;
 
 	counter(out, "tgrun_updates_fetched_total", "Updates fetched with getUpdates.",

@@ -2,6 +2,7 @@
 #include "poller.h"
 #include "backoff.h"
 #include "botapi.h"
+#include "clock.h"
 #include "config.h"
 #include "evcurl.h"
 #include "jscan.h"
@@ -32,16 +33,8 @@ struct poller {
 	json_t *allowed;	/* parsed allowed_updates, or NULL */
 	struct poller_item *items;	/* the batch being split */
 	size_t nitems, capitems;
-	struct poller_stats st;
 };
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void send_request(struct poller *p, int64_t offset, int limit, long timeout_s);
 
@@ -99,12 +92,9 @@ static int fast_batch(struct poller *p, CURLcode res)
 	if (jscan_result_array(p->req.resp.data, p->req.resp.len, &ok, collect, p) != 0 ||
 	    !ok || p->nitems == 0)
 		return 0;
-	p->st.last_ok_ms = mono_ms();
 	backoff_reset(&p->bo);
 	p->conflict_logged = 0;
 	p->state = P_IDLE;
-	p->st.batches++;
-	p->st.updates += p->nitems;
 	p->cbs.on_batch(p->cbs.arg, p->items, p->nitems);
 	return 1;
 }
@@ -120,7 +110,6 @@ static void on_done(CURL *easy, CURLcode res, void *arg)
 		return;
 
 	if (botapi_decode(&p->req, res, &r) == 0 && r.ok) {
-		p->st.last_ok_ms = mono_ms();
 		backoff_reset(&p->bo);
 		p->conflict_logged = 0;
 		p->state = P_IDLE;
@@ -156,8 +145,6 @@ static void on_done(CURL *easy, CURLcode res, void *arg)
 				    strlen(texts[i])) != 0)
 					fatalx("out of memory");
 			}
-			p->st.batches++;
-			p->st.updates += p->nitems;
 			p->cbs.on_batch(p->cbs.arg, p->items, p->nitems);
 			for (i = 0; i < json_array_size(r.result); i++)
 				free(texts[i]);
@@ -168,7 +155,6 @@ static void on_done(CURL *easy, CURLcode res, void *arg)
 		botapi_result_clear(&r);
 		return;
 	}
-	p->st.errors++;
 	p->deleting = 0;
 	if (confirm) {
 		log_warn("getUpdates (confirming offset %lld): %s",
@@ -253,7 +239,6 @@ static void send_request(struct poller *p, int64_t offset, int limit, long timeo
 	json_decref(body);
 	if (p->state != P_CONFIRM)
 		p->state = P_REQUEST;
-	p->st.requests++;
 	if (evcurl_add(p->ec, p->req.easy, on_done, p) != 0) {
 		p->state = P_IDLE;
 		wait_then_retry(p, 1000);
@@ -272,7 +257,7 @@ struct poller *poller_new(struct event_base *base, struct evcurl *ec,
 	p->cbs = *cbs;
 	p->net.token = token;
 	poller_set_config(p, cfg);
-	backoff_init(&p->bo, 500, 30000, (uint64_t)mono_ms());
+	backoff_init(&p->bo, 500, 30000, (uint64_t)clock_ms());
 	p->retry_ev = evtimer_new(base, on_retry, p);
 	if (p->retry_ev == NULL || botapi_req_init(&p->req) != 0) {
 		poller_free(p);
@@ -335,9 +320,4 @@ void poller_set_config(struct poller *p, const struct config *cfg)
 	p->net.proxy = cfg->api_proxy;
 	json_decref(p->allowed);
 	p->allowed = cfg->allowed_updates ? json_loads(cfg->allowed_updates, 0, NULL) : NULL;
-}
-
-void poller_get_stats(const struct poller *p, struct poller_stats *st)
-{
-	*st = p->st;
 }

@@ -52,10 +52,4 @@ void poller_confirm(struct poller *p, int64_t offset);
 /* A reload: use `cfg` (timeout, limit, allowed_updates...) from the next request on. */
 void poller_set_config(struct poller *p, const struct config *cfg);
 
-struct poller_stats {
-	uint64_t requests, batches, updates, errors;
-	int64_t last_ok_ms;	/* monotonic time of the last successful answer */
-};
-void poller_get_stats(const struct poller *p, struct poller_stats *st);
-
 #endif

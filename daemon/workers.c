@@ -1,5 +1,6 @@
 /* Worker processes: fork+exec, READY handshake, frames, heartbeats, reaping, respawn, generations. */
 #include "master.h"
+#include "clock.h"
 #include "frame.h"
 #include "log.h"
 #include "throttle.h"
@@ -128,7 +129,7 @@ static void on_fail_frame(struct master *m, struct wslot *w, const struct frame 
 static void on_ready(struct master *m, struct wslot *w)
 {
 	w->state = W_READY;
-	w->last_pong_ms = master_now_ms();
+	w->last_pong_ms = clock_ms();
 	if (w->gen > m->gen) {
 		int ready = 0;
 
@@ -172,7 +173,7 @@ static void handle_frames(struct wslot *w, struct evbuffer *in)
 			on_fail_frame(m, w, &f);
 			return;
 		case FRAME_PONG:
-			w->last_pong_ms = master_now_ms();
+			w->last_pong_ms = clock_ms();
 			break;
 		case FRAME_STATS:
 			master_worker_stats(m, w, &f);
@@ -286,7 +287,7 @@ static int spawn(struct master *m, struct wslot *w)
 	w->isolated = w->reserved = w->recycling = 0;
 	w->recycle_at = c->max_updates > 0 ? (uint64_t)c->max_updates +
 	    next_rand(m) % ((uint64_t)c->max_updates / 10 + 1) : 0;
-	w->started_ms = master_now_ms();
+	w->started_ms = clock_ms();
 	w->last_pong_ms = w->started_ms;
 	w->bev = bufferevent_socket_new(m->base, sv[0], BEV_OPT_CLOSE_ON_FREE);
 	if (w->bev == NULL) {
@@ -317,7 +318,7 @@ static int spawn(struct master *m, struct wslot *w)
 int workers_start(struct master *m, const struct config *cfg, int gen)
 {
 	if (m->rng == 0)
-		m->rng = (uint64_t)master_now_ms() * 2654435761u + (uint64_t)getpid();
+		m->rng = (uint64_t)clock_ms() * 2654435761u + (uint64_t)getpid();
 	for (int i = 0; i < cfg->worker_count; i++) {
 		struct wslot *w = calloc(1, sizeof(*w));
 
@@ -427,7 +428,7 @@ int workers_alive(const struct master *m)
 
 void workers_heartbeat(struct master *m)
 {
-	int64_t now = master_now_ms(), limit = m->cfg->heartbeat_timeout_ms;
+	int64_t now = clock_ms(), limit = m->cfg->heartbeat_timeout_ms;
 
 	for (struct wslot *w = m->workers; w; w = w->next) {
 		if ((w->state != W_READY && w->state != W_DRAINING) || w->bev == NULL)
@@ -449,7 +450,7 @@ void workers_heartbeat(struct master *m)
 
 int workers_healthy(const struct master *m)
 {
-	int64_t now = master_now_ms();
+	int64_t now = clock_ms();
 
 	for (const struct wslot *w = m->workers; w; w = w->next)
 		if (w->state == W_READY && now - w->last_pong_ms > m->cfg->heartbeat_timeout_ms)
@@ -508,7 +509,7 @@ static void read_last_frames(struct wslot *w)
 static void worker_gone(struct master *m, struct wslot *w, int st)
 {
 	char how[96];
-	int64_t lived = master_now_ms() - w->started_ms;
+	int64_t lived = clock_ms() - w->started_ms;
 	int was = w->state, clean = WIFEXITED(st) && WEXITSTATUS(st) == 0;
 
 	describe_exit(how, sizeof(how), st);
@@ -535,7 +536,7 @@ static void worker_gone(struct master *m, struct wslot *w, int st)
 		slot_free(m, w);
 		return;
 	}
-	if (WIFEXITED(st) && WEXITSTATUS(st) == 2) {
+	if (WIFEXITED(st) && WEXITSTATUS(st) == WORKER_EXIT_UNUSABLE) {
 		log_err("worker %d: its configuration or handler is unusable; stopping",
 		    w->slot);
 		master_exit(m, EXIT_CONFIG);

@@ -1,5 +1,6 @@
 /* The handler API's Bot API side: calls with retries on curl multi, accessors, settings. */
 #include "tgrun.h"
+#include "clock.h"
 #include "worker.h"
 #include "backoff.h"
 #include "evcurl.h"
@@ -98,7 +99,7 @@ int api_throttle(struct worker *w, const char *method, const json_t *params)
 		return 0;
 	chat = throttle_chat(params);
 	/* Yield between tries: other fibers and this worker's loop keep running. */
-	while ((r = throttle_acquire(w->throttle, chat, throttle_now_us(), &wait_us)) == 1)
+	while ((r = throttle_acquire(w->throttle, chat, clock_us(), &wait_us)) == 1)
 		if (sched_park("throttle", NULL, NULL, (wait_us + 999) / 1000) == ECANCELED)
 			return ECANCELED;
 	if (r < 0)
@@ -179,7 +180,7 @@ static int call_once(struct call *c, const char *method, const json_t *params)
 void api_retry_init(struct api_retry *rs, const void *seed)
 {
 	memset(rs, 0, sizeof(*rs));
-	backoff_init(&rs->bo, 200, 5000, (uint64_t)(uintptr_t)seed ^ (uint64_t)sched_now_ms());
+	backoff_init(&rs->bo, 200, 5000, (uint64_t)(uintptr_t)seed ^ (uint64_t)clock_ms());
 }
 
 /* The call ends with the last attempt's error; `maybe` says whether it may have run. */

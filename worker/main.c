@@ -1,5 +1,6 @@
 /* tgrun-worker: runs the handler for updates the master sends over fd 3, each on a fiber. */
 #include "evcurl.h"
+#include "clock.h"
 #include "fiber.h"
 #include "frame.h"
 #include "handler.h"
@@ -35,7 +36,7 @@ static void send_frame(struct worker *w, uint8_t type, uint16_t flags,
 	if (frame_write(bufferevent_get_output(w->bev), type, flags, seq, arg,
 	    p, len) != 0) {
 		log_err("cannot queue a %s frame; exiting", frame_type_name(type));
-		exit(1);
+		exit(WORKER_EXIT_FAILED);
 	}
 }
 
@@ -81,7 +82,7 @@ static void fail_start(struct worker *w, enum frame_fail why, const char *msg)
 {
 	log_err("%s", msg);
 	send_frame(w, FRAME_FAIL, (uint16_t)why, 0, 0, msg, strlen(msg));
-	worker_exit(w, 2);
+	worker_exit(w, WORKER_EXIT_UNUSABLE);
 }
 
 static void on_config(struct worker *w, const struct frame *f)
@@ -176,7 +177,7 @@ static void update_done(struct task *t, void *arg)
 	struct wupdate *u = arg;
 	struct worker *w = u->w_bot->w;
 	struct tgrun_ctx *ctx = task_data(t);
-	uint32_t ms = (uint32_t)(sched_now_ms() - u->t0);
+	uint32_t ms = (uint32_t)(clock_ms() - u->t0);
 
 	ctx->task = NULL;
 	ctx_free(ctx);
@@ -212,7 +213,7 @@ static void start_update(struct worker *w, struct wupdate *u)
 	}
 	ctx->task = t;
 	task_set_data(t, ctx);
-	u->t0 = sched_now_ms();
+	u->t0 = clock_ms();
 	w->running++;
 }
 
@@ -338,7 +339,7 @@ static void on_read(struct bufferevent *bev, void *arg)
 	while ((r = frame_read(in, &f, &why)) == 1) {
 		if (!w->configured && f.type != FRAME_CONFIG) {
 			log_err("%s frame before CONFIG; exiting", frame_type_name(f.type));
-			worker_exit(w, 1);
+			worker_exit(w, WORKER_EXIT_FAILED);
 		}
 		switch (f.type) {
 		case FRAME_CONFIG: on_config(w, &f); break;
@@ -357,13 +358,13 @@ static void on_read(struct bufferevent *bev, void *arg)
 		default:
 			log_err("unexpected %s frame from the master; exiting",
 			    frame_type_name(f.type));
-			worker_exit(w, 1);
+			worker_exit(w, WORKER_EXIT_FAILED);
 		}
 		frame_consume(in, &f);
 	}
 	if (r < 0) {
 		log_err("protocol error from the master: %s; exiting", why);
-		worker_exit(w, 1);
+		worker_exit(w, WORKER_EXIT_FAILED);
 	}
 }
 
@@ -374,7 +375,7 @@ static void on_sock_event(struct bufferevent *bev, short what, void *arg)
 	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
 		/* The master is gone: nothing to report to. */
 		log_info("master closed the connection; exiting");
-		_exit(w->draining ? 0 : 1);
+		_exit(w->draining ? WORKER_EXIT_OK : WORKER_EXIT_FAILED);
 	}
 }
 
@@ -539,5 +540,5 @@ int main(int argc, char **argv)
 		    EVLOOP_NONBLOCK : EVLOOP_ONCE) < 0)
 			fatalx("event_base_loop failed");
 	}
-	worker_exit(&w, 0);
+	worker_exit(&w, WORKER_EXIT_OK);
 }

@@ -1,5 +1,6 @@
 /* The worker's scheduler: tasks on fibers, parked and woken only through its run queue. */
 #include "sched.h"
+#include "clock.h"
 #include "fiber.h"
 #include "log.h"
 
@@ -41,13 +42,6 @@ struct sched {
 
 static struct task *current;
 
-int64_t sched_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 struct sched *sched_new(struct event_base *base, struct fiber_pool *pool)
 {
@@ -124,7 +118,7 @@ struct task *sched_spawn(struct sched *s, task_fn fn, void *arg,
 		s->all->prev = t;
 	s->all = t;
 	s->count++;
-	t->since_ms = sched_now_ms();
+	t->since_ms = clock_ms();
 	t->what = "start";
 	enqueue(t);
 	return t;
@@ -185,7 +179,7 @@ int sched_park(const char *what, task_abort_fn abort, void *obj, int64_t timeout
 	t->abort = abort;
 	t->wait_obj = obj;
 	t->what = what;
-	t->since_ms = sched_now_ms();
+	t->since_ms = clock_ms();
 	if (timeout_ms >= 0) {
 		struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
 
@@ -196,7 +190,7 @@ int sched_park(const char *what, task_abort_fn abort, void *obj, int64_t timeout
 	}
 	fiber_yield();
 	t->what = "running";
-	t->since_ms = sched_now_ms();
+	t->since_ms = clock_ms();
 	return t->wake_status;
 }
 
@@ -302,7 +296,7 @@ int sched_pending(const struct sched *s)
 
 void sched_dump(const struct sched *s, sched_dump_fn fn, void *arg)
 {
-	int64_t now = sched_now_ms();
+	int64_t now = clock_ms();
 
 	for (const struct task *t = s->all; t; t = t->next)
 		fn(arg, t, t->parked ? t->what : (t->queued ? "queued" : "running"),

@@ -71,6 +71,4 @@ typedef void (*sched_dump_fn)(void *arg, const struct task *t, const char *what,
     int64_t waited_ms);
 void sched_dump(const struct sched *s, sched_dump_fn fn, void *arg);
 
-int64_t sched_now_ms(void);
-
 #endif

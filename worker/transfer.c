@@ -1,5 +1,6 @@
 /* Files and HTTP for handlers: multipart uploads, file downloads and plain HTTP on the worker's curl multi. */
 #include "tgrun.h"
+#include "clock.h"
 #include "worker.h"
 #include "backoff.h"
 #include "botapi.h"
@@ -451,7 +452,7 @@ static int dl_fetch(struct tgrun_ctx *ctx, struct dl *d, const char *tmp,
 	CURLcode cc;
 	char why[sizeof(err->description)];
 
-	backoff_init(&bo, 200, 5000, (uint64_t)(uintptr_t)d ^ (uint64_t)sched_now_ms());
+	backoff_init(&bo, 200, 5000, (uint64_t)(uintptr_t)d ^ (uint64_t)clock_ms());
 	for (int attempt = 0;; attempt++) {
 		int64_t wait_ms;
 

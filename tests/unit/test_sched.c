@@ -12,6 +12,7 @@
 #include <event2/event.h>
 
 #include "fiber.h"
+#include "clock.h"
 #include "sched.h"
 #include "worker.h"
 
@@ -117,9 +118,9 @@ static int teardown(void **state)
 /* Run the scheduler and the event loop until no task is left or 5 s passed. */
 static void drain(struct env *e)
 {
-	int64_t end = sched_now_ms() + 5000;
+	int64_t end = clock_ms() + 5000;
 
-	while (sched_count(e->s) > 0 && sched_now_ms() < end) {
+	while (sched_count(e->s) > 0 && clock_ms() < end) {
 		sched_run(e->s);
 		if (sched_count(e->s) == 0)
 			break;
@@ -187,14 +188,14 @@ static void test_park_timeout(void **state)
 {
 	struct env *e = *state;
 	struct parker p = { .timeout_ms = 20, .st = -1 };
-	int64_t t0 = sched_now_ms();
+	int64_t t0 = clock_ms();
 
 	p.t = sched_spawn(e->s, parker_main, &p, NULL, NULL);
 	drain(e);
 	assert_int_equal(p.st, ETIMEDOUT);
 	assert_int_equal(p.aborted, 1);
 	assert_int_equal(p.abort_on_sched, 1);
-	assert_true(sched_now_ms() - t0 >= 19);
+	assert_true(clock_ms() - t0 >= 19);
 }
 
 static void test_cancel_parked_and_before_park(void **state)
@@ -370,13 +371,13 @@ struct wt {
 static void waiter_main(struct task *t, void *arg)
 {
 	struct wt *x = arg;
-	int64_t t0 = sched_now_ms();
+	int64_t t0 = clock_ms();
 
 	for (int i = 0; i < x->early; i++)
 		assert_int_equal(tgrun_waiter_done(x->w), 0);
 	x->rc = tgrun_waiter_wait(x->w, x->timeout);
 	x->err = errno;
-	x->ms = sched_now_ms() - t0;
+	x->ms = clock_ms() - t0;
 }
 
 static void test_waiter_done_before_wait(void **state)
