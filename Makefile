@@ -27,6 +27,9 @@ DEB_sqlite3    := libsqlite3-dev
 DEB_cmocka     := libcmocka-dev
 
 PYTEST ?= /usr/bin/python3 -m pytest
+# Seconds one integration test may take (python3-pytest-timeout): a hang fails
+# that test, not the whole run.
+TEST_TIMEOUT ?= 300
 
 OPT      ?= -O2
 WARN     := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes \
@@ -186,7 +189,8 @@ unit: build-all
 	if [ $$fail != 0 ]; then echo "unit tests FAILED"; exit 1; fi
 
 integration: build-all
-	TGRUN_BUILD=$(CURDIR)/$(B) $(PYTEST) -q -p no:cacheprovider tests/integration $(PYTEST_ARGS)
+	TGRUN_BUILD=$(CURDIR)/$(B) $(PYTEST) -q -p no:cacheprovider --timeout=$(TEST_TIMEOUT) \
+		tests/integration $(PYTEST_ARGS)
 
 demo: all
 	/usr/bin/python3 tests/demo.py --build $(B)

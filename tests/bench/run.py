@@ -7,6 +7,11 @@ burst     20,000 updates in 500 chats, echo_id handler, 2 workers, fake API
           journal on (sync = full) and off.
 sleepers  10,000 updates that each sleep 5 s, in flight at once across 2
           workers: time to finish and the workers' total RSS.
+tls       the same burst over HTTPS through nghttpx (HTTP/2, and HTTP/1.1
+          only) and over plain HTTP, interleaved: updates/s, CPU per update of
+          the whole daemon, TLS connections opened; with --baseline DIR, the
+          build in DIR too, in the same run (its CA store is the system bundle
+          plus the test CA, bind-mounted in a private mount namespace).
 switch    the fiber switch cost (build/bench/fiber_switch).
 ceiling   the fake API's own ceiling (tests/bench/fakeapi_ceiling.sh).
 """
@@ -22,6 +27,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
 
 from daemon import Tgrund  # noqa: E402
 from fakeapi import FakeApi  # noqa: E402
+from netfront import Nghttpx, make_ca  # noqa: E402
+from procs import Proc  # noqa: E402
 from updates import message  # noqa: E402
 
 CLK = os.sysconf("SC_CLK_TCK")
@@ -95,6 +102,97 @@ def print_burst(label, r, count):
     print("  worker CPU            %s s" % ", ".join("%.2f" % x for x in r["worker_cpu"]))
 
 
+SYSTEM_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+
+
+class MountedBundleTgrund(Tgrund):
+    """A tgrund without [api] ca_file (an older build): it trusts `bundle` as
+    the system bundle, in a mount namespace of its own. Same PID as tgrund."""
+
+    def __init__(self, build, tmp, api_url, bundle, **kw):
+        self.bundle = bundle
+        super().__init__(build, tmp, api_url, **kw)
+
+    def start(self):
+        argv = ["unshare", "-m", "sh", "-c",
+                'mount --bind "$0" %s && exec "$@"' % SYSTEM_BUNDLE, self.bundle,
+                os.path.join(self.build, "tgrund"), "-c", self.conf_path] + self.args
+        self.proc = Proc(argv, self.log_path, env=self.env, cwd=self.dir)
+        return self
+
+
+def tls_burst(build, count, mode, tls, baseline, limit):
+    """One burst; mode "http" (plain), "h2" or "h1" (nghttpx, HTTP/1.1 only)."""
+    tmp = tempfile.mkdtemp(prefix="tgrun-bench-")
+    api = FakeApi(build, tmp, args=("--count", str(count), "--chats", "500",
+                                    "--users", "2000", "--seed", "3"))
+    expected = api.stats()["expected_echoes"]
+    front = None
+    url = api.url
+    conf = {"workers": {"count": 2}, "log": {"level": "notice"},
+            "journal": {"enabled": "yes", "sync": "full"}}
+    if mode != "http":
+        front = Nghttpx(tmp, api.port, tls.server_key, tls.server_cert,
+                        http2=(mode == "h2"), bench=True)
+        url = front.url
+        if not baseline:
+            conf["api"] = {"ca_file": tls.bundle}
+    if baseline and mode != "http":
+        d = MountedBundleTgrund(build, tmp, url, tls.bundle, handler="echo_id", conf=conf)
+    else:
+        d = Tgrund(build, tmp, url, handler="echo_id", conf=conf)
+    try:
+        d.wait_ready(30)
+        wpids = d.worker_pids()
+        cpu0 = cpu_seconds(d.pid) + sum(cpu_seconds(p) for p in wpids)
+        elapsed, st = wait_all(api, expected, limit)
+        r = {"elapsed": elapsed, "st": st, "expected": expected,
+             "cpu": cpu_seconds(d.pid) + sum(cpu_seconds(p) for p in wpids) - cpu0,
+             "master_cpu": cpu_seconds(d.pid),
+             "rss_workers": [proc_status(p, "VmHWM") for p in wpids],
+             "conns": front.connections() if front else None,
+             "calls": sum(st["calls"].values())}
+    finally:
+        d.stop()
+        if front:
+            front.stop()
+        api.stop()
+    return r
+
+
+def tls_scenario(build, baseline, count, repeat):
+    tmp = tempfile.mkdtemp(prefix="tgrun-bench-tls-")
+    tls = make_ca(tmp)
+    tls.bundle = os.path.join(tmp, "bundle.pem")
+    with open(tls.bundle, "wb") as out:
+        for path in (SYSTEM_BUNDLE, tls.ca_cert):
+            with open(path, "rb") as f:
+                out.write(f.read())
+    builds = [("this", build, False)]
+    if baseline:
+        builds.append(("baseline", baseline, True))
+    rows = {}
+    for _ in range(repeat):
+        for mode in ("http", "h2", "h1"):
+            for label, b, is_base in builds:
+                r = tls_burst(b, count, mode, tls, is_base, 120)
+                rows.setdefault((label, mode), []).append(r)
+                st = r["st"]
+                print("== tls burst %s, %s: %.0f updates/s (%d of %d echoed in %.1f s), "
+                      "%.1f us CPU per update (whole daemon), connections %s, calls %d, "
+                      "missing/dup/inv %d/%d/%d, workers' peak RSS %s KiB"
+                      % (label, mode, st["echoed"] / r["elapsed"], st["echoed"], r["expected"],
+                         r["elapsed"], r["cpu"] * 1e6 / max(st["echoed"], 1), r["conns"],
+                         r["calls"], st["missing"], st["duplicates"], st["inversions"],
+                         "+".join(str(x) for x in r["rss_workers"])))
+                sys.stdout.flush()
+    for (label, mode), rs in sorted(rows.items()):
+        rates = sorted(x["st"]["echoed"] / x["elapsed"] for x in rs)
+        cpus = sorted(x["cpu"] * 1e6 / max(x["st"]["echoed"], 1) for x in rs)
+        print("== tls medians over %d runs, %s, %s: %.0f updates/s, %.1f us CPU per update"
+              % (len(rs), label, mode, rates[len(rates) // 2], cpus[len(cpus) // 2]))
+
+
 def sleepers(build, count, seconds):
     tmp = tempfile.mkdtemp(prefix="tgrun-bench-")
     api = FakeApi(build, tmp)
@@ -124,7 +222,9 @@ def main():
     ap.add_argument("--count", type=int, default=20000)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3, help="burst runs per journal mode")
-    ap.add_argument("--only", default="burst,sleepers,switch,ceiling",
+    ap.add_argument("--baseline", default=None,
+                    help="build dir of another version, measured in the same run (tls)")
+    ap.add_argument("--only", default="burst,tls,sleepers,switch,ceiling",
                     help="comma-separated scenarios")
     a = ap.parse_args()
     build = os.path.abspath(a.build)
@@ -152,6 +252,9 @@ def main():
                                                      med[journal][0], med[journal][1]))
         print("== journal cost: %.1f%% of updates/s (medians)"
               % (100.0 * (1 - med[True][0] / med[False][0])))
+    if "tls" in only:
+        tls_scenario(build, os.path.abspath(a.baseline) if a.baseline else None,
+                     a.count, a.repeat)
     if "sleepers" in only:
         sleepers(build, 10000, 5)
     if "switch" in only:

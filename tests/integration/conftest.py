@@ -9,8 +9,12 @@ sys.path.insert(0, HERE)
 
 from procs import ProcGroup  # noqa: E402
 
+ROOT = os.path.dirname(os.path.dirname(HERE))
 BUILD = os.environ.get("TGRUN_BUILD",
-                       os.path.join(os.path.dirname(os.path.dirname(HERE)), "build"))
+                       os.path.join(ROOT, "build"))
+# Built with -fsanitize (make check SANITIZE=1): slower, so some bounds widen.
+_FLAGS = os.path.join(BUILD, ".flags")
+SANITIZED = os.path.exists(_FLAGS) and "-fsanitize" in open(_FLAGS).read()
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)

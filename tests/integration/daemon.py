@@ -1,8 +1,8 @@
 """Running a private tgrund against a fake Bot API in a test's temporary directory."""
 import os
-import time
 
 from procs import Proc, TEST_TOKEN
+from waits import wait_until  # noqa: F401 (re-exported)
 
 _counter = [0]
 
@@ -108,12 +108,3 @@ def run_check(build, tmp, api_url, conf=None, handler="echo_id", timeout=20, **k
     d.proc.stop()
     return st, d.log()
 
-
-def wait_until(pred, timeout, interval=0.1):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(interval)
-    return pred()

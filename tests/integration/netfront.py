@@ -18,7 +18,6 @@ RedactingProc, which replaces anything token-like before it reaches a file.
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import threading

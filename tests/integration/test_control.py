@@ -7,11 +7,10 @@ import stat
 import subprocess
 import time
 
-from daemon import write_config, wait_until
+from daemon import wait_until
+from conftest import BUILD
 from updates import message
 
-BUILD = os.environ.get("TGRUN_BUILD", os.path.join(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "build"))
 
 
 def sock_path(d):

@@ -4,8 +4,8 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BUILD = os.environ.get("TGRUN_BUILD", os.path.join(ROOT, "build"))
-SANITIZED = "-fsanitize" in open(os.path.join(BUILD, ".flags")).read()
+from conftest import BUILD  # noqa: E402
+from conftest import SANITIZED  # noqa: E402
 
 
 def test_make_install_layout(tmp_path):

@@ -7,13 +7,10 @@ import time
 import pytest
 
 from daemon import run_check, wait_until
+from conftest import BUILD
+from waits import wait_echoed
 from updates import callback_query, message
 
-
-def wait_echoed(api, n, timeout=120):
-    st = api.wait_stats(lambda s: s["echoed"] >= n, timeout)
-    assert st["echoed"] >= n, "only %d of %d updates echoed: %r" % (st["echoed"], n, st)
-    return st
 
 
 def first_echo_ms(api, uid):
@@ -285,8 +282,6 @@ def test_crashing_update_is_retried_then_dead_lettered(fakeapi, tgrund):
 
 # ---- config and handler errors ---------------------------------------------------
 
-BUILD = os.environ.get("TGRUN_BUILD", os.path.join(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "build"))
 
 
 @pytest.mark.parametrize("conf,needle", [

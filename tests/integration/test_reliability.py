@@ -2,22 +2,16 @@
 import os
 import random
 import re
-import shutil
 import signal
 import subprocess
 import time
 
 from daemon import run_check, wait_until
+from conftest import BUILD
+from waits import wait_echoed
 from updates import message
 
-BUILD = os.environ.get("TGRUN_BUILD", os.path.join(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "build"))
 
-
-def wait_echoed(api, n, timeout=120):
-    st = api.wait_stats(lambda s: s["echoed"] >= n, timeout)
-    assert st["echoed"] >= n, "only %d of %d updates echoed: %r" % (st["echoed"], n, st)
-    return st
 
 
 def texts(api, since=0):

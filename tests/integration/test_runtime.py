@@ -10,11 +10,7 @@ import pytest
 from daemon import Tgrund, wait_until
 from updates import message
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SANITIZED = "-fsanitize" in open(os.path.join(
-    os.environ.get("TGRUN_BUILD", os.path.join(ROOT, "build")), ".flags")).read() \
-    if os.path.exists(os.path.join(os.environ.get("TGRUN_BUILD", os.path.join(ROOT, "build")),
-                                   ".flags")) else False
+from conftest import BUILD, ROOT, SANITIZED  # noqa: E402
 
 
 def texts(api, chat=None):
@@ -406,7 +402,7 @@ int tgrun_handle(struct tgrun_ctx *ctx, const json_t *update)
 
 
 def test_out_of_tree_handler_via_pkg_config(fakeapi, procs, tmp_path):
-    build = os.environ.get("TGRUN_BUILD", os.path.join(ROOT, "build"))
+    build = BUILD
     dest = str(tmp_path / "dest")
     # The build under test is installed as it is (-o build-all: nothing is rebuilt).
     cmd = ["make", "-s", "-o", "build-all", "install", "DESTDIR=" + dest, "PREFIX=/usr",

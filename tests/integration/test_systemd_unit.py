@@ -9,7 +9,7 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 UNIT = os.path.join(REPO, "systemd", "tgrun@.service")
-BUILD = os.environ.get("TGRUN_BUILD", os.path.join(REPO, "build"))
+from conftest import BUILD  # noqa: E402
 INSTANCE = "tgrun@testbot.service"
 INSTALLED_EXEC = "/usr/local/bin/tgrund"
 MAX_EXPOSURE = 2.0

@@ -5,12 +5,11 @@ import signal
 import subprocess
 import time
 
-import pytest
 
 from conftest import BUILD
 from daemon import run_check, wait_until
 from procs import TEST_TOKEN
-from test_master import wait_echoed
+from waits import wait_echoed
 
 BURST = ("--count", "3000", "--chats", "300", "--users", "900", "--seed", "5")
 
