@@ -175,7 +175,7 @@ def tls_scenario(build, baseline, count, repeat):
     for _ in range(repeat):
         for mode in ("http", "h2", "h1"):
             for label, b, is_base in builds:
-                r = tls_burst(b, count, mode, tls, is_base, 120)
+                r = tls_burst(b, count, mode, tls, is_base, 60)
                 rows.setdefault((label, mode), []).append(r)
                 st = r["st"]
                 print("== tls burst %s, %s: %.0f updates/s (%d of %d echoed in %.1f s), "
