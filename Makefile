@@ -16,7 +16,7 @@ DESTDIR    ?=
 
 B := build
 CC ?= cc
-PKGS := libevent jansson libcurl libsystemd inih sqlite3
+PKGS := libevent jansson libcurl libsystemd inih sqlite3 openssl
 # Debian package that provides each pkg-config module (used by `make deps`).
 DEB_libevent   := libevent-dev
 DEB_jansson    := libjansson-dev
@@ -24,6 +24,7 @@ DEB_libcurl    := libcurl4-openssl-dev
 DEB_libsystemd := libsystemd-dev
 DEB_inih       := libinih-dev
 DEB_sqlite3    := libsqlite3-dev
+DEB_openssl    := libssl-dev
 DEB_cmocka     := libcmocka-dev
 
 PYTEST ?= /usr/bin/python3 -m pytest
@@ -158,6 +159,7 @@ deps:
 			libsystemd) missing="$$missing $(DEB_libsystemd)";; \
 			inih) missing="$$missing $(DEB_inih)";; \
 			sqlite3) missing="$$missing $(DEB_sqlite3)";; \
+			openssl) missing="$$missing $(DEB_openssl)";; \
 			cmocka) missing="$$missing $(DEB_cmocka)";; \
 		esac; \
 	done; \

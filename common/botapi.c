@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/ssl.h>
+
 /* Answers larger than this are refused (getUpdates of 100 long updates fits). */
 #define BOTAPI_MAX_BODY (64u << 20)
 
@@ -81,6 +83,32 @@ void botapi_req_free(struct botapi_req *r)
 	memset(r, 0, sizeof(*r));
 }
 
+/*
+ * libcurl makes an SSL_CTX per connection and hands it here (OpenSSL
+ * backend). Keep each connection's TLS buffers instead of freeing them
+ * after every record (a malloc and free of ~16 KiB per read and write).
+ * Not read-ahead: libcurl asks SSL_pending() what is left to read, which
+ * does not count read-ahead bytes, and transfers then wait for ever.
+ */
+static CURLcode ssl_ctx_tune(CURL *e, void *sslctx, void *arg)
+{
+	SSL_CTX_clear_mode(sslctx, SSL_MODE_RELEASE_BUFFERS);
+	return CURLE_OK;
+}
+
+/* 1 when libcurl's TLS backend is OpenSSL, whose SSL_CTX ssl_ctx_tune() expects. */
+static int tls_is_openssl(void)
+{
+	static int known = -1;
+
+	if (known < 0) {
+		const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+
+		known = v->ssl_version != NULL && strncmp(v->ssl_version, "OpenSSL/", 8) == 0;
+	}
+	return known;
+}
+
 void botapi_net_apply(CURL *e, const struct botapi_net *net, enum botapi_use use)
 {
 	long ver = CURL_HTTP_VERSION_2TLS;
@@ -117,6 +145,8 @@ void botapi_net_apply(CURL *e, const struct botapi_net *net, enum botapi_use use
 	}
 	curl_easy_setopt(e, CURLOPT_CAPATH, net->ca_path);
 	curl_easy_setopt(e, CURLOPT_PROXY_CAPATH, net->ca_path);
+	if (tls_is_openssl())
+		curl_easy_setopt(e, CURLOPT_SSL_CTX_FUNCTION, ssl_ctx_tune);
 	/* Only [api] proxy: "" also keeps libcurl from reading *_proxy variables. */
 	curl_easy_setopt(e, CURLOPT_PROXY, net->proxy != NULL ? net->proxy : "");
 }
