@@ -3,10 +3,11 @@
 #include "clock.h"
 #include "journal.h"
 #include "log.h"
-#include "master.h"
+#include "status.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,7 +40,8 @@ struct client {
 };
 
 struct control {
-	struct master *m;
+	struct event_base *base;
+	struct status_ops ops;
 	struct evconnlistener *lev;
 	char *path;
 	dev_t dev;
@@ -154,7 +156,7 @@ static void on_accept(struct evconnlistener *lev, evutil_socket_t fd,
 		return;
 	}
 	if ((cl = calloc(1, sizeof(*cl))) == NULL ||
-	    (cl->bev = bufferevent_socket_new(c->m->base, fd,
+	    (cl->bev = bufferevent_socket_new(c->base, fd,
 	    BEV_OPT_CLOSE_ON_FREE)) == NULL) {
 		log_warn("control: out of memory for a connection");
 		free(cl);
@@ -184,52 +186,38 @@ static void on_accept_error(struct evconnlistener *lev, void *arg)
 static json_t *cmd_status(struct client *cl, const json_t *req, const char **err,
     int *async)
 {
-	struct master *m = cl->c->m;
+	struct control *c = cl->c;
+	struct status st;
 	int64_t now = clock_ms();
-	int ready = 0;
 	json_t *j, *jr;
 
-	for (struct wslot *w = m->workers; w; w = w->next)
-		ready += w->gen == m->gen && w->state == W_READY;
-	jr = json_pack("{s:b, s:s, s:I}", "enabled", m->journal != NULL, "path",
-	    m->cfg->journal_path, "bytes",
-	    (json_int_t)(m->journal ? journal_size_bytes(m->journal) : 0));
+	c->ops.snapshot(c->ops.arg, &st);
+	jr = json_pack("{s:b, s:s, s:I}", "enabled", st.journal_enabled, "path",
+	    st.journal_path, "bytes", (json_int_t)st.journal_bytes);
 	j = json_pack("{s:s, s:i, s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:I, "
 	    "s:I, s:f, s:o, s:o, s:s, s:i}",
-	    "state", master_polling_state(m),
-	    "generation", m->gen,
-	    "workers", ready,
-	    "worker_count", m->cfg->worker_count,
-	    "in_flight", m->inflight,
-	    "pending", m->pending,
-	    "fetched", (json_int_t)m->n_fetched,
-	    "done", (json_int_t)m->n_done,
-	    "failed", (json_int_t)m->n_failed,
-	    "retried", (json_int_t)m->n_retried,
-	    "dead_lettered", (json_int_t)m->n_dead,
-	    "dead_letters", (json_int_t)(m->journal ? journal_dead_count(m->journal) :
-		(int64_t)m->n_dead),
-	    "timed_out", (json_int_t)m->n_timeout,
-	    "updates_per_sec", m->rate,
-	    "since_last_poll_s", m->last_poll_ok_ms ?
-		json_real((double)(now - m->last_poll_ok_ms) / 1000.0) : json_null(),
+	    "state", st.polling,
+	    "generation", st.generation,
+	    "workers", st.workers_ready,
+	    "worker_count", st.worker_count,
+	    "in_flight", st.inflight,
+	    "pending", st.pending,
+	    "fetched", (json_int_t)st.fetched,
+	    "done", (json_int_t)st.done,
+	    "failed", (json_int_t)st.failed,
+	    "retried", (json_int_t)st.retried,
+	    "dead_lettered", (json_int_t)st.dead_lettered,
+	    "dead_letters", (json_int_t)st.dead_letters,
+	    "timed_out", (json_int_t)st.timed_out,
+	    "updates_per_sec", st.rate,
+	    "since_last_poll_s", st.last_poll_ok_ms ?
+		json_real((double)(now - st.last_poll_ok_ms) / 1000.0) : json_null(),
 	    "journal", jr,
-	    "bot", m->cfg->name,
+	    "bot", st.bot,
 	    "pid", (int)getpid());
 	if (j == NULL)
 		*err = "out of memory";
 	return j;
-}
-
-static const char *wstate_name(enum wstate s)
-{
-	switch (s) {
-	case W_EMPTY: return "empty";
-	case W_STARTING: return "starting";
-	case W_READY: return "ready";
-	case W_DRAINING: return "draining";
-	}
-	return "?";
 }
 
 /* Resident set size of `pid` from /proc/PID/statm, -1 if unknown. */
@@ -253,19 +241,22 @@ static int64_t rss_bytes(pid_t pid)
 static json_t *cmd_workers(struct client *cl, const json_t *req, const char **err,
     int *async)
 {
-	struct master *m = cl->c->m;
+	struct control *c = cl->c;
+	struct status st;
 	int64_t now = clock_ms();
 	json_t *a = json_array();
 
-	for (struct wslot *w = m->workers; a && w; w = w->next) {
+	c->ops.snapshot(c->ops.arg, &st);
+	for (size_t i = 0; a && i < st.nworkers; i++) {
+		const struct status_worker *w = &st.workers[i];
 		int64_t rss = rss_bytes(w->pid);
 
 		json_array_append_new(a, json_pack("{s:i, s:i, s:i, s:s, s:i, s:I, s:I, "
 		    "s:o, s:o}", "slot", w->slot, "pid", (int)w->pid, "generation", w->gen,
-		    "state", wstate_name(w->state), "in_flight", w->inflight,
+		    "state", w->state, "in_flight", w->inflight,
 		    "done", (json_int_t)w->done, "failed", (json_int_t)w->failed,
 		    "rss_bytes", rss >= 0 ? json_integer(rss) : json_null(),
-		    "heartbeat_ms", w->pid > 0 && w->state != W_STARTING ?
+		    "heartbeat_ms", w->last_pong_ms >= 0 ?
 			json_integer(now - w->last_pong_ms) : json_null()));
 	}
 	if (a == NULL)
@@ -276,7 +267,7 @@ static json_t *cmd_workers(struct client *cl, const json_t *req, const char **er
 static json_t *cmd_reload(struct client *cl, const json_t *req, const char **err,
     int *async)
 {
-	int r = master_request_reload(cl->c->m);
+	int r = cl->c->ops.reload(cl->c->ops.arg);
 
 	if (r < 0) {
 		*err = "the daemon is stopping";
@@ -285,18 +276,25 @@ static json_t *cmd_reload(struct client *cl, const json_t *req, const char **err
 	return json_pack("{s:s}", "reload", r == 0 ? "started" : "queued");
 }
 
+static json_t *set_paused(struct control *c, int paused)
+{
+	struct status st;
+
+	c->ops.pause(c->ops.arg, paused);
+	c->ops.snapshot(c->ops.arg, &st);
+	return json_pack("{s:s}", "state", st.polling);
+}
+
 static json_t *cmd_pause(struct client *cl, const json_t *req, const char **err,
     int *async)
 {
-	master_set_paused(cl->c->m, 1);
-	return json_pack("{s:s}", "state", master_polling_state(cl->c->m));
+	return set_paused(cl->c, 1);
 }
 
 static json_t *cmd_resume(struct client *cl, const json_t *req, const char **err,
     int *async)
 {
-	master_set_paused(cl->c->m, 0);
-	return json_pack("{s:s}", "state", master_polling_state(cl->c->m));
+	return set_paused(cl->c, 0);
 }
 
 /* The update type of a raw update: its first key other than update_id. */
@@ -339,7 +337,7 @@ static int dead_id(const json_t *req, int all_ok, int64_t *id, const char **err)
 	const json_t *v = json_object_get(req, "id");
 
 	if (all_ok && json_is_string(v) && strcmp(json_string_value(v), "all") == 0) {
-		*id = JOURNAL_ALL;
+		*id = STATUS_ALL;
 		return 0;
 	}
 	if (!json_is_integer(v) || json_integer_value(v) < 0) {
@@ -354,21 +352,20 @@ static int dead_id(const json_t *req, int all_ok, int64_t *id, const char **err)
 static json_t *cmd_dead(struct client *cl, const json_t *req, const char **err,
     int *async)
 {
-	struct master *m = cl->c->m;
+	const struct status_ops *ops = &cl->c->ops;
 	const char *action = json_string_value(json_object_get(req, "action"));
 	json_t *j = NULL;
 	int64_t id, n;
 
-	if (m->journal == NULL) {
-		*err = "journal disabled";
-		return NULL;
-	}
 	if (action == NULL || strcmp(action, "list") == 0) {
 		json_t *a = json_array();
 
-		if (a == NULL || journal_dead_list(m->journal, on_dead_list, a) != 0) {
+		if (a == NULL) {
+			*err = "out of memory";
+			return NULL;
+		}
+		if (ops->dead_list(ops->arg, on_dead_list, a, err) != 0) {
 			json_decref(a);
-			*err = journal_errmsg(m->journal);
 			return NULL;
 		}
 		return json_pack("{s:o}", "dead_letters", a);
@@ -376,10 +373,8 @@ static json_t *cmd_dead(struct client *cl, const json_t *req, const char **err,
 	if (strcmp(action, "show") == 0) {
 		if (dead_id(req, 0, &id, err) != 0)
 			return NULL;
-		n = journal_dead_get(m->journal, id, on_dead_show, &j);
-		if (n < 0)
-			*err = journal_errmsg(m->journal);
-		else if (n == 0)
+		n = ops->dead_show(ops->arg, id, on_dead_show, &j, err);
+		if (n == 0)
 			*err = "no such dead letter";
 		return n == 1 && j ? json_pack("{s:o}", "dead_letter", j) : NULL;
 	}
@@ -389,25 +384,11 @@ static json_t *cmd_dead(struct client *cl, const json_t *req, const char **err,
 	}
 	if (dead_id(req, 1, &id, err) != 0)
 		return NULL;
-	if (action[0] == 'r') {
-		if (m->stopping) {
-			*err = "the daemon is stopping";
-			return NULL;
-		}
-		n = journal_dead_retry(m->journal, id);
-		if (n > 0 && master_take_journaled(m) < 0) {
-			*err = "the dead letters are back in the journal but could not be "
-			    "read; they run at the next start";
-			return NULL;
-		}
-	} else {
-		n = journal_dead_drop(m->journal, id);
-	}
-	if (n < 0) {
-		*err = journal_errmsg(m->journal);
+	n = action[0] == 'r' ? ops->dead_retry(ops->arg, id, err) :
+	    ops->dead_drop(ops->arg, id, err);
+	if (n < 0)
 		return NULL;
-	}
-	if (n == 0 && id != JOURNAL_ALL) {
+	if (n == 0 && id != STATUS_ALL) {
 		*err = "no such dead letter";
 		return NULL;
 	}
@@ -434,35 +415,27 @@ static void on_dump_timeout(evutil_socket_t fd, short what, void *arg)
 static json_t *cmd_fibers(struct client *cl, const json_t *req, const char **err,
     int *async)
 {
-	struct master *m = cl->c->m;
+	struct control *c = cl->c;
 	const json_t *v = json_object_get(req, "worker");
 	struct timeval tv = { DUMP_TIMEOUT_MS / 1000, (DUMP_TIMEOUT_MS % 1000) * 1000 };
-	struct wslot *w;
+	pid_t pid;
 
-	if (!json_is_integer(v)) {
+	if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+	    json_integer_value(v) > INT_MAX) {
 		*err = "fibers: \"worker\" must be a worker slot number";
 		return NULL;
 	}
-	for (w = m->workers; w; w = w->next)
-		if (w->gen == m->gen && w->slot == json_integer_value(v) &&
-		    w->state == W_READY)
-			break;
-	if (w == NULL) {
-		*err = "fibers: no ready worker in that slot of the current generation";
-		return NULL;
-	}
 	if (cl->timer == NULL &&
-	    (cl->timer = evtimer_new(m->base, on_dump_timeout, cl)) == NULL) {
+	    (cl->timer = evtimer_new(c->base, on_dump_timeout, cl)) == NULL) {
 		*err = "out of memory";
 		return NULL;
 	}
-	if (workers_send_dump(w, ++cl->c->next_req) != 0) {
-		*err = "fibers: cannot send the request to the worker";
+	if (c->ops.dump(c->ops.arg, (int)json_integer_value(v), ++c->next_req, &pid,
+	    err) != 0)
 		return NULL;
-	}
-	cl->waiting = cl->c->next_req;
-	cl->wslot = w->slot;
-	cl->wpid = (long)w->pid;
+	cl->waiting = c->next_req;
+	cl->wslot = (int)json_integer_value(v);
+	cl->wpid = (long)pid;
 	evtimer_add(cl->timer, &tv);
 	*async = 1;
 	return NULL;
@@ -478,8 +451,8 @@ static const struct cmd cmds[] = {
 	{ "fibers", cmd_fibers },
 };
 
-void control_dump_answer(struct control *c, struct wslot *w, uint64_t req,
-    const char *payload, size_t len)
+void control_dump_answer(struct control *c, uint64_t req, const char *payload,
+    size_t len)
 {
 	struct client *cl;
 	json_t *a;
@@ -634,8 +607,8 @@ static int listen_unix(const char *path, char *err, size_t errlen)
 	return fd;
 }
 
-struct control *control_new(struct master *m, const char *path, char *err,
-    size_t errlen)
+struct control *control_new(struct event_base *base, const struct status_ops *ops,
+    const char *path, char *err, size_t errlen)
 {
 	struct control *c = calloc(1, sizeof(*c));
 	struct stat st;
@@ -645,14 +618,15 @@ struct control *control_new(struct master *m, const char *path, char *err,
 		snprintf(err, errlen, "control socket: out of memory");
 		goto fail;
 	}
-	c->m = m;
+	c->base = base;
+	c->ops = *ops;
 	if ((fd = listen_unix(path, err, errlen)) < 0)
 		goto fail;
 	if (stat(path, &st) == 0) {
 		c->dev = st.st_dev;
 		c->ino = st.st_ino;
 	}
-	c->lev = evconnlistener_new(m->base, on_accept, c,
+	c->lev = evconnlistener_new(base, on_accept, c,
 	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
 	if (c->lev == NULL) {
 		snprintf(err, errlen, "control socket %s: cannot listen", path);

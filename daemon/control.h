@@ -19,21 +19,22 @@
 #define CONTROL_VERSION 1
 #define CONTROL_MAX_LINE 8192
 
-struct master;
-struct wslot;
+#include "status.h"
+
+struct event_base;
 struct control;
 
 /*
  * Listen on `path` (mode 0600; a stale socket is replaced, a live one is an
  * error). NULL with one line in `err`.
  */
-struct control *control_new(struct master *m, const char *path, char *err,
-    size_t errlen) __attribute__((warn_unused_result));
+struct control *control_new(struct event_base *base, const struct status_ops *ops,
+    const char *path, char *err, size_t errlen) __attribute__((warn_unused_result));
 /* Close every connection and remove the socket file (if it is still ours). */
 void control_free(struct control *c);
 
 /* A worker's answer to a DUMP: finishes the `fibers` request `req`, if any. */
-void control_dump_answer(struct control *c, struct wslot *w, uint64_t req,
-    const char *payload, size_t len);
+void control_dump_answer(struct control *c, uint64_t req, const char *payload,
+    size_t len);
 
 #endif

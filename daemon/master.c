@@ -880,9 +880,11 @@ static void on_stats(evutil_socket_t fd, short what, void *arg)
 
 static int ops_start(struct master *m)
 {
+	struct status_ops ops;
 	char err[512];
 
-	if ((m->metrics = metrics_new(m)) == NULL)
+	if (master_status_ops(m, &ops) != 0 ||
+	    (m->metrics = metrics_new(m->base, &ops)) == NULL)
 		fatalx("out of memory");
 	if (m->cfg->metrics_listen != NULL &&
 	    metrics_listen(m->metrics, m->cfg->metrics_listen, err, sizeof(err)) != 0) {
@@ -890,7 +892,8 @@ static int ops_start(struct master *m)
 		return -1;
 	}
 	if (m->cfg->control_enabled &&
-	    (m->control = control_new(m, m->cfg->control_socket, err, sizeof(err))) == NULL) {
+	    (m->control = control_new(m->base, &ops, m->cfg->control_socket, err,
+	    sizeof(err))) == NULL) {
 		log_err("%s", err);
 		return -1;
 	}
@@ -964,7 +967,7 @@ void master_worker_stats(struct master *m, struct wslot *w, const struct frame *
 	json_t *j;
 
 	if (f->flags == FRAME_STATS_DUMP) {
-		control_dump_answer(m->control, w, f->seq, f->payload, f->len);
+		control_dump_answer(m->control, f->seq, f->payload, f->len);
 		return;
 	}
 	j = json_loadb(f->payload, f->len, 0, NULL);
@@ -1047,6 +1050,7 @@ static void master_free(struct master *m)
 	journal_close(m->journal);
 	control_free(m->control);
 	metrics_free(m->metrics);
+	master_status_free(m);
 	struct event *evs[] = { m->sig_term, m->sig_int, m->sig_hup, m->sig_chld,
 	    m->stats_ev, m->shutdown_ev, m->watchdog_ev, m->tick_ev, m->journal_ev,
 	    m->drain_ev };

@@ -111,6 +111,7 @@ struct master {
 	int paused;			/* polling paused by `tgrunctl pause` */
 	struct control *control;	/* NULL when [control] enabled = no */
 	struct metrics *metrics;
+	struct status_buf *status_buf;	/* what the last snapshot points into */
 };
 
 /* Run the daemon until it stops; returns the exit status. Takes over cfg. */
@@ -145,6 +146,12 @@ int master_take_journaled(struct master *m);
 void master_worker_stats(struct master *m, struct wslot *w, const struct frame *f);
 /* "polling", "paused (control)", "paused (journal)", ... for status lines. */
 const char *master_polling_state(const struct master *m);
+
+/* daemon/master_status.c: status.h's ops for the control socket and metrics. */
+struct status_ops;
+int master_status_ops(struct master *m, struct status_ops *ops)
+	__attribute__((warn_unused_result));
+void master_status_free(struct master *m);
 
 /* daemon/workers.c */
 /* Ask `w` for its fibers; it answers with a FRAME_STATS_DUMP STATS frame. */

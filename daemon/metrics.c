@@ -1,9 +1,7 @@
 /* Prometheus text metrics: counters, gauges and histograms served over evhttp. */
 #include "metrics.h"
 #include "clock.h"
-#include "journal.h"
 #include "log.h"
-#include "master.h"
 #include "wstats.h"
 
 #include <arpa/inet.h>
@@ -34,7 +32,8 @@ struct histo {
 };
 
 struct metrics {
-	struct master *m;
+	struct event_base *base;
+	struct status_ops ops;
 	struct evhttp *http;
 	struct {
 		char name[API_NAME];
@@ -45,12 +44,14 @@ struct metrics {
 	struct histo handler, dispatch;
 };
 
-struct metrics *metrics_new(struct master *m)
+struct metrics *metrics_new(struct event_base *base, const struct status_ops *ops)
 {
 	struct metrics *mt = calloc(1, sizeof(*mt));
 
-	if (mt != NULL)
-		mt->m = m;
+	if (mt != NULL) {
+		mt->base = base;
+		mt->ops = *ops;
+	}
 	return mt;
 }
 
@@ -169,22 +170,24 @@ static void histogram(struct evbuffer *out, const char *name, const char *help,
 
 void metrics_render(struct metrics *mt, struct evbuffer *out)
 {
-	struct master *m = mt->m;
+	struct status st;
 	int64_t now = clock_ms();
 	int maxslot = -1;
 
+	mt->ops.snapshot(mt->ops.arg, &st);
+
 	counter(out, "tgrun_updates_fetched_total", "Updates fetched with getUpdates.",
-	    m->n_fetched);
+	    st.fetched);
 	counter(out, "tgrun_updates_done_total", "Updates the handler finished.",
-	    m->n_done);
+	    st.done);
 	counter(out, "tgrun_updates_failed_total",
-	    "Updates whose handler failed, was cancelled or timed out.", m->n_failed);
+	    "Updates whose handler failed, was cancelled or timed out.", st.failed);
 	counter(out, "tgrun_updates_retried_total",
-	    "Deliveries repeated after a worker died.", m->n_retried);
+	    "Deliveries repeated after a worker died.", st.retried);
 	counter(out, "tgrun_updates_dead_lettered_total",
-	    "Updates given up after max_attempts.", m->n_dead);
+	    "Updates given up after max_attempts.", st.dead_lettered);
 	counter(out, "tgrun_updates_timed_out_total",
-	    "Updates cancelled after update_timeout.", m->n_timeout);
+	    "Updates cancelled after update_timeout.", st.timed_out);
 
 	head(out, "tgrun_api_calls_total", "counter",
 	    "Bot API call attempts from the workers by method and outcome.");
@@ -196,20 +199,20 @@ void metrics_render(struct metrics *mt, struct evbuffer *out)
 	counter(out, "tgrun_api_429_total",
 	    "Bot API answers 429 (flood limit) seen by the workers.", mt->n429);
 
-	gauge(out, "tgrun_updates_in_flight", "Updates running in workers.", m->inflight);
+	gauge(out, "tgrun_updates_in_flight", "Updates running in workers.", st.inflight);
 	gauge(out, "tgrun_updates_pending", "Updates fetched and not finished.",
-	    m->pending);
+	    st.pending);
 	head(out, "tgrun_worker_in_flight", "gauge",
 	    "Updates running per worker slot (every generation).");
-	for (struct wslot *w = m->workers; w; w = w->next)
-		if (w->slot > maxslot)
-			maxslot = w->slot;
+	for (size_t i = 0; i < st.nworkers; i++)
+		if (st.workers[i].slot > maxslot)
+			maxslot = st.workers[i].slot;
 	for (int s = 0; s <= maxslot; s++) {
 		int n = 0, any = 0;
 
-		for (struct wslot *w = m->workers; w; w = w->next) {
-			if (w->slot == s) {
-				n += w->inflight;
+		for (size_t i = 0; i < st.nworkers; i++) {
+			if (st.workers[i].slot == s) {
+				n += st.workers[i].inflight;
 				any = 1;
 			}
 		}
@@ -218,10 +221,10 @@ void metrics_render(struct metrics *mt, struct evbuffer *out)
 			    s, n);
 	}
 	gauge(out, "tgrun_journal_bytes", "Journal file and WAL size in bytes.",
-	    m->journal ? (double)journal_size_bytes(m->journal) : 0.0);
+	    (double)st.journal_bytes);
 	gauge(out, "tgrun_seconds_since_last_poll",
 	    "Seconds since the last successful getUpdates (-1 before the first).",
-	    m->last_poll_ok_ms ? (double)(now - m->last_poll_ok_ms) / 1000.0 : -1.0);
+	    st.last_poll_ok_ms ? (double)(now - st.last_poll_ok_ms) / 1000.0 : -1.0);
 
 	histogram(out, "tgrun_handler_duration_seconds",
 	    "Handler run time per update, from the workers' DONE.", &mt->handler);
@@ -275,7 +278,7 @@ int metrics_listen(struct metrics *mt, const char *listen, char *err, size_t err
 	}
 	snprintf(host, sizeof(host), "%.*s", (int)hn, h);
 	port = atoi(colon + 1);
-	mt->http = evhttp_new(mt->m->base);
+	mt->http = evhttp_new(mt->base);
 	if (mt->http == NULL) {
 		snprintf(err, errlen, "metrics: evhttp_new failed");
 		return -1;

@@ -7,11 +7,16 @@
 
 #include <jansson.h>
 
-struct master;
+#include "status.h"
+
+struct event_base;
 struct metrics;
 
-/* Counters and histograms for `m`; nothing is served until metrics_listen(). */
-struct metrics *metrics_new(struct master *m)
+/*
+ * Histograms of its own; counters and gauges from ops->snapshot at each
+ * scrape. Nothing is served until metrics_listen().
+ */
+struct metrics *metrics_new(struct event_base *base, const struct status_ops *ops)
 	__attribute__((warn_unused_result));
 void metrics_free(struct metrics *mt);
 
