@@ -298,7 +298,7 @@ static json_t *cmd_resume(struct client *cl, const json_t *req, const char **err
 }
 
 /* The update type of a raw update: its first key other than update_id. */
-static json_t *dead_json(const struct journal_dead *d, int with_body)
+static json_t *dead_json(const struct store_dead *d, int with_body)
 {
 	json_t *body = json_loadb(d->body, d->len, 0, NULL), *o;
 	const char *type = "unknown", *key;
@@ -320,12 +320,12 @@ static json_t *dead_json(const struct journal_dead *d, int with_body)
 	return o;
 }
 
-static int on_dead_list(void *arg, const struct journal_dead *d)
+static int on_dead_list(void *arg, const struct store_dead *d)
 {
 	return json_array_append_new(arg, dead_json(d, 0)) == 0 ? 0 : -1;
 }
 
-static int on_dead_show(void *arg, const struct journal_dead *d)
+static int on_dead_show(void *arg, const struct store_dead *d)
 {
 	*(json_t **)arg = dead_json(d, 1);
 	return 0;

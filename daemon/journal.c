@@ -90,6 +90,7 @@ static const char *const sync_sql[] = {
 };
 
 struct journal {
+	struct store store;		/* first: a struct store * is a struct journal * */
 	sqlite3 *db;
 	char *path;
 	char *wal_path;
@@ -105,6 +106,8 @@ struct journal {
 	int last_errno;
 	char errmsg[256];
 };
+
+static const struct store_ops sqlite_store_ops;
 
 static void enter(struct journal *j, const char *func);
 static void ok(struct journal *j);
@@ -468,6 +471,8 @@ struct journal *journal_open(const char *path, enum cfg_sync sync, char *err,
 		return NULL;
 	}
 	j = calloc(1, sizeof(*j));
+	if (j != NULL)
+		j->store.ops = &sqlite_store_ops;
 	if (j == NULL)
 		goto fail_oom;
 	j->sync = sync;
@@ -586,7 +591,7 @@ void journal_close(struct journal *j)
 
 /* ---- updates ---- */
 
-int journal_add_batch(struct journal *j, const struct journal_rec *recs,
+int journal_add_batch(struct journal *j, const struct store_rec *recs,
     size_t n, int64_t next_offset)
 {
 	sqlite3_stmt *ins = j->st[ST_INSERT];
@@ -724,7 +729,7 @@ int journal_set_attempt(struct journal *j, int64_t update_id, int attempt)
 	return 0;
 }
 
-int journal_replay(struct journal *j, journal_update_cb cb, void *arg)
+int journal_replay(struct journal *j, store_update_cb cb, void *arg)
 {
 	sqlite3_stmt *st = j->st[ST_REPLAY];
 	const char *body;
@@ -813,10 +818,10 @@ fail:
 }
 
 /* Walk a dead-letter query, calling cb per row; see journal_dead_list(). */
-static int dead_walk(struct journal *j, sqlite3_stmt *st, journal_dead_cb cb,
+static int dead_walk(struct journal *j, sqlite3_stmt *st, store_dead_cb cb,
     void *arg, int *found)
 {
-	struct journal_dead d;
+	struct store_dead d;
 	int rc, r = 0;
 
 	*found = 0;
@@ -848,7 +853,7 @@ static int dead_walk(struct journal *j, sqlite3_stmt *st, journal_dead_cb cb,
 	return r;
 }
 
-int journal_dead_list(struct journal *j, journal_dead_cb cb, void *arg)
+int journal_dead_list(struct journal *j, store_dead_cb cb, void *arg)
 {
 	int found;
 
@@ -856,7 +861,7 @@ int journal_dead_list(struct journal *j, journal_dead_cb cb, void *arg)
 	return dead_walk(j, j->st[ST_DEAD_LIST], cb, arg, &found);
 }
 
-int journal_dead_get(struct journal *j, int64_t update_id, journal_dead_cb cb,
+int journal_dead_get(struct journal *j, int64_t update_id, store_dead_cb cb,
     void *arg)
 {
 	int found;
@@ -870,9 +875,9 @@ int journal_dead_get(struct journal *j, int64_t update_id, journal_dead_cb cb,
 
 int64_t journal_dead_retry(struct journal *j, int64_t update_id)
 {
-	enum journal_stmt ins = update_id == JOURNAL_ALL ? ST_DEAD_RETRY_ALL :
+	enum journal_stmt ins = update_id == STORE_ALL ? ST_DEAD_RETRY_ALL :
 	    ST_DEAD_RETRY_ONE;
-	enum journal_stmt del = update_id == JOURNAL_ALL ? ST_DEAD_DROP_ALL :
+	enum journal_stmt del = update_id == STORE_ALL ? ST_DEAD_DROP_ALL :
 	    ST_DEAD_DROP_ONE;
 	int64_t inserted, moved;
 
@@ -880,7 +885,7 @@ int64_t journal_dead_retry(struct journal *j, int64_t update_id)
 	if (tx_begin(j, lazy_sync(j)) == -1)
 		return -1;
 	sqlite3_bind_int64(j->st[ins], 1, now_sec());
-	if (update_id != JOURNAL_ALL) {
+	if (update_id != STORE_ALL) {
 		sqlite3_bind_int64(j->st[ins], 2, update_id);
 		sqlite3_bind_int64(j->st[del], 1, update_id);
 	}
@@ -902,13 +907,13 @@ fail:
 
 int64_t journal_dead_drop(struct journal *j, int64_t update_id)
 {
-	enum journal_stmt del = update_id == JOURNAL_ALL ? ST_DEAD_DROP_ALL :
+	enum journal_stmt del = update_id == STORE_ALL ? ST_DEAD_DROP_ALL :
 	    ST_DEAD_DROP_ONE;
 
 	enter(j, __func__);
 	if (set_sync(j, lazy_sync(j)) == -1)
 		return -1;
-	if (update_id != JOURNAL_ALL)
+	if (update_id != STORE_ALL)
 		sqlite3_bind_int64(j->st[del], 1, update_id);
 	if (run(j, del, "drop dead letter %lld", (long long)update_id) == -1)
 		return -1;
@@ -973,4 +978,61 @@ int64_t journal_size_bytes(const struct journal *j)
 struct sqlite3 *journal_db(struct journal *j)
 {
 	return j->db;
+}
+
+/* ---- the journal as a store (store.h) ---------------------------------------------- */
+
+#define J(s) ((struct journal *)(s))
+#define CJ(s) ((const struct journal *)(s))
+
+static int st_add_batch(struct store *s, const struct store_rec *r, size_t n, int64_t off)
+{
+	return journal_add_batch(J(s), r, n, off);
+}
+static int st_offset(struct store *s, int64_t *out) { return journal_offset(J(s), out); }
+static int st_done(struct store *s, int64_t id) { return journal_done(J(s), id); }
+static size_t st_done_pending(const struct store *s) { return journal_done_pending(CJ(s)); }
+static int st_flush(struct store *s) { return journal_flush(J(s)); }
+static int st_set_attempt(struct store *s, int64_t id, int attempt)
+{
+	return journal_set_attempt(J(s), id, attempt);
+}
+static int st_replay(struct store *s, store_update_cb cb, void *arg)
+{
+	return journal_replay(J(s), cb, arg);
+}
+static int st_dead_letter(struct store *s, int64_t id, int attempts, const char *error)
+{
+	return journal_dead_letter(J(s), id, attempts, error);
+}
+static int st_dead_list(struct store *s, store_dead_cb cb, void *arg)
+{
+	return journal_dead_list(J(s), cb, arg);
+}
+static int st_dead_get(struct store *s, int64_t id, store_dead_cb cb, void *arg)
+{
+	return journal_dead_get(J(s), id, cb, arg);
+}
+static int64_t st_dead_retry(struct store *s, int64_t id) { return journal_dead_retry(J(s), id); }
+static int64_t st_dead_drop(struct store *s, int64_t id) { return journal_dead_drop(J(s), id); }
+static int64_t st_dead_count(struct store *s) { return journal_dead_count(J(s)); }
+static const char *st_errmsg(const struct store *s) { return journal_errmsg(CJ(s)); }
+static bool st_disk_full(const struct store *s) { return journal_disk_full(CJ(s)); }
+static int64_t st_size_bytes(const struct store *s) { return journal_size_bytes(CJ(s)); }
+static void st_close(struct store *s) { journal_close(J(s)); }
+
+static const struct store_ops sqlite_store_ops = {
+	.add_batch = st_add_batch, .offset = st_offset, .done = st_done,
+	.done_pending = st_done_pending, .flush = st_flush,
+	.set_attempt = st_set_attempt, .replay = st_replay,
+	.dead_letter = st_dead_letter, .dead_list = st_dead_list,
+	.dead_get = st_dead_get, .dead_retry = st_dead_retry,
+	.dead_drop = st_dead_drop, .dead_count = st_dead_count,
+	.errmsg = st_errmsg, .disk_full = st_disk_full,
+	.size_bytes = st_size_bytes, .close = st_close,
+};
+
+struct store *journal_store(struct journal *j)
+{
+	return j != NULL ? &j->store : NULL;
 }

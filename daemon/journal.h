@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "store.h"
 
 /*
  * One connection, used only by the master's single thread; no function yields
@@ -24,31 +25,6 @@ struct sqlite3;
 
 /* The on-disk schema version (PRAGMA user_version) this code writes. */
 #define JOURNAL_SCHEMA_VERSION 1
-/* update_id for "every dead letter" in journal_dead_retry/_drop. */
-#define JOURNAL_ALL (-1)
-
-/* One fetched update: its id and raw JSON, not NUL-terminated necessarily. */
-struct journal_rec {
-	int64_t update_id;
-	const char *body;
-	size_t len;
-};
-
-/* A dead letter as listed; the pointers are valid during the callback only. */
-struct journal_dead {
-	int64_t update_id;
-	int attempts;
-	const char *error;	/* "" if none was recorded */
-	int64_t died_at;	/* unix seconds */
-	const char *body;	/* raw JSON, NUL-terminated, `len` bytes */
-	size_t len;
-};
-
-/* Callbacks return 0 to go on; any other value stops the walk and is returned. */
-typedef int (*journal_update_cb)(void *arg, int64_t update_id, const char *body,
-    size_t len, int attempt);
-typedef int (*journal_dead_cb)(void *arg, const struct journal_dead *d);
-
 /*
  * Open or create the journal at `path` (created with mode 0600; -wal gets
  * the same mode), switch it to WAL, create or check the schema, run
@@ -76,7 +52,7 @@ void journal_close(struct journal *j);
  * the journal is kept as is (attempt included). `n` may be 0 (offset only).
  * Returns the number of updates that were new, or -1 (nothing stored).
  */
-int journal_add_batch(struct journal *j, const struct journal_rec *recs,
+int journal_add_batch(struct journal *j, const struct store_rec *recs,
     size_t n, int64_t next_offset)
 	__attribute__((warn_unused_result));
 
@@ -111,7 +87,7 @@ int journal_set_attempt(struct journal *j, int64_t update_id, int attempt)
  * completions are flushed first; if that fails they are still skipped.
  * Returns 0, the callback's non-zero value if it stopped the walk, or -1.
  */
-int journal_replay(struct journal *j, journal_update_cb cb, void *arg)
+int journal_replay(struct journal *j, store_update_cb cb, void *arg)
 	__attribute__((warn_unused_result));
 
 /* Unfinished updates: stored minus queued as done. O(1). */
@@ -126,20 +102,20 @@ int journal_dead_letter(struct journal *j, int64_t update_id, int attempts,
     const char *error)
 	__attribute__((warn_unused_result));
 /* Every dead letter in update_id order; returns like journal_replay(). */
-int journal_dead_list(struct journal *j, journal_dead_cb cb, void *arg)
+int journal_dead_list(struct journal *j, store_dead_cb cb, void *arg)
 	__attribute__((warn_unused_result));
 /* One dead letter: 1 (cb called, its return ignored), 0 if absent, or -1. */
-int journal_dead_get(struct journal *j, int64_t update_id, journal_dead_cb cb,
+int journal_dead_get(struct journal *j, int64_t update_id, store_dead_cb cb,
     void *arg)
 	__attribute__((warn_unused_result));
 /*
- * Move dead letters back into the journal with attempt 0; JOURNAL_ALL means
+ * Move dead letters back into the journal with attempt 0; STORE_ALL means
  * all. Returns how many moved, or -1. The caller picks them up with
  * journal_replay(), skipping the ids it already holds.
  */
 int64_t journal_dead_retry(struct journal *j, int64_t update_id)
 	__attribute__((warn_unused_result));
-/* Delete dead letters; JOURNAL_ALL means all. Returns how many, or -1. */
+/* Delete dead letters; STORE_ALL means all. Returns how many, or -1. */
 int64_t journal_dead_drop(struct journal *j, int64_t update_id)
 	__attribute__((warn_unused_result));
 /* Number of dead letters, or -1. */
@@ -161,6 +137,9 @@ bool journal_disk_full(const struct journal *j);
 
 /* Bytes on disk: the file plus its WAL, for metrics; -1 if stat() fails. */
 int64_t journal_size_bytes(const struct journal *j);
+
+/* The journal as the master's store (store.h); the same object, not a copy. */
+struct store *journal_store(struct journal *j);
 
 /* The connection itself, for tests only (e.g. PRAGMA max_page_count). */
 struct sqlite3 *journal_db(struct journal *j);

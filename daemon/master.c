@@ -5,6 +5,7 @@
 #include "evcurl.h"
 #include "frame.h"
 #include "journal.h"
+#include "store.h"
 #include "log.h"
 #include "poller.h"
 #include "control.h"
@@ -82,13 +83,13 @@ static void finish(struct master *m, struct upd *u, int journal_done_too)
 	seq_remove(m->seq, &u->se);
 	u64map_del(&m->upds, (uint64_t)u->id);
 	m->pending--;
-	if (journal_done_too && m->journal != NULL && u->journaled &&
-	    journal_done(m->journal, u->id) != 0)
+	if (journal_done_too && m->store != NULL && u->journaled &&
+	    store_done(m->store, u->id) != 0)
 		log_warn("journal: cannot queue the completion of update %lld: %s",
-		    (long long)u->id, journal_errmsg(m->journal));
-	if (m->journal != NULL && journal_done_pending(m->journal) >= JOURNAL_FLUSH_COUNT &&
-	    journal_flush(m->journal) != 0)
-		log_warn("journal: flushing completions: %s", journal_errmsg(m->journal));
+		    (long long)u->id, store_errmsg(m->store));
+	if (m->store != NULL && store_done_pending(m->store) >= JOURNAL_FLUSH_COUNT &&
+	    store_flush(m->store) != 0)
+		log_warn("journal: flushing completions: %s", store_errmsg(m->store));
 	upd_free(u);
 }
 
@@ -137,12 +138,12 @@ static struct upd *add_update(struct master *m, const char *json, size_t len,
 /* Write every pending update not yet journaled, with the offset, in one transaction. */
 static int journal_write_pending(struct master *m)
 {
-	struct journal_rec *recs;
+	struct store_rec *recs;
 	struct upd **which;
 	size_t n = 0, cap = (size_t)m->pending;
 	int rc = 0;
 
-	if (m->journal == NULL || cap == 0)
+	if (m->store == NULL || cap == 0)
 		return 0;
 	recs = calloc(cap, sizeof(*recs));
 	which = calloc(cap, sizeof(*which));
@@ -159,7 +160,7 @@ static int journal_write_pending(struct master *m)
 		which[n++] = u;
 	}
 	if (n > 0 || m->journal_blocked) {
-		if (journal_add_batch(m->journal, recs, n, m->next_offset) < 0) {
+		if (store_add_batch(m->store, recs, n, m->next_offset) < 0) {
 			rc = -1;
 		} else {
 			for (size_t i = 0; i < n; i++)
@@ -177,8 +178,8 @@ static void journal_blocked(struct master *m)
 
 	if (!m->journal_blocked)
 		log_err("journal: cannot write fetched updates (%s%s); polling paused "
-		    "until it can", journal_errmsg(m->journal),
-		    journal_disk_full(m->journal) ? ", disk full" : "");
+		    "until it can", store_errmsg(m->store),
+		    store_disk_full(m->store) ? ", disk full" : "");
 	m->journal_blocked = 1;
 	evtimer_add(m->journal_ev, &tv);
 }
@@ -197,8 +198,8 @@ static void on_journal_timer(evutil_socket_t fd, short what, void *arg)
 		log_notice("journal: writable again; polling resumed");
 		maybe_poll(m);
 	}
-	if (journal_done_pending(m->journal) > 0 && journal_flush(m->journal) != 0)
-		log_warn("journal: flushing completions: %s", journal_errmsg(m->journal));
+	if (store_done_pending(m->store) > 0 && store_flush(m->store) != 0)
+		log_warn("journal: flushing completions: %s", store_errmsg(m->store));
 	evtimer_add(m->journal_ev, &tv);
 }
 
@@ -248,25 +249,25 @@ static int journal_start(struct master *m)
 		    "dies (at-most-once)");
 		return 0;
 	}
-	m->journal = journal_open(m->cfg->journal_path, m->cfg->journal_sync, err,
-	    sizeof(err));
-	if (m->journal == NULL) {
+	m->store = journal_store(journal_open(m->cfg->journal_path, m->cfg->journal_sync,
+	    err, sizeof(err)));
+	if (m->store == NULL) {
 		log_err("%s", err);
 		return -1;
 	}
 	struct replay r = { m, NULL, 0, 0 };
 
-	if (journal_offset(m->journal, &off) != 0 ||
-	    journal_replay(m->journal, replay_one, &r) != 0) {
-		log_err("journal %s: %s", m->cfg->journal_path, journal_errmsg(m->journal));
+	if (store_offset(m->store, &off) != 0 ||
+	    store_replay(m->store, replay_one, &r) != 0) {
+		log_err("journal %s: %s", m->cfg->journal_path, store_errmsg(m->store));
 		free(r.bad);
 		return -1;
 	}
 	for (size_t i = 0; i < r.nbad; i++) {
 		log_err("journal: update %lld is not a usable update; moved to the dead "
 		    "letters", (long long)r.bad[i]);
-		if (journal_dead_letter(m->journal, r.bad[i], 0, "not a usable update") != 0)
-			log_err("journal: %s", journal_errmsg(m->journal));
+		if (store_dead_letter(m->store, r.bad[i], 0, "not a usable update") != 0)
+			log_err("journal: %s", store_errmsg(m->store));
 	}
 	free(r.bad);
 	if (off > m->next_offset)
@@ -282,11 +283,11 @@ static int journal_start(struct master *m)
 static void on_batch(void *arg, const struct poller_item *items, size_t n)
 {
 	struct master *m = arg;
-	struct journal_rec *recs = NULL;
+	struct store_rec *recs = NULL;
 	size_t nrec = 0;
 
 	m->last_poll_ok_ms = clock_ms();
-	if (m->journal != NULL && n > 0 && (recs = calloc(n, sizeof(*recs))) == NULL)
+	if (m->store != NULL && n > 0 && (recs = calloc(n, sizeof(*recs))) == NULL)
 		fatalx("out of memory");
 	for (size_t i = 0; i < n; i++) {
 		struct upd *u = add_update(m, items[i].json, items[i].len, 1, 1);
@@ -308,8 +309,8 @@ static void on_batch(void *arg, const struct poller_item *items, size_t n)
 		}
 	}
 	/* The next getUpdates confirms this batch: the journal commit comes first. */
-	if (m->journal != NULL && (nrec > 0 || m->journal_blocked)) {
-		if (m->journal_blocked || journal_add_batch(m->journal, recs, nrec,
+	if (m->store != NULL && (nrec > 0 || m->journal_blocked)) {
+		if (m->journal_blocked || store_add_batch(m->store, recs, nrec,
 		    m->next_offset) < 0) {
 			journal_blocked(m);
 		} else {
@@ -474,7 +475,7 @@ static void dispatch(struct master *m)
 	struct upd *u;
 
 	/* With the journal, a stop leaves pending updates for the next start. */
-	if (m->stopping && m->journal != NULL)
+	if (m->stopping && m->store != NULL)
 		return;
 	dispatch_retries(m);
 	while (m->inflight < m->cfg->concurrency && (w = least_loaded(m)) != NULL) {
@@ -506,8 +507,8 @@ void master_worker_ready(struct master *m, struct wslot *w)
 static void dead_letter(struct master *m, struct upd *u, const char *why)
 {
 	m->n_dead++;
-	if (m->journal != NULL && u->journaled &&
-	    journal_dead_letter(m->journal, u->id, u->attempt, why) == 0) {
+	if (m->store != NULL && u->journaled &&
+	    store_dead_letter(m->store, u->id, u->attempt, why) == 0) {
 		log_err("update %lld (%s): dead-lettered after %d attempts: %s "
 		    "(tgrunctl dead-letters show %lld)", (long long)u->id,
 		    keys_type_name(u->type), u->attempt, why, (long long)u->id);
@@ -548,7 +549,7 @@ void master_update_done(struct master *m, struct wslot *w, int64_t id,
 			log_info("update %lld (%s) failed in worker %d after %u ms",
 			    (long long)id, keys_type_name(u->type), w->slot, ms);
 	}
-	if (status == FRAME_ST_CANCELLED && m->stopping && !timed_out && m->journal) {
+	if (status == FRAME_ST_CANCELLED && m->stopping && !timed_out && m->store) {
 		/* Cancelled by the stop: it stays journaled for the next start. */
 	} else {
 		finish(m, u, 1);
@@ -557,7 +558,7 @@ void master_update_done(struct master *m, struct wslot *w, int64_t id,
 	    !m->stopping)
 		workers_recycle(m, w);
 	if (m->stopping) {
-		if (m->inflight == 0 && (m->journal != NULL || m->pending == 0))
+		if (m->inflight == 0 && (m->store != NULL || m->pending == 0))
 			begin_confirm(m);
 		else
 			dispatch(m);
@@ -575,7 +576,7 @@ void master_worker_lost(struct master *m, struct wslot *w)
 		int timed_out = u->cancel_sent_ms != 0;
 
 		untrack(u);
-		if (m->stopping && m->journal != NULL)
+		if (m->stopping && m->store != NULL)
 			continue;	/* stays journaled for the next start */
 		if (timed_out) {
 			m->n_failed++;
@@ -590,17 +591,17 @@ void master_worker_lost(struct master *m, struct wslot *w)
 		}
 		u->attempt++;
 		m->n_retried++;
-		if (m->journal != NULL && u->journaled &&
-		    journal_set_attempt(m->journal, u->id, u->attempt) != 0)
+		if (m->store != NULL && u->journaled &&
+		    store_set_attempt(m->store, u->id, u->attempt) != 0)
 			log_warn("journal: cannot store the attempt of update %lld: %s",
-			    (long long)u->id, journal_errmsg(m->journal));
+			    (long long)u->id, store_errmsg(m->store));
 		log_warn("update %lld: retrying (attempt %d) after worker %d died",
 		    (long long)u->id, u->attempt, w->slot);
 		/* It keeps its key slots, so per-chat order holds. */
 		push_retry(m, u);
 	}
 	w->isolated = w->reserved = 0;
-	if (m->stopping && m->inflight == 0 && (m->journal != NULL || m->pending == 0))
+	if (m->stopping && m->inflight == 0 && (m->store != NULL || m->pending == 0))
 		begin_confirm(m);
 	else
 		dispatch(m);
@@ -654,7 +655,7 @@ static int64_t confirm_offset(struct master *m)
 	int64_t low = m->next_offset;
 
 	/* Journaled updates survive in the journal: everything fetched may go. */
-	if (m->journal != NULL)
+	if (m->store != NULL)
 		return low;
 	for (size_t i = 0; i < m->upds.cap; i++) {
 		struct upd *u = m->upds.vals[i];
@@ -680,7 +681,7 @@ static void begin_confirm(struct master *m)
 	off = confirm_offset(m);
 	if (m->pending > 0)
 		log_notice("%d fetched updates not finished %s; confirming offset %lld",
-		    m->pending, m->journal ? "stay in the journal" : "are lost",
+		    m->pending, m->store ? "stay in the journal" : "are lost",
 		    (long long)off);
 	m->next_offset = off;
 	poller_confirm(m->poller, off);
@@ -730,7 +731,7 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 	if (m->shutdown_ev == NULL)
 		fatalx("evtimer_new failed");
 	evtimer_add(m->shutdown_ev, &tv);
-	if (m->inflight == 0 && (m->journal != NULL || m->pending == 0))
+	if (m->inflight == 0 && (m->store != NULL || m->pending == 0))
 		begin_confirm(m);
 }
 
@@ -951,11 +952,11 @@ int master_take_journaled(struct master *m)
 {
 	int before = m->pending;
 
-	if (m->journal == NULL)
+	if (m->store == NULL)
 		return 0;
-	if (journal_replay(m->journal, take_one, m) != 0) {
+	if (store_replay(m->store, take_one, m) != 0) {
 		log_err("journal: reading retried dead letters: %s",
-		    journal_errmsg(m->journal));
+		    store_errmsg(m->store));
 		return -1;
 	}
 	dispatch(m);
@@ -1047,7 +1048,7 @@ static void master_free(struct master *m)
 	u64map_free(&m->upds);
 	seq_free(m->seq);
 	evcurl_free(m->ec);
-	journal_close(m->journal);
+	store_close(m->store);
 	control_free(m->control);
 	metrics_free(m->metrics);
 	master_status_free(m);
@@ -1101,7 +1102,7 @@ int master_run(struct config *cfg, const char *token)
 	m.sig_chld = add_signal(&m, SIGCHLD, on_chld);
 	m.stats_ev = add_timer(&m, STATS_INTERVAL_S * 1000, on_stats);
 	m.tick_ev = add_timer(&m, TICK_MS, on_tick);
-	if (m.journal != NULL) {
+	if (m.store != NULL) {
 		struct timeval tv = { 0, JOURNAL_FLUSH_MS * 1000 };
 
 		m.journal_ev = evtimer_new(m.base, on_journal_timer, &m);

@@ -76,7 +76,7 @@ struct master {
 	struct event_base *base;
 	struct evcurl *ec;
 	struct poller *poller;
-	struct journal *journal;	/* NULL when [journal] enabled = no */
+	struct store *store;		/* the journal; NULL when [journal] enabled = no */
 	struct throttle *throttle;	/* shared buckets; kept across reloads, NULL until enabled */
 	struct seq *seq;
 	struct u64map upds;		/* update id -> struct upd */
@@ -138,7 +138,7 @@ int master_request_reload(struct master *m);
 void master_set_paused(struct master *m, int paused);
 /*
  * Take journaled updates that are not pending (dead letters just moved back
- * by journal_dead_retry) into the pending set and dispatch them. Returns how
+ * by store_dead_retry) into the pending set and dispatch them. Returns how
  * many were added, or -1 (journal error, logged).
  */
 int master_take_journaled(struct master *m);

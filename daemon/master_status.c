@@ -1,10 +1,12 @@
 /* The master's side of status.h: snapshots and requests for the control socket and the metrics. */
 #include "master.h"
-#include "journal.h"
+#include "store.h"
 #include "log.h"
 #include "status.h"
 
 #include <stdlib.h>
+
+_Static_assert(STATUS_ALL == STORE_ALL, "status.h and store.h mean the same by 'all'");
 
 /* What the snapshot's pointers point into; rebuilt at every snapshot. */
 struct status_buf {
@@ -54,12 +56,12 @@ static void snapshot(void *arg, struct status *st)
 		.retried = m->n_retried,
 		.dead_lettered = m->n_dead,
 		.timed_out = m->n_timeout,
-		.dead_letters = m->journal ? journal_dead_count(m->journal) : (int64_t)m->n_dead,
+		.dead_letters = m->store ? store_dead_count(m->store) : (int64_t)m->n_dead,
 		.rate = m->rate,
 		.last_poll_ok_ms = m->last_poll_ok_ms,
-		.journal_enabled = m->journal != NULL,
+		.journal_enabled = m->store != NULL,
 		.journal_path = m->cfg->journal_path,
-		.journal_bytes = m->journal ? journal_size_bytes(m->journal) : 0,
+		.journal_bytes = m->store ? store_size_bytes(m->store) : 0,
 		.workers = b->workers,
 	};
 	for (const struct wslot *w = m->workers; w && st->nworkers < n; w = w->next) {
@@ -83,22 +85,22 @@ static void pause_polling(void *arg, int paused)
 	master_set_paused(arg, paused);
 }
 
-/* The journal, or NULL with *err set. */
-static struct journal *journal_of(struct master *m, const char **err)
+/* The store, or NULL with *err set. */
+static struct store *store_of(struct master *m, const char **err)
 {
-	if (m->journal == NULL)
+	if (m->store == NULL)
 		*err = "journal disabled";
-	return m->journal;
+	return m->store;
 }
 
 static int dead_list(void *arg, status_dead_fn fn, void *fnarg, const char **err)
 {
-	struct journal *j = journal_of(arg, err);
+	struct store *j = store_of(arg, err);
 
 	if (j == NULL)
 		return -1;
-	if (journal_dead_list(j, fn, fnarg) != 0) {
-		*err = journal_errmsg(j);
+	if (store_dead_list(j, fn, fnarg) != 0) {
+		*err = store_errmsg(j);
 		return -1;
 	}
 	return 0;
@@ -107,20 +109,20 @@ static int dead_list(void *arg, status_dead_fn fn, void *fnarg, const char **err
 static int dead_show(void *arg, int64_t id, status_dead_fn fn, void *fnarg,
     const char **err)
 {
-	struct journal *j = journal_of(arg, err);
+	struct store *j = store_of(arg, err);
 	int n;
 
 	if (j == NULL)
 		return -1;
-	if ((n = journal_dead_get(j, id, fn, fnarg)) < 0)
-		*err = journal_errmsg(j);
+	if ((n = store_dead_get(j, id, fn, fnarg)) < 0)
+		*err = store_errmsg(j);
 	return n;
 }
 
 static int64_t dead_retry(void *arg, int64_t id, const char **err)
 {
 	struct master *m = arg;
-	struct journal *j = journal_of(m, err);
+	struct store *j = store_of(m, err);
 	int64_t n;
 
 	if (j == NULL)
@@ -129,8 +131,8 @@ static int64_t dead_retry(void *arg, int64_t id, const char **err)
 		*err = "the daemon is stopping";
 		return -1;
 	}
-	if ((n = journal_dead_retry(j, id == STATUS_ALL ? JOURNAL_ALL : id)) < 0) {
-		*err = journal_errmsg(j);
+	if ((n = store_dead_retry(j, id)) < 0) {
+		*err = store_errmsg(j);
 		return -1;
 	}
 	if (n > 0 && master_take_journaled(m) < 0) {
@@ -143,13 +145,13 @@ static int64_t dead_retry(void *arg, int64_t id, const char **err)
 
 static int64_t dead_drop(void *arg, int64_t id, const char **err)
 {
-	struct journal *j = journal_of(arg, err);
+	struct store *j = store_of(arg, err);
 	int64_t n;
 
 	if (j == NULL)
 		return -1;
-	if ((n = journal_dead_drop(j, id == STATUS_ALL ? JOURNAL_ALL : id)) < 0)
-		*err = journal_errmsg(j);
+	if ((n = store_dead_drop(j, id)) < 0)
+		*err = store_errmsg(j);
 	return n;
 }
 

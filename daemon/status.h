@@ -35,9 +35,9 @@ struct status {
 	size_t nworkers;
 };
 
-struct journal_dead;
+struct store_dead;
 /* One dead letter; non-zero stops the walk. */
-typedef int (*status_dead_fn)(void *arg, const struct journal_dead *d);
+typedef int (*status_dead_fn)(void *arg, const struct store_dead *d);
 
 /*
  * The master's side. Errors: -1 with *err set to a message that may be

@@ -53,7 +53,7 @@ static struct journal *jopen(const char *path, enum cfg_sync sync)
 static void add(struct journal *j, const int64_t *ids, size_t n, int64_t off,
     int expect_new)
 {
-	struct journal_rec recs[64];
+	struct store_rec recs[64];
 	char bodies[64][64];
 	size_t i;
 
@@ -221,7 +221,7 @@ static void test_batch_and_offset_together(void **state)
 {
 	const char *p = tpath(0, "atomic.db");
 	struct journal *j = jopen(p, CFG_SYNC_FULL);
-	struct journal_rec recs[3] = {
+	struct store_rec recs[3] = {
 		{ 10, "{\"a\":1}", 7 }, { 11, NULL, 0 }, { 12, "{\"c\":3}", 7 },
 	};
 	struct seen s;
@@ -256,7 +256,7 @@ static void test_batch_and_offset_together(void **state)
 static void test_duplicates_ignored(void **state)
 {
 	struct journal *j = jopen(tpath(0, "dup.db"), CFG_SYNC_FULL);
-	struct journal_rec again = { 2, "{\"changed\":true}", 16 };
+	struct store_rec again = { 2, "{\"changed\":true}", 16 };
 	struct seen s;
 
 	add(j, (int64_t[]){ 1, 2, 3 }, 3, 4, 3);
@@ -438,7 +438,7 @@ struct dead_seen {
 	int64_t died_at[16];
 };
 
-static int dead_collect(void *arg, const struct journal_dead *d)
+static int dead_collect(void *arg, const struct store_dead *d)
 {
 	struct dead_seen *s = arg;
 
@@ -505,7 +505,7 @@ static void test_dead_letters(void **state)
 	assert_int_equal(journal_dead_letter(j, 1, 3, "e1"), 0);
 	assert_int_equal(journal_dead_letter(j, 5, 3, "e5"), 0);
 	assert_int_equal(journal_dead_count(j), 3);
-	assert_int_equal(journal_dead_retry(j, JOURNAL_ALL), 3);
+	assert_int_equal(journal_dead_retry(j, STORE_ALL), 3);
 	assert_int_equal(journal_dead_count(j), 0);
 	assert_int_equal(journal_count(j), 5);
 	replay(j, &s);
@@ -525,9 +525,9 @@ static void test_dead_letters(void **state)
 	j = jopen(p, CFG_SYNC_FULL);
 	assert_int_equal(journal_dead_count(j), 2);
 	assert_int_equal(journal_count(j), 2);
-	assert_int_equal(journal_dead_drop(j, JOURNAL_ALL), 2);
+	assert_int_equal(journal_dead_drop(j, STORE_ALL), 2);
 	assert_int_equal(journal_dead_count(j), 0);
-	assert_int_equal(journal_dead_retry(j, JOURNAL_ALL), 0);
+	assert_int_equal(journal_dead_retry(j, STORE_ALL), 0);
 	replay(j, &s);
 	assert_ids(&s, (int64_t[]){ 2, 4 }, 2);
 	journal_close(j);
@@ -737,7 +737,7 @@ static void big_batch(struct journal *j, int64_t first, size_t n, int64_t off,
     int expect)
 {
 	static char body[6000];
-	struct journal_rec recs[8];
+	struct store_rec recs[8];
 	size_t i;
 
 	assert_true(n <= 8);
@@ -869,7 +869,7 @@ static void timing_run(enum cfg_sync sync, const char *label, const char *name)
 {
 	enum { N = 20000, BATCH = 100, FLUSH = 200 };
 	static char bodies[BATCH][200];
-	struct journal_rec recs[BATCH];
+	struct store_rec recs[BATCH];
 	struct journal *j = jopen(tpath(0, name), sync);
 	double c0 = 0, w0 = 0, c1, w1, c2, w2;
 	int64_t id = 1000000;
