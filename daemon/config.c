@@ -1,5 +1,6 @@
 /* The bot's INI config: parsing, validation and defaults. */
 #include "config.h"
+#include "units.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -178,13 +179,6 @@ static int fail(struct loader *ld, int line, const char *fmt, ...)
 static int fail_key(struct loader *ld, const struct key *k, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 static void say_accepted(const struct key *k, char *buf, size_t len);
-static void say_duration(int64_t ms, char *buf, size_t len);
-static void say_size(int64_t bytes, char *buf, size_t len);
-static int parse_digits(const char **sp, uint64_t *v);
-static int parse_int(const char *s, int64_t *v);
-static int parse_duration(const char *s, int64_t *ms);
-static int parse_size(const char *s, int64_t *bytes);
-static int parse_rate(const char *s, int64_t *n, int64_t *period_ms);
 static int list_next(const char **p, char *buf, size_t len);
 static int update_type_lookup(const char *name);
 static char *path_absolute(const char *path);
@@ -325,42 +319,6 @@ config_handler_get(const struct config *cfg, const char *key)
 		if (strcmp(cfg->handler_kv[i].key, key) == 0)
 			return cfg->handler_kv[i].value;
 	return NULL;
-}
-
-int
-config_parse_duration(const char *s, int64_t *ms)
-{
-	return parse_duration(s, ms) == 0 ? 0 : -1;
-}
-
-int
-config_parse_size(const char *s, size_t *bytes)
-{
-	int64_t v;
-
-	if (parse_size(s, &v) != 0 || (uint64_t)v > SIZE_MAX)
-		return -1;
-	*bytes = (size_t)v;
-	return 0;
-}
-
-int
-config_parse_bool(const char *s, int *out)
-{
-	static const char *const yes[] = { "yes", "true", "on", "1" };
-	static const char *const no[] = { "no", "false", "off", "0" };
-
-	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
-		if (strcmp(s, yes[i]) == 0) {
-			*out = 1;
-			return 0;
-		}
-		if (strcmp(s, no[i]) == 0) {
-			*out = 0;
-			return 0;
-		}
-	}
-	return -1;
 }
 
 /*
@@ -658,7 +616,7 @@ set_number(struct loader *ld, const struct key *k, const char *value)
 	say_accepted(k, acc, sizeof(acc));
 	switch (k->type) {
 	case KT_BOOL:
-		if (config_parse_bool(value, &b) == -1)
+		if (units_parse_bool(value, &b) == -1)
 			return fail_key(ld, k, "\"%s\" is not accepted (accepted: %s)",
 			    value, acc);
 		*(int *)dst = b;
@@ -693,19 +651,19 @@ set_number(struct loader *ld, const struct key *k, const char *value)
 		}
 		/* FALLTHROUGH */
 	case KT_INT:
-		r = parse_int(value, &v);
+		r = units_parse_int(value, &v);
 		break;
 	case KT_SIZE:
 		what = "a size";
-		r = parse_size(value, &v);
+		r = units_parse_size(value, &v);
 		break;
 	case KT_RATE:
 		what = "a rate";
-		r = parse_rate(value, &v, &period);
+		r = units_parse_rate(value, &v, &period);
 		break;
 	default:		/* KT_DURATION, KT_SECONDS */
 		what = "a duration";
-		r = parse_duration(value, &v);
+		r = units_parse_duration(value, &v);
 		if (r == 0 && k->type == KT_SECONDS && v % SECONDS != 0)
 			return fail_key(ld, k, "\"%s\" is not a whole number of "
 			    "seconds (accepted: %s)", value, acc);
@@ -973,7 +931,7 @@ set_listen(struct loader *ld, const struct key *k, const char *value)
 	if (h != value ? inet_pton(AF_INET6, host, buf) != 1 :
 	    strcmp(host, "localhost") != 0 && inet_pton(AF_INET, host, buf) != 1)
 		goto bad;
-	if (colon[1] == '-' || parse_int(colon + 1, &port) != 0 || port < k->min ||
+	if (colon[1] == '-' || units_parse_int(colon + 1, &port) != 0 || port < k->min ||
 	    port > k->max)
 		goto bad;
 	free(*dst);
@@ -1044,14 +1002,14 @@ say_accepted(const struct key *k, char *buf, size_t len)
 		    (long long)(k->min / SECONDS), (long long)(k->max / SECONDS));
 		break;
 	case KT_DURATION:
-		say_duration(k->min, lo, sizeof(lo));
-		say_duration(k->max, hi, sizeof(hi));
+		units_say_duration(k->min, lo, sizeof(lo));
+		units_say_duration(k->max, hi, sizeof(hi));
 		snprintf(buf, len, "a duration %s..%s: a number with ms, s or m; "
 		    "bare = seconds", lo, hi);
 		break;
 	case KT_SIZE:
-		say_size(k->min, lo, sizeof(lo));
-		say_size(k->max, hi, sizeof(hi));
+		units_say_size(k->min, lo, sizeof(lo));
+		units_say_size(k->max, hi, sizeof(hi));
 		snprintf(buf, len, "a size %s..%s: a number with k or m; "
 		    "bare = bytes", lo, hi);
 		break;
@@ -1075,149 +1033,6 @@ say_accepted(const struct key *k, char *buf, size_t len)
 		snprintf(buf, len, "%s", k->accepted);
 		break;
 	}
-}
-
-static void
-say_duration(int64_t ms, char *buf, size_t len)
-{
-	if (ms != 0 && ms % MINUTES == 0)
-		snprintf(buf, len, "%lldm", (long long)(ms / MINUTES));
-	else if (ms % SECONDS == 0)
-		snprintf(buf, len, "%llds", (long long)(ms / SECONDS));
-	else
-		snprintf(buf, len, "%lldms", (long long)ms);
-}
-
-static void
-say_size(int64_t bytes, char *buf, size_t len)
-{
-	if (bytes != 0 && bytes % MIB == 0)
-		snprintf(buf, len, "%lldm", (long long)(bytes / MIB));
-	else if (bytes != 0 && bytes % KIB == 0)
-		snprintf(buf, len, "%lldk", (long long)(bytes / KIB));
-	else
-		snprintf(buf, len, "%lld", (long long)bytes);
-}
-
-/* Decimal digits at *sp: 0, -1 if none, -2 on overflow. Advances *sp. */
-static int
-parse_digits(const char **sp, uint64_t *v)
-{
-	const char *s = *sp;
-	uint64_t acc = 0;
-	int over = 0;
-
-	if (*s < '0' || *s > '9')
-		return -1;
-	for (; *s >= '0' && *s <= '9'; s++) {
-		if (acc > (UINT64_MAX - (uint64_t)(*s - '0')) / 10)
-			over = 1;
-		else
-			acc = acc * 10 + (uint64_t)(*s - '0');
-	}
-	*sp = s;
-	*v = acc;
-	return over ? -2 : 0;
-}
-
-/* An optionally negative decimal: 0, -1 if not a number, -2 if too large. */
-static int
-parse_int(const char *s, int64_t *v)
-{
-	uint64_t u;
-	int neg = 0, r;
-
-	if (*s == '-') {
-		neg = 1;
-		s++;
-	}
-	if ((r = parse_digits(&s, &u)) == -1 || *s != '\0')
-		return -1;
-	if (r == -2 || u > (uint64_t)INT64_MAX)
-		return -2;
-	*v = neg ? -(int64_t)u : (int64_t)u;
-	return 0;
-}
-
-/* A unit suffix and what one of it is worth. */
-struct unit {
-	const char *suffix;
-	uint64_t mult;
-};
-
-/*
- * A non-negative decimal followed by one of `units` (the table ends with a
- * NULL suffix): 0, -1 if malformed, -2 if negative or out of range.
- */
-static int
-parse_scaled(const char *s, const struct unit *units, int64_t *out)
-{
-	uint64_t u;
-	int neg = 0, r;
-
-	if (*s == '-') {
-		neg = 1;
-		s++;
-	}
-	if ((r = parse_digits(&s, &u)) == -1)
-		return -1;
-	for (; units->suffix != NULL; units++) {
-		if (strcmp(s, units->suffix) != 0)
-			continue;
-		if (neg || r == -2 || u > (uint64_t)INT64_MAX / units->mult)
-			return -2;
-		*out = (int64_t)(u * units->mult);
-		return 0;
-	}
-	return -1;
-}
-
-/* "250ms", "30s", "5m", "2" (seconds): 0, -1 if malformed, -2 if out of range. */
-static int
-parse_duration(const char *s, int64_t *ms)
-{
-	static const struct unit units[] = {
-		{ "ms", 1 }, { "s", SECONDS }, { "", SECONDS }, { "m", MINUTES },
-		{ NULL, 0 },
-	};
-
-	return parse_scaled(s, units, ms);
-}
-
-/* "256k", "8m", "65536" (bytes): 0, -1 if malformed, -2 if out of range. */
-static int
-parse_size(const char *s, int64_t *bytes)
-{
-	static const struct unit units[] = {
-		{ "", 1 }, { "k", (uint64_t)KIB }, { "m", (uint64_t)MIB }, { NULL, 0 },
-	};
-
-	return parse_scaled(s, units, bytes);
-}
-
-/* "30/s", "20/m": 0, -1 if malformed, -2 if the count is out of range. */
-static int
-parse_rate(const char *s, int64_t *n, int64_t *period_ms)
-{
-	uint64_t u;
-	int neg = 0, r;
-
-	if (*s == '-') {
-		neg = 1;
-		s++;
-	}
-	if ((r = parse_digits(&s, &u)) == -1 || *s++ != '/')
-		return -1;
-	if (strcmp(s, "s") == 0)
-		*period_ms = SECONDS;
-	else if (strcmp(s, "m") == 0)
-		*period_ms = MINUTES;
-	else
-		return -1;
-	if (neg || r == -2 || u > (uint64_t)INT64_MAX)
-		return -2;
-	*n = (int64_t)u;
-	return 0;
 }
 
 /*

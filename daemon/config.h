@@ -118,9 +118,5 @@ void config_free(struct config *cfg);
 /* Value of a [handler] key, NULL if absent. */
 const char *config_handler_get(const struct config *cfg, const char *key);
 
-/* Helpers shared with other parsers; return 0 or -1 on a bad value. */
-int config_parse_duration(const char *s, int64_t *ms);	/* "250ms", "30s", "5m", "2" (= s) */
-int config_parse_size(const char *s, size_t *bytes);	/* "256k", "8m", "65536" */
-int config_parse_bool(const char *s, int *out);		/* yes/no, true/false, on/off, 1/0 */
 
 #endif

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "units.h"
 #include "keys.h"
 #include "log.h"
 
@@ -1180,13 +1181,13 @@ test_parse_duration(void **state)
 	(void)state;
 	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
 		ms = -42;
-		if (config_parse_duration(good[i].s, &ms) != 0)
+		if (units_parse_duration(good[i].s, &ms) != 0)
 			fail_msg("\"%s\" refused", good[i].s);
 		assert_int_equal(ms, good[i].ms);
 	}
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		ms = -42;
-		if (config_parse_duration(bad[i], &ms) != -1)
+		if (units_parse_duration(bad[i], &ms) == 0)
 			fail_msg("\"%s\" accepted", bad[i]);
 		assert_int_equal(ms, -42);
 	}
@@ -1195,7 +1196,7 @@ test_parse_duration(void **state)
 static void
 test_parse_size(void **state)
 {
-	static const struct { const char *s; size_t n; } good[] = {
+	static const struct { const char *s; int64_t n; } good[] = {
 		{ "0", 0 }, { "65536", 65536 }, { "256k", 262144 }, { "8m", 8 << 20 },
 		{ "1k", 1024 }, { "9223372036854775807", 9223372036854775807ULL },
 		{ "9007199254740991k", 9007199254740991ULL * 1024 },
@@ -1206,18 +1207,18 @@ test_parse_size(void **state)
 		"9223372036854775808", "9007199254740992k", "8796093022208m",
 		"99999999999999999999",
 	};
-	size_t n;
+	int64_t n;
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
 		n = 42;
-		if (config_parse_size(good[i].s, &n) != 0)
+		if (units_parse_size(good[i].s, &n) != 0)
 			fail_msg("\"%s\" refused", good[i].s);
 		assert_int_equal(n, good[i].n);
 	}
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		n = 42;
-		if (config_parse_size(bad[i], &n) != -1)
+		if (units_parse_size(bad[i], &n) == 0)
 			fail_msg("\"%s\" accepted", bad[i]);
 		assert_int_equal(n, 42);
 	}
@@ -1239,13 +1240,13 @@ test_parse_bool(void **state)
 	(void)state;
 	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
 		v = 42;
-		if (config_parse_bool(good[i].s, &v) != 0)
+		if (units_parse_bool(good[i].s, &v) != 0)
 			fail_msg("\"%s\" refused", good[i].s);
 		assert_int_equal(v, good[i].v);
 	}
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		v = 42;
-		if (config_parse_bool(bad[i], &v) != -1)
+		if (units_parse_bool(bad[i], &v) != -1)
 			fail_msg("\"%s\" accepted", bad[i]);
 		assert_int_equal(v, 42);
 	}
