@@ -34,6 +34,7 @@ static void dispatch(struct master *m);
 static void maybe_poll(struct master *m);
 static void begin_confirm(struct master *m);
 static void start_reload(struct master *m);
+static void master_generation_failed(struct master *m, int gen, const char *why);
 
 
 /* ---- updates ------------------------------------------------------------- */
@@ -491,7 +492,7 @@ static void dispatch(struct master *m)
 
 /* ---- results from workers ---------------------------------------------------- */
 
-void master_worker_ready(struct master *m, struct wslot *w)
+static void master_worker_ready(struct master *m, struct wslot *w)
 {
 	log_debug("worker %d (pid %ld) ready", w->slot, (long)w->pid);
 	if (!m->started && ++m->nready == m->cfg->worker_count) {
@@ -520,7 +521,7 @@ static void dead_letter(struct master *m, struct upd *u, const char *why)
 	finish(m, u, 1);
 }
 
-void master_update_done(struct master *m, struct wslot *w, int64_t id,
+static void master_update_done(struct master *m, struct wslot *w, int64_t id,
     int status, uint32_t ms)
 {
 	struct upd *u = u64map_get(&m->upds, (uint64_t)id);
@@ -568,7 +569,7 @@ void master_update_done(struct master *m, struct wslot *w, int64_t id,
 	maybe_poll(m);
 }
 
-void master_worker_lost(struct master *m, struct wslot *w)
+static void master_worker_lost(struct master *m, struct wslot *w)
 {
 	struct upd *u;
 
@@ -789,7 +790,7 @@ static void reload_finished(struct master *m)
 	}
 }
 
-void master_generation_ready(struct master *m, int gen)
+static void master_generation_ready(struct master *m, int gen)
 {
 	struct config *old = m->cfg;
 	int old_gen = m->gen;
@@ -817,7 +818,7 @@ void master_generation_ready(struct master *m, int gen)
 	maybe_poll(m);
 }
 
-void master_generation_failed(struct master *m, int gen, const char *why)
+static void master_generation_failed(struct master *m, int gen, const char *why)
 {
 	if (!m->reloading || gen != m->reload_gen)
 		return;
@@ -963,7 +964,7 @@ int master_take_journaled(struct master *m)
 	return m->pending - before;
 }
 
-void master_worker_stats(struct master *m, struct wslot *w, const struct frame *f)
+static void master_worker_stats(struct master *m, struct wslot *w, const struct frame *f)
 {
 	json_t *j;
 
@@ -1064,6 +1065,22 @@ static void master_free(struct master *m)
 	config_free(m->next_cfg);
 }
 
+/* workers.c has said why. */
+static void worker_unusable(struct master *m)
+{
+	master_exit(m, EXIT_CONFIG);
+}
+
+static const struct workers_cbs worker_cbs = {
+	.worker_ready = master_worker_ready,
+	.generation_ready = master_generation_ready,
+	.generation_failed = master_generation_failed,
+	.update_done = master_update_done,
+	.stats = master_worker_stats,
+	.worker_lost = master_worker_lost,
+	.unusable = worker_unusable,
+};
+
 int master_run(struct config *cfg, const char *token)
 {
 	struct master m;
@@ -1074,6 +1091,7 @@ int master_run(struct config *cfg, const char *token)
 	m.cfg = cfg;
 	m.token = token;
 	m.gen = 1;
+	workers_set_cbs(&m, &worker_cbs);
 	u64map_init(&m.upds);
 	signal(SIGPIPE, SIG_IGN);
 	m.worker_path = workers_find_binary();

@@ -10,6 +10,7 @@
 #include "notify.h"
 #include "sequencer.h"
 #include "u64map.h"
+#include "workers.h"
 
 /* Exit statuses of tgrund. */
 enum {
@@ -112,24 +113,13 @@ struct master {
 	struct control *control;	/* NULL when [control] enabled = no */
 	struct metrics *metrics;
 	struct status_buf *status_buf;	/* what the last snapshot points into */
+	struct workers_cbs wcbs;	/* how the worker pool reaches the master */
 };
 
 /* Run the daemon until it stops; returns the exit status. Takes over cfg. */
 int master_run(struct config *cfg, const char *token);
 /* Stop the loop with `status` (after workers are told or killed). */
 void master_exit(struct master *m, int status);
-
-/* daemon/master.c, called by workers.c */
-void master_worker_ready(struct master *m, struct wslot *w);
-void master_update_done(struct master *m, struct wslot *w, int64_t id,
-    int status, uint32_t ms);
-/* The worker in `w` is gone: its in-flight updates are retried. */
-void master_worker_lost(struct master *m, struct wslot *w);
-
-/* A new generation of workers for `cfg` is all READY (reload). */
-void master_generation_ready(struct master *m, int gen);
-/* A new generation could not start: the reload is refused. */
-void master_generation_failed(struct master *m, int gen, const char *why);
 
 /* daemon/master.c, for the control socket */
 /* Same as SIGHUP: 0 started, 1 queued behind a running reload, -1 stopping. */
@@ -142,8 +132,6 @@ void master_set_paused(struct master *m, int paused);
  * many were added, or -1 (journal error, logged).
  */
 int master_take_journaled(struct master *m);
-/* A STATS frame from `w`: API counts for the metrics or a fiber dump. */
-void master_worker_stats(struct master *m, struct wslot *w, const struct frame *f);
 /* "polling", "paused (control)", "paused (journal)", ... for status lines. */
 const char *master_polling_state(const struct master *m);
 
@@ -152,42 +140,5 @@ struct status_ops;
 int master_status_ops(struct master *m, struct status_ops *ops)
 	__attribute__((warn_unused_result));
 void master_status_free(struct master *m);
-
-/* daemon/workers.c */
-/* Ask `w` for its fibers; it answers with a FRAME_STATS_DUMP STATS frame. */
-int workers_send_dump(struct wslot *w, uint64_t req)
-	__attribute__((warn_unused_result));
-/* Start cfg->worker_count workers as generation `gen`. */
-int workers_start(struct master *m, const struct config *cfg, int gen)
-	__attribute__((warn_unused_result));
-/* Tell every worker of generation `gen` to finish its work and exit. */
-void workers_drain_generation(struct master *m, int gen);
-/* Kill and forget every worker of generation `gen` (a failed reload). */
-void workers_kill_generation(struct master *m, int gen);
-/* PING every worker; kill those silent past heartbeat_timeout. */
-void workers_heartbeat(struct master *m);
-/* 1 when every READY worker answered a ping within heartbeat_timeout. */
-int workers_healthy(const struct master *m);
-int workers_send_cancel(struct wslot *w, int64_t id);
-/* Drain `w` and start a fresh worker in its slot once it exits. */
-void workers_recycle(struct master *m, struct wslot *w);
-int workers_send_update(struct master *m, struct wslot *w, struct upd *u)
-	__attribute__((warn_unused_result));
-void workers_drain(struct master *m);
-void workers_kill_all(struct master *m, int sig);
-int workers_alive(const struct master *m);
-void workers_reap(struct master *m);
-void workers_free(struct master *m);
-/*
- * [throttle]: make the shared buckets when `cfg` enables them and they do
- * not exist yet (start, or a reload that turns them on); they then live until
- * exit, so every generation shares them. 0, or -1 (logged).
- */
-int workers_throttle_prepare(struct master *m, const struct config *cfg)
-	__attribute__((warn_unused_result));
-/* The generation of `cfg` serves: its [throttle] rates apply from now on. */
-void workers_throttle_apply(struct master *m, const struct config *cfg);
-/* Where tgrun-worker is: next to tgrund, else the libexec directory. */
-char *workers_find_binary(void);
 
 #endif

@@ -1,4 +1,5 @@
 /* Worker processes: fork+exec, READY handshake, frames, heartbeats, reaping, respawn, generations. */
+#include "workers.h"
 #include "master.h"
 #include "clock.h"
 #include "frame.h"
@@ -27,6 +28,11 @@
 #define RESPAWN_STABLE_MS 10000
 
 static int spawn(struct master *m, struct wslot *w);
+
+void workers_set_cbs(struct master *m, const struct workers_cbs *cbs)
+{
+	m->wcbs = *cbs;
+}
 
 char *workers_find_binary(void)
 {
@@ -119,11 +125,11 @@ static void on_fail_frame(struct master *m, struct wslot *w, const struct frame 
 	log_err("worker %d: start-up failed: %s", w->slot, msg);
 	if (w->gen > m->gen) {
 		if (w->gen == m->reload_gen && m->reloading)
-			master_generation_failed(m, w->gen, msg);
+			m->wcbs.generation_failed(m, w->gen, msg);
 		return;
 	}
 	/* A handler that will not load or init will not after a restart either. */
-	master_exit(m, EXIT_CONFIG);
+	m->wcbs.unusable(m);
 }
 
 static void on_ready(struct master *m, struct wslot *w)
@@ -139,10 +145,10 @@ static void on_ready(struct master *m, struct wslot *w)
 		for (struct wslot *x = m->workers; x; x = x->next)
 			ready += x->gen == w->gen && x->state == W_READY;
 		if (ready == gen_size(m, w->gen))
-			master_generation_ready(m, w->gen);
+			m->wcbs.generation_ready(m, w->gen);
 		return;
 	}
-	master_worker_ready(m, w);
+	m->wcbs.worker_ready(m, w);
 }
 
 static void handle_frames(struct wslot *w, struct evbuffer *in)
@@ -167,7 +173,7 @@ static void handle_frames(struct wslot *w, struct evbuffer *in)
 				protocol_error(w, "DONE before READY");
 				return;
 			}
-			master_update_done(m, w, (int64_t)f.seq, f.flags, f.arg);
+			m->wcbs.update_done(m, w, (int64_t)f.seq, f.flags, f.arg);
 			break;
 		case FRAME_FAIL:
 			on_fail_frame(m, w, &f);
@@ -176,7 +182,7 @@ static void handle_frames(struct wslot *w, struct evbuffer *in)
 			w->last_pong_ms = clock_ms();
 			break;
 		case FRAME_STATS:
-			master_worker_stats(m, w, &f);
+			m->wcbs.stats(m, w, &f);
 			break;
 		default:
 			protocol_error(w, "unexpected frame type from a worker");
@@ -523,7 +529,7 @@ static void worker_gone(struct master *m, struct wslot *w, int st)
 		log_debug("worker %d (generation %d): exited after draining", w->slot, w->gen);
 	else
 		log_warn("worker %d %s after %lld ms", w->slot, how, (long long)lived);
-	master_worker_lost(m, w);
+	m->wcbs.worker_lost(m, w);
 
 	if (w->gen < m->gen || m->stopping) {
 		slot_free(m, w);	/* an old generation, or stopping: no respawn */
@@ -532,14 +538,14 @@ static void worker_gone(struct master *m, struct wslot *w, int st)
 	if (w->gen > m->gen) {
 		/* A reload's worker died before its generation took over. */
 		if (w->gen == m->reload_gen && m->reloading)
-			master_generation_failed(m, w->gen, how);
+			m->wcbs.generation_failed(m, w->gen, how);
 		slot_free(m, w);
 		return;
 	}
 	if (WIFEXITED(st) && WEXITSTATUS(st) == WORKER_EXIT_UNUSABLE) {
 		log_err("worker %d: its configuration or handler is unusable; stopping",
 		    w->slot);
-		master_exit(m, EXIT_CONFIG);
+		m->wcbs.unusable(m);
 		return;
 	}
 	if (w->recycling && clean) {
