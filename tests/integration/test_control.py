@@ -129,10 +129,12 @@ def test_pause_and_resume_polling(fakeapi, tgrund):
     st, out, _ = ctl(d, "pause")
     assert st == 0 and out.strip() == "paused (control)"
     assert ctl_json(d, "status")["state"] == "paused (control)"
-    time.sleep(2)  # the long poll in flight ends (timeout 1s)
+    # The long poll in flight ends within [poll] timeout (1 s); none follows.
+    time.sleep(1.3)
     before = get_updates_calls(api)
     api.push_updates([message(950, "while paused")])
-    time.sleep(3)
+    # A negative window: unpaused, the next poll would come at once.
+    time.sleep(1.5)
     assert get_updates_calls(api) == before, "getUpdates called while paused"
     assert api.stats()["echoed"] == 0
     st, out, _ = ctl(d, "resume")
