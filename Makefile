@@ -54,6 +54,7 @@ ALL_LDFLAGS = $(SANLDFLAGS) $(LDFLAGS)
 COMMON_SRC  := $(wildcard common/*.c)
 DAEMON_SRC  := $(filter-out daemon/main.c daemon/tgrunctl.c,$(wildcard daemon/*.c))
 WORKER_SRC  := $(filter-out worker/main.c,$(wildcard worker/*.c))
+WORKER_ASM  := $(wildcard worker/*.S)
 CTL_SRC     := daemon/tgrunctl.c
 FAKEAPI_SRC := $(wildcard tests/fakeapi/*.c)
 HANDLER_SRC := $(wildcard worker/examples/*.c tests/handlers/*.c)
@@ -63,10 +64,12 @@ BENCH_SRC   := $(wildcard tests/bench/*.c)
 obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
 COMMON_OBJ  := $(call obj,$(COMMON_SRC))
 DAEMON_OBJ  := $(call obj,$(DAEMON_SRC))
-WORKER_OBJ  := $(call obj,$(WORKER_SRC))
+WORKER_OBJ  := $(call obj,$(WORKER_SRC)) $(patsubst %.S,$(B)/obj/%.o,$(WORKER_ASM))
 FAKEAPI_OBJ := $(call obj,$(FAKEAPI_SRC))
 HANDLERS    := $(patsubst %.c,$(B)/handlers/%.so,$(notdir $(HANDLER_SRC)))
 UNIT_BINS   := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
+# The scheduler tests again on the ucontext fallback of worker/fiber.c.
+UNIT_BINS   += $(B)/tests/test_sched_ucontext
 BENCH_BINS  := $(patsubst tests/bench/%.c,$(B)/bench/%,$(BENCH_SRC))
 
 PROGRAMS := $(B)/tgrund $(B)/tgrun-worker $(B)/tgrun-fakeapi
@@ -95,6 +98,11 @@ endif
 $(B)/obj/%.o: %.c $(B)/.flags
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(ALL_CFLAGS) -fPIC -MMD -MP -c $< -o $@
+
+$(B)/obj/%.o: %.S $(B)/.flags
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  AS      $<")
 	$(Q)$(CC) $(ALL_CFLAGS) -fPIC -MMD -MP -c $< -o $@
 
 $(B)/libcommon.a: $(COMMON_OBJ)
@@ -139,6 +147,17 @@ $(B)/tests/%: tests/unit/%.c $(B)/libdaemon.a $(B)/libworker.a $(B)/libcommon.a 
 	@$(if $(Q),echo "  TEST    $@")
 	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $< $(B)/libdaemon.a $(B)/libworker.a $(B)/libcommon.a \
 		$(ALL_LDFLAGS) $(PKG_LIBS) $(shell pkg-config --libs cmocka 2>/dev/null) -ldl -lm
+
+$(B)/obj/worker/fiber_ucontext.o: worker/fiber.c $(B)/.flags
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(ALL_CFLAGS) -DTGRUN_FIBER_UCONTEXT -MMD -MP -c $< -o $@
+
+$(B)/tests/test_sched_ucontext: tests/unit/test_sched.c $(B)/obj/worker/fiber_ucontext.o \
+		$(B)/libworker.a $(B)/libcommon.a $(B)/.flags
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  TEST    $@")
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $< $(B)/obj/worker/fiber_ucontext.o $(B)/libworker.a \
+		$(B)/libcommon.a $(ALL_LDFLAGS) $(PKG_LIBS) $(shell pkg-config --libs cmocka 2>/dev/null) -ldl -lm
 
 $(B)/bench/%: tests/bench/%.c $(B)/libworker.a $(B)/libcommon.a $(B)/.flags
 	@mkdir -p $(dir $@)

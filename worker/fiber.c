@@ -1,4 +1,4 @@
-/* Fibers: ucontext switching on mmap'd stacks with a guard page, pooled. */
+/* Fibers: a register-only switch (x86-64; ucontext elsewhere) on mmap'd stacks with a guard page, pooled. */
 #include "fiber.h"
 #include "log.h"
 
@@ -18,6 +18,15 @@
 #endif
 #endif
 
+/*
+ * x86-64 switches with fiber_switch_x86_64.S: no system call per switch.
+ * Elsewhere, or with -DTGRUN_FIBER_UCONTEXT, ucontext does it.
+ */
+#if defined(__x86_64__) && !defined(TGRUN_FIBER_UCONTEXT)
+#define FIBER_ASM 1
+void fiber_ctx_switch(void **save_sp, void *next_sp);
+#endif
+
 #ifdef FIBER_ASAN
 void __sanitizer_start_switch_fiber(void **fake_stack_save, const void *bottom,
     size_t size);
@@ -27,6 +36,12 @@ void __sanitizer_finish_switch_fiber(void *fake_stack_save,
 
 /* Bytes at the top of a recycled stack left resident: they are touched first. */
 #define FIBER_HOT_BYTES (16 * 1024)
+/*
+ * Idle stacks kept as they are; past this many, a stack put back gives its
+ * pages to the kernel (madvise), so a burst's stacks do not stay resident
+ * while steady traffic makes no system call per update.
+ */
+#define FIBER_WARM 64
 
 struct stack {
 	struct stack *next;
@@ -38,12 +53,17 @@ struct fiber_pool {
 	size_t stack_size;	/* usable bytes, page multiple */
 	size_t page;
 	size_t keep;
-	struct stack *free_list;
-	size_t nfree, nused;
+	/* Idle stacks: warm ones keep their pages, cold ones gave them back. */
+	struct stack *warm, *cold;
+	size_t nwarm, nfree, nused;
 };
 
 struct fiber {
+#ifdef FIBER_ASM
+	void *sp;		/* saved stack pointer while switched out */
+#else
 	ucontext_t ctx;
+#endif
 	struct fiber_pool *pool;
 	struct stack *stack;
 	fiber_fn fn;
@@ -55,7 +75,11 @@ struct fiber {
 };
 
 /* Per process: workers are single-threaded. */
+#ifdef FIBER_ASM
+static void *sched_sp;
+#else
 static ucontext_t sched_ctx;
+#endif
 static struct fiber *running;
 #ifdef FIBER_ASAN
 static const void *sched_stack_bottom;
@@ -82,10 +106,12 @@ void fiber_pool_free(struct fiber_pool *p)
 
 	if (p == NULL)
 		return;
-	for (s = p->free_list; s; s = next) {
-		next = s->next;
-		munmap(s->map, s->map_len);
-		free(s);
+	for (int cold = 0; cold < 2; cold++) {
+		for (s = cold ? p->cold : p->warm; s; s = next) {
+			next = s->next;
+			munmap(s->map, s->map_len);
+			free(s);
+		}
 	}
 	free(p);
 }
@@ -96,10 +122,15 @@ size_t fiber_pool_idle(const struct fiber_pool *p) { return p->nfree; }
 
 static struct stack *stack_get(struct fiber_pool *p)
 {
-	struct stack *s = p->free_list;
+	struct stack *s;
 
+	if ((s = p->warm) != NULL) {
+		p->warm = s->next;
+		p->nwarm--;
+	} else if ((s = p->cold) != NULL) {
+		p->cold = s->next;
+	}
 	if (s != NULL) {
-		p->free_list = s->next;
 		p->nfree--;
 		p->nused++;
 		return s;
@@ -134,18 +165,23 @@ static void stack_put(struct fiber_pool *p, struct stack *s)
 		free(s);
 		return;
 	}
+	p->nfree++;
+	if (p->nwarm < FIBER_WARM) {
+		s->next = p->warm;
+		p->warm = s;
+		p->nwarm++;
+		return;
+	}
 	/* Give the pages back but keep the mapping (and its guard page). */
 	if (p->stack_size > FIBER_HOT_BYTES)
 		madvise(s->map + p->page, p->stack_size - FIBER_HOT_BYTES, MADV_DONTNEED);
-	s->next = p->free_list;
-	p->free_list = s;
-	p->nfree++;
+	s->next = p->cold;
+	p->cold = s;
 }
 
-static void trampoline(unsigned int hi, unsigned int lo)
+/* The first code a fiber runs, on its own stack; it never returns. */
+static void fiber_run(struct fiber *f)
 {
-	struct fiber *f = (struct fiber *)(((uintptr_t)hi << 32) | (uintptr_t)lo);
-
 #ifdef FIBER_ASAN
 	__sanitizer_finish_switch_fiber(NULL, &sched_stack_bottom, &sched_stack_size);
 #endif
@@ -156,14 +192,52 @@ static void trampoline(unsigned int hi, unsigned int lo)
 	/* This stack is done: no fake stack to save. */
 	__sanitizer_start_switch_fiber(NULL, sched_stack_bottom, sched_stack_size);
 #endif
+#ifdef FIBER_ASM
+	fiber_ctx_switch(&f->sp, sched_sp);
+#else
 	setcontext(&sched_ctx);
+#endif
+	fatalx("a finished fiber was resumed");
 }
+
+#ifdef FIBER_ASM
+/* fiber_ctx_switch() "returns" here the first time; fiber_resume() set `running`. */
+static void fiber_entry(void)
+{
+	fiber_run(running);
+}
+
+/*
+ * The stack as fiber_ctx_switch() leaves it, so that switching to it pops
+ * zeroed registers and the current MXCSR and x87 control word, then returns
+ * into fiber_entry with the alignment of a function just called.
+ */
+static void *initial_sp(char *top)
+{
+	uint64_t *sp = (uint64_t *)((uintptr_t)top & ~(uintptr_t)15);
+	uint32_t mxcsr;
+	uint16_t fpucw;
+
+	*--sp = 0;				/* fiber_entry's return address: none */
+	*--sp = (uint64_t)(uintptr_t)fiber_entry;
+	for (int i = 0; i < 6; i++)
+		*--sp = 0;			/* rbp rbx r12 r13 r14 r15 */
+	__asm__ volatile ("stmxcsr %0" : "=m" (mxcsr));
+	__asm__ volatile ("fnstcw %0" : "=m" (fpucw));
+	*--sp = (uint64_t)mxcsr | (uint64_t)fpucw << 32;
+	return sp;
+}
+#else
+static void trampoline(unsigned int hi, unsigned int lo)
+{
+	fiber_run((struct fiber *)(((uintptr_t)hi << 32) | (uintptr_t)lo));
+}
+#endif
 
 struct fiber *fiber_new(struct fiber_pool *p, fiber_fn fn, void *arg)
 {
 	/* volatile: getcontext() returns like setjmp() does. */
 	struct fiber *volatile f = calloc(1, sizeof(*f));
-	uintptr_t self = (uintptr_t)f;
 
 	if (f == NULL)
 		return NULL;
@@ -175,6 +249,9 @@ struct fiber *fiber_new(struct fiber_pool *p, fiber_fn fn, void *arg)
 		free(f);
 		return NULL;
 	}
+#ifdef FIBER_ASM
+	f->sp = initial_sp(f->stack->map + p->page + p->stack_size);
+#else
 	if (getcontext(&f->ctx) != 0) {
 		stack_put(p, f->stack);
 		free(f);
@@ -184,7 +261,8 @@ struct fiber *fiber_new(struct fiber_pool *p, fiber_fn fn, void *arg)
 	f->ctx.uc_stack.ss_size = p->stack_size;
 	f->ctx.uc_link = NULL;
 	makecontext(&f->ctx, (void (*)(void))trampoline, 2,
-	    (unsigned int)(self >> 32), (unsigned int)(self & 0xffffffffu));
+	    (unsigned int)((uintptr_t)f >> 32), (unsigned int)((uintptr_t)f & 0xffffffffu));
+#endif
 	return f;
 }
 
@@ -211,7 +289,11 @@ int fiber_resume(struct fiber *f)
 	__sanitizer_start_switch_fiber(&fake, f->stack->map + f->pool->page,
 	    f->pool->stack_size);
 #endif
+#ifdef FIBER_ASM
+	fiber_ctx_switch(&sched_sp, f->sp);
+#else
 	swapcontext(&sched_ctx, &f->ctx);
+#endif
 #ifdef FIBER_ASAN
 	__sanitizer_finish_switch_fiber(fake, NULL, NULL);
 #endif
@@ -229,7 +311,11 @@ void fiber_yield(void)
 	__sanitizer_start_switch_fiber(&f->fake_stack, sched_stack_bottom,
 	    sched_stack_size);
 #endif
+#ifdef FIBER_ASM
+	fiber_ctx_switch(&f->sp, sched_sp);
+#else
 	swapcontext(&f->ctx, &sched_ctx);
+#endif
 #ifdef FIBER_ASAN
 	__sanitizer_finish_switch_fiber(f->fake_stack, &sched_stack_bottom,
 	    &sched_stack_size);
