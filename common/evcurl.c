@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include <event2/event.h>
+#include <event2/event_struct.h>
 
 struct evcurl {
 	struct event_base *base;
@@ -18,7 +19,8 @@ struct evcurl {
 struct ec_sock {
 	struct evcurl *ec;
 	curl_socket_t fd;
-	struct event *ev;
+	short kind;		/* the events asked for; 0 before the first */
+	struct event ev;	/* assigned in place: no allocation per change */
 };
 
 struct ec_req {
@@ -78,7 +80,8 @@ static int sock_cb(CURL *e, curl_socket_t s, int what, void *userp, void *sockp)
 
 	if (what == CURL_POLL_REMOVE) {
 		if (sk != NULL) {
-			event_free(sk->ev);
+			if (sk->kind != 0)
+				event_del(&sk->ev);
 			free(sk);
 			curl_multi_assign(ec->multi, s, NULL);
 		}
@@ -91,13 +94,16 @@ static int sock_cb(CURL *e, curl_socket_t s, int what, void *userp, void *sockp)
 		sk->ec = ec;
 		sk->fd = s;
 		curl_multi_assign(ec->multi, s, sk);
-	} else {
-		event_free(sk->ev);
 	}
 	kind = EV_PERSIST | (what & CURL_POLL_IN ? EV_READ : 0) |
 	    (what & CURL_POLL_OUT ? EV_WRITE : 0);
-	sk->ev = event_new(ec->base, s, kind, on_event, ec);
-	if (sk->ev == NULL || event_add(sk->ev, NULL) != 0)
+	if (kind == sk->kind)
+		return 0;
+	if (sk->kind != 0)
+		event_del(&sk->ev);
+	sk->kind = kind;
+	if (event_assign(&sk->ev, ec->base, s, kind, on_event, ec) != 0 ||
+	    event_add(&sk->ev, NULL) != 0)
 		return -1;
 	return 0;
 }

@@ -5,6 +5,13 @@ burst     20,000 updates in 500 chats, echo_id handler, 2 workers, fake API
           without latency: updates/s, hand-out-to-echo latency, peak RSS of the
           master and the workers, the master's CPU time per update; with the
           journal on (sync = full) and off.
+latency   5,000 updates in 500 chats, every handler's Bot API call answered
+          after 50 ms (getUpdates is not delayed):
+          updates/s against the workload's critical-path bound.
+steady    10,000 updates arriving at 1,000 per second, journal on (sync =
+          full) and off: CPU per update of the master and of the workers,
+          hand-out-to-answer latency; then the same with strace -c on the
+          master and on the workers: system calls per update.
 sleepers  10,000 updates that each sleep 5 s, in flight at once across 2
           workers: time to finish and the workers' total RSS.
 tls       the same burst over HTTPS through nghttpx (HTTP/2, and HTTP/1.1
@@ -17,6 +24,7 @@ ceiling   the fake API's own ceiling (tests/bench/fakeapi_ceiling.sh).
 """
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -193,6 +201,111 @@ def tls_scenario(build, baseline, count, repeat):
               % (len(rs), label, mode, rates[len(rates) // 2], cpus[len(cpus) // 2]))
 
 
+def start_daemon(build, tmp, url, journal=True, **conf_sections):
+    conf = {"workers": {"count": 2}, "log": {"level": "notice"},
+            "journal": {"enabled": "yes" if journal else "no", "sync": "full"}}
+    for sec, kv in conf_sections.items():
+        conf.setdefault(sec, {}).update(kv)
+    d = Tgrund(build, tmp, url, handler="echo_id", conf=conf)
+    d.wait_ready(30)
+    return d
+
+
+def latency(build, count=5000, chats=500, latency_ms=50):
+    """The burst with every call answered after `latency_ms`."""
+    tmp = tempfile.mkdtemp(prefix="tgrun-bench-")
+    api = FakeApi(build, tmp, args=("--count", str(count), "--chats", str(chats),
+                                    "--users", "2000", "--seed", "3",
+                                    "--fault", "sendMessage:latency_ms=%d" % latency_ms,
+                                    "--fault", "answerInlineQuery:latency_ms=%d" % latency_ms))
+    expected = api.stats()["expected_echoes"]
+    d = start_daemon(build, tmp, api.url)
+    try:
+        elapsed, st = wait_all(api, expected, 300)
+        per_chat = {}
+        for c in api.calls("sendMessage"):
+            ch = c["params"].get("chat_id")
+            per_chat[ch] = per_chat.get(ch, 0) + 1
+    finally:
+        d.stop()
+        api.stop()
+    # Updates of one chat run one after another, each waiting one call: the
+    # busiest chat bounds the run; so does concurrency (500 calls at once).
+    longest = max(per_chat.values()) * latency_ms / 1000.0
+    bound = min(st["echoed"] / longest, 500 / (latency_ms / 1000.0))
+    rate = st["echoed"] / elapsed
+    print("== latency: %d updates, %d chats, every call %d ms: %.0f updates/s; "
+          "critical-path bound %.0f/s (busiest chat %d updates x %d ms; concurrency "
+          "500 / %d ms = %.0f/s): %.0f%% of it; missing/dup/inv %d/%d/%d"
+          % (count, chats, latency_ms, rate, bound, max(per_chat.values()), latency_ms,
+             latency_ms, 500 / (latency_ms / 1000.0), 100.0 * rate / bound,
+             st["missing"], st["duplicates"], st["inversions"]))
+    sys.stdout.flush()
+
+
+def strace_counts(path):
+    """{syscall: calls} from an strace -c summary."""
+    out = {}
+    with open(path) as f:
+        for line in f:
+            p = line.split()
+            if len(p) >= 5 and p[0][0].isdigit() and p[-1] != "total":
+                out[p[-1]] = int(p[3])
+    return out
+
+
+def steady(build, count=10000, rate=1000, journal=True, trace=False):
+    tmp = tempfile.mkdtemp(prefix="tgrun-bench-")
+    api = FakeApi(build, tmp, args=("--count", str(count), "--chats", "500",
+                                    "--users", "2000", "--seed", "3", "--rate", str(rate)))
+    expected = api.stats()["expected_echoes"]
+    d = start_daemon(build, tmp, api.url, journal=journal)
+    tracers = []
+    try:
+        wpids = d.worker_pids()
+        if trace:
+            for name, pids in (("master", [d.pid]), ("workers", wpids)):
+                out = os.path.join(tmp, "strace-%s.txt" % name)
+                argv = ["strace", "-c", "-f", "-o", out] + sum([["-p", str(p)] for p in pids], [])
+                tracers.append((name, out, subprocess.Popen(
+                    argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
+            time.sleep(1)
+        cpu0 = (cpu_seconds(d.pid), sum(cpu_seconds(p) for p in wpids))
+        elapsed, st = wait_all(api, expected, 120)
+        cpu = (cpu_seconds(d.pid) - cpu0[0], sum(cpu_seconds(p) for p in wpids) - cpu0[1])
+        counts = {}
+        for name, out, tr in tracers:
+            tr.send_signal(signal.SIGINT)
+            tr.wait(20)
+            counts[name] = strace_counts(out)
+    finally:
+        for _, _, tr in tracers:
+            if tr.poll() is None:
+                tr.kill()
+        d.stop()
+        api.stop()
+    n = max(st["echoed"], 1)
+    label = "journal %s" % ("on (sync = full)" if journal else "off")
+    if not trace:
+        print("== steady %d/s, %d updates, %s: %.0f updates/s; CPU per update: master "
+              "%.1f us, workers %.1f us, whole daemon %.1f us; hand-out to answer p50 / "
+              "p99 %s / %s ms; missing/dup/inv %d/%d/%d"
+              % (rate, count, label, st["echoed"] / elapsed, cpu[0] * 1e6 / n,
+                 cpu[1] * 1e6 / n, (cpu[0] + cpu[1]) * 1e6 / n, st["latency_ms"]["p50"],
+                 st["latency_ms"]["p99"], st["missing"], st["duplicates"], st["inversions"]))
+    else:
+        for name in ("master", "workers"):
+            c = counts.get(name, {})
+            total = sum(c.values())
+            journal_io = sum(c.get(k, 0) for k in ("pwrite64", "fdatasync", "fsync", "pread64"))
+            top = sorted(c.items(), key=lambda kv: -kv[1])[:8]
+            print("== steady %d/s, %s, strace -c -f on the %s: %.2f system calls per "
+                  "update (%.2f without the journal's pwrite64/pread64/fdatasync); %s"
+                  % (rate, label, name, total / n, (total - journal_io) / n,
+                     ", ".join("%s %.2f" % (k, v / n) for k, v in top)))
+    sys.stdout.flush()
+
+
 def sleepers(build, count, seconds):
     tmp = tempfile.mkdtemp(prefix="tgrun-bench-")
     api = FakeApi(build, tmp)
@@ -224,7 +337,7 @@ def main():
     ap.add_argument("--repeat", type=int, default=3, help="burst runs per journal mode")
     ap.add_argument("--baseline", default=None,
                     help="build dir of another version, measured in the same run (tls)")
-    ap.add_argument("--only", default="burst,tls,sleepers,switch,ceiling",
+    ap.add_argument("--only", default="burst,latency,steady,tls,sleepers,switch,ceiling",
                     help="comma-separated scenarios")
     a = ap.parse_args()
     build = os.path.abspath(a.build)
@@ -252,6 +365,15 @@ def main():
                                                      med[journal][0], med[journal][1]))
         print("== journal cost: %.1f%% of updates/s (medians)"
               % (100.0 * (1 - med[True][0] / med[False][0])))
+    if "latency" in only:
+        for _ in range(a.repeat):
+            latency(build)
+    if "steady" in only:
+        for _ in range(a.repeat):
+            for journal in (True, False):
+                steady(build, journal=journal)
+        for journal in (True, False):
+            steady(build, journal=journal, trace=True)
     if "tls" in only:
         tls_scenario(build, os.path.abspath(a.baseline) if a.baseline else None,
                      a.count, a.repeat)
