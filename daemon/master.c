@@ -1,10 +1,9 @@
-/* The master: fetched updates, journal, sequencing, dispatch, timeouts, signals, reload and shutdown. */
+/* The master: fetched updates, sequencing, dispatch, timeouts, signals, reload and shutdown; persistence is in master_store.c. */
 #include "master.h"
 #include "botapi.h"
 #include "clock.h"
 #include "evcurl.h"
 #include "frame.h"
-#include "journal.h"
 #include "store.h"
 #include "log.h"
 #include "poller.h"
@@ -22,16 +21,9 @@
 
 #define STATS_INTERVAL_S 5
 #define TICK_MS 250
-/* Completions are flushed to the journal this often, or at this count. */
-#define JOURNAL_FLUSH_MS 100
-#define JOURNAL_FLUSH_COUNT 512
-/* While a batch cannot be written (disk full), retry this often. */
-#define JOURNAL_RETRY_MS 1000
 /* How long stopped workers get to exit after DRAIN before they are killed. */
 #define DRAIN_GRACE_MS 5000
 
-static void dispatch(struct master *m);
-static void maybe_poll(struct master *m);
 static void begin_confirm(struct master *m);
 static void start_reload(struct master *m);
 static void master_generation_failed(struct master *m, int gen, const char *why);
@@ -84,13 +76,8 @@ static void finish(struct master *m, struct upd *u, int journal_done_too)
 	seq_remove(m->seq, &u->se);
 	u64map_del(&m->upds, (uint64_t)u->id);
 	m->pending--;
-	if (journal_done_too && m->store != NULL && u->journaled &&
-	    store_done(m->store, u->id) != 0)
-		log_warn("journal: cannot queue the completion of update %lld: %s",
-		    (long long)u->id, store_errmsg(m->store));
-	if (m->store != NULL && store_done_pending(m->store) >= JOURNAL_FLUSH_COUNT &&
-	    store_flush(m->store) != 0)
-		log_warn("journal: flushing completions: %s", store_errmsg(m->store));
+	if (journal_done_too && u->journaled)
+		master_store_done(m, u->id);
 	upd_free(u);
 }
 
@@ -98,7 +85,7 @@ static void finish(struct master *m, struct upd *u, int journal_done_too)
  * Record the update `json` (copied) as pending. NULL when it is not new.
  * `valid`: the bytes were validated already (a getUpdates answer's element).
  */
-static struct upd *add_update(struct master *m, const char *json, size_t len,
+struct upd *master_add_update(struct master *m, const char *json, size_t len,
     int attempt, int valid)
 {
 	struct update_keys k;
@@ -134,151 +121,6 @@ static struct upd *add_update(struct master *m, const char *json, size_t len,
 	return u;
 }
 
-/* ---- the journal ----------------------------------------------------------- */
-
-/* Write every pending update not yet journaled, with the offset, in one transaction. */
-static int journal_write_pending(struct master *m)
-{
-	struct store_rec *recs;
-	struct upd **which;
-	size_t n = 0, cap = (size_t)m->pending;
-	int rc = 0;
-
-	if (m->store == NULL || cap == 0)
-		return 0;
-	recs = calloc(cap, sizeof(*recs));
-	which = calloc(cap, sizeof(*which));
-	if (recs == NULL || which == NULL)
-		fatalx("out of memory");
-	for (size_t i = 0; i < m->upds.cap && n < cap; i++) {
-		struct upd *u = m->upds.vals[i];
-
-		if (m->upds.keys[i] == 0 || u->journaled)
-			continue;
-		recs[n].update_id = u->id;
-		recs[n].body = u->json;
-		recs[n].len = u->len;
-		which[n++] = u;
-	}
-	if (n > 0 || m->journal_blocked) {
-		if (store_add_batch(m->store, recs, n, m->next_offset) < 0) {
-			rc = -1;
-		} else {
-			for (size_t i = 0; i < n; i++)
-				which[i]->journaled = 1;
-		}
-	}
-	free(recs);
-	free(which);
-	return rc;
-}
-
-static void journal_blocked(struct master *m)
-{
-	struct timeval tv = { JOURNAL_RETRY_MS / 1000, (JOURNAL_RETRY_MS % 1000) * 1000 };
-
-	if (!m->journal_blocked)
-		log_err("journal: cannot write fetched updates (%s%s); polling paused "
-		    "until it can", store_errmsg(m->store),
-		    store_disk_full(m->store) ? ", disk full" : "");
-	m->journal_blocked = 1;
-	evtimer_add(m->journal_ev, &tv);
-}
-
-static void on_journal_timer(evutil_socket_t fd, short what, void *arg)
-{
-	struct master *m = arg;
-	struct timeval tv = { 0, JOURNAL_FLUSH_MS * 1000 };
-
-	if (m->journal_blocked) {
-		if (journal_write_pending(m) != 0) {
-			journal_blocked(m);
-			return;
-		}
-		m->journal_blocked = 0;
-		log_notice("journal: writable again; polling resumed");
-		maybe_poll(m);
-	}
-	if (store_done_pending(m->store) > 0 && store_flush(m->store) != 0)
-		log_warn("journal: flushing completions: %s", store_errmsg(m->store));
-	evtimer_add(m->journal_ev, &tv);
-}
-
-struct replay {
-	struct master *m;
-	int64_t *bad;		/* ids that are not usable updates */
-	size_t nbad, capbad;
-};
-
-static int replay_one(void *arg, int64_t id, const char *body, size_t len, int attempt)
-{
-	struct replay *r = arg;
-	struct master *m = r->m;
-	struct upd *u;
-
-	/* It may have been delivered before the restart: say so with the attempt. */
-	u = add_update(m, body, len, (attempt > 1 ? attempt : 1) + 1, 0);
-	if (u == NULL && u64map_get(&m->upds, (uint64_t)id) == NULL) {
-		/* The journal cannot be written from inside its own walk: note it. */
-		if (r->nbad == r->capbad) {
-			size_t cap = r->capbad ? r->capbad * 2 : 16;
-			int64_t *n = realloc(r->bad, cap * sizeof(*n));
-
-			if (n == NULL)
-				fatalx("out of memory");
-			r->bad = n;
-			r->capbad = cap;
-		}
-		r->bad[r->nbad++] = id;
-		return 0;
-	}
-	if (u != NULL) {
-		u->journaled = 1;
-		if (id >= m->next_offset)
-			m->next_offset = id + 1;
-	}
-	return 0;
-}
-
-static int journal_start(struct master *m)
-{
-	char err[512];
-	int64_t off = 0;
-
-	if (!m->cfg->journal_enabled) {
-		log_notice("journal disabled: updates in flight are lost if the master "
-		    "dies (at-most-once)");
-		return 0;
-	}
-	m->store = journal_store(journal_open(m->cfg->journal_path, m->cfg->journal_sync,
-	    err, sizeof(err)));
-	if (m->store == NULL) {
-		log_err("%s", err);
-		return -1;
-	}
-	struct replay r = { m, NULL, 0, 0 };
-
-	if (store_offset(m->store, &off) != 0 ||
-	    store_replay(m->store, replay_one, &r) != 0) {
-		log_err("journal %s: %s", m->cfg->journal_path, store_errmsg(m->store));
-		free(r.bad);
-		return -1;
-	}
-	for (size_t i = 0; i < r.nbad; i++) {
-		log_err("journal: update %lld is not a usable update; moved to the dead "
-		    "letters", (long long)r.bad[i]);
-		if (store_dead_letter(m->store, r.bad[i], 0, "not a usable update") != 0)
-			log_err("journal: %s", store_errmsg(m->store));
-	}
-	free(r.bad);
-	if (off > m->next_offset)
-		m->next_offset = off;
-	if (m->pending > 0)
-		log_notice("journal: replaying %d unfinished updates before polling "
-		    "(offset %lld)", m->pending, (long long)m->next_offset);
-	return 0;
-}
-
 /* ---- polling ---------------------------------------------------------------- */
 
 static void on_batch(void *arg, const struct poller_item *items, size_t n)
@@ -291,7 +133,7 @@ static void on_batch(void *arg, const struct poller_item *items, size_t n)
 	if (m->store != NULL && n > 0 && (recs = calloc(n, sizeof(*recs))) == NULL)
 		fatalx("out of memory");
 	for (size_t i = 0; i < n; i++) {
-		struct upd *u = add_update(m, items[i].json, items[i].len, 1, 1);
+		struct upd *u = master_add_update(m, items[i].json, items[i].len, 1, 1);
 
 		if (u == NULL)
 			continue;	/* not an update, or one we hold already */
@@ -313,7 +155,7 @@ static void on_batch(void *arg, const struct poller_item *items, size_t n)
 	if (m->store != NULL && (nrec > 0 || m->journal_blocked)) {
 		if (m->journal_blocked || store_add_batch(m->store, recs, nrec,
 		    m->next_offset) < 0) {
-			journal_blocked(m);
+			master_store_blocked(m);
 		} else {
 			for (size_t i = 0; i < nrec; i++) {
 				struct upd *u = u64map_get(&m->upds, (uint64_t)recs[i].update_id);
@@ -324,8 +166,8 @@ static void on_batch(void *arg, const struct poller_item *items, size_t n)
 		}
 	}
 	free(recs);
-	dispatch(m);
-	maybe_poll(m);
+	master_dispatch(m);
+	master_maybe_poll(m);
 }
 
 static void on_rejected(void *arg, int code, const char *desc)
@@ -364,7 +206,7 @@ static void on_confirmed(void *arg, int ok)
 		fatalx("cannot start the drain timer");
 }
 
-static void maybe_poll(struct master *m)
+void master_maybe_poll(struct master *m)
 {
 	int room;
 
@@ -470,7 +312,7 @@ static void dispatch_retries(struct master *m)
 	}
 }
 
-static void dispatch(struct master *m)
+void master_dispatch(struct master *m)
 {
 	struct wslot *w;
 	struct upd *u;
@@ -501,8 +343,8 @@ static void master_worker_ready(struct master *m, struct wslot *w)
 		    m->cfg->worker_count, m->cfg->api_url, m->cfg->name);
 		notify_ready(&m->sd);
 	}
-	dispatch(m);
-	maybe_poll(m);
+	master_dispatch(m);
+	master_maybe_poll(m);
 }
 
 static void dead_letter(struct master *m, struct upd *u, const char *why)
@@ -562,11 +404,11 @@ static void master_update_done(struct master *m, struct wslot *w, int64_t id,
 		if (m->inflight == 0 && (m->store != NULL || m->pending == 0))
 			begin_confirm(m);
 		else
-			dispatch(m);
+			master_dispatch(m);
 		return;
 	}
-	dispatch(m);
-	maybe_poll(m);
+	master_dispatch(m);
+	master_maybe_poll(m);
 }
 
 static void master_worker_lost(struct master *m, struct wslot *w)
@@ -605,7 +447,7 @@ static void master_worker_lost(struct master *m, struct wslot *w)
 	if (m->stopping && m->inflight == 0 && (m->store != NULL || m->pending == 0))
 		begin_confirm(m);
 	else
-		dispatch(m);
+		master_dispatch(m);
 }
 
 /* ---- timeouts and heartbeats ---------------------------------------------------- */
@@ -814,8 +656,8 @@ static void master_generation_ready(struct master *m, int gen)
 	log_notice("reload done: generation %d serves (%s); generation %d drains",
 	    gen, m->cfg->handler, old_gen);
 	reload_finished(m);
-	dispatch(m);
-	maybe_poll(m);
+	master_dispatch(m);
+	master_maybe_poll(m);
 }
 
 static void master_generation_failed(struct master *m, int gen, const char *why)
@@ -932,36 +774,7 @@ void master_set_paused(struct master *m, int paused)
 	m->paused = paused;
 	log_notice("polling %s on the control socket", paused ? "paused" : "resumed");
 	if (!paused)
-		maybe_poll(m);
-}
-
-static int take_one(void *arg, int64_t id, const char *body, size_t len, int attempt)
-{
-	struct master *m = arg;
-	struct upd *u;
-
-	/* add_update() skips the ids that are pending already. */
-	u = add_update(m, body, len, attempt > 0 ? attempt : 1, 0);
-	if (u != NULL) {
-		u->journaled = 1;
-		log_notice("update %lld: taken back from the dead letters", (long long)id);
-	}
-	return 0;
-}
-
-int master_take_journaled(struct master *m)
-{
-	int before = m->pending;
-
-	if (m->store == NULL)
-		return 0;
-	if (store_replay(m->store, take_one, m) != 0) {
-		log_err("journal: reading retried dead letters: %s",
-		    store_errmsg(m->store));
-		return -1;
-	}
-	dispatch(m);
-	return m->pending - before;
+		master_maybe_poll(m);
 }
 
 static void master_worker_stats(struct master *m, struct wslot *w, const struct frame *f)
@@ -1101,7 +914,7 @@ int master_run(struct config *cfg, const char *token)
 	m.seq = seq_new();
 	if (m.worker_path == NULL || m.ec == NULL || m.seq == NULL)
 		fatalx("cannot set up the event loop");
-	if (journal_start(&m) != 0) {
+	if (master_store_open(&m) != 0) {
 		master_free(&m);
 		config_free(cfg);
 		return EXIT_CONFIG;
@@ -1120,13 +933,6 @@ int master_run(struct config *cfg, const char *token)
 	m.sig_chld = add_signal(&m, SIGCHLD, on_chld);
 	m.stats_ev = add_timer(&m, STATS_INTERVAL_S * 1000, on_stats);
 	m.tick_ev = add_timer(&m, TICK_MS, on_tick);
-	if (m.store != NULL) {
-		struct timeval tv = { 0, JOURNAL_FLUSH_MS * 1000 };
-
-		m.journal_ev = evtimer_new(m.base, on_journal_timer, &m);
-		if (m.journal_ev == NULL || evtimer_add(m.journal_ev, &tv) != 0)
-			fatalx("cannot start the journal timer");
-	}
 	m.last_stats_ms = clock_ms();
 	notify_init(&m.sd);
 	if (notify_watchdog_interval_usec(&m.sd) > 0)

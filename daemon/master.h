@@ -135,6 +135,26 @@ int master_take_journaled(struct master *m);
 /* "polling", "paused (control)", "paused (journal)", ... for status lines. */
 const char *master_polling_state(const struct master *m);
 
+/* Inside the master (master.c), for its other files. */
+/* Record the update `json` (copied) as pending; NULL when it is not new. */
+struct upd *master_add_update(struct master *m, const char *json, size_t len,
+    int attempt, int valid);
+/* Send runnable updates to workers, within the limits. */
+void master_dispatch(struct master *m);
+/* Ask for the next batch if nothing stops polling. */
+void master_maybe_poll(struct master *m);
+
+/* daemon/master_store.c: persistence through store.h. */
+/*
+ * Open the journal (unless [journal] enabled = no) and replay its
+ * unfinished updates into the pending set. 0, or -1 (logged).
+ */
+int master_store_open(struct master *m) __attribute__((warn_unused_result));
+/* A batch could not be stored: polling pauses and the write is retried. */
+void master_store_blocked(struct master *m);
+/* Update `id` is done: queue its completion (flushed in batches). */
+void master_store_done(struct master *m, int64_t id);
+
 /* daemon/master_status.c: status.h's ops for the control socket and metrics. */
 struct status_ops;
 int master_status_ops(struct master *m, struct status_ops *ops)
