@@ -7,6 +7,7 @@ import subprocess
 import pytest
 
 from procs import TEST_TOKEN
+from waits import eventually
 import netfront
 
 SECRET = TEST_TOKEN.split(":", 1)[1]
@@ -103,10 +104,10 @@ def test_nghttpx_h2(fakeapi, nghttpx, curl, tls_certs):
             for e in entries] == [("h2", "HTTP/2", "GET", "getMe", "200")] * 2
     assert entries[0]["path"] == "/bot<TOKEN>/getMe"
     assert entries[0]["tls_protocol"].startswith("TLS")
-    assert ng.connections() == 1
-    assert ng.alpn_counts() == {"h2": 1}
-    assert ng.alpn_counts(per="request") == {"h2": 2}
-    assert ng.session_reuse_counts() == {"reused": 0, "new": 1}
+    assert eventually(lambda: ng.connections(), 1) == 1
+    assert eventually(lambda: ng.alpn_counts(), {"h2": 1}) == {"h2": 1}
+    assert eventually(lambda: ng.alpn_counts(per="request"), {"h2": 2}) == {"h2": 2}
+    assert eventually(lambda: ng.session_reuse_counts(), {"reused": 0, "new": 1}) == {"reused": 0, "new": 1}
     assert SECRET not in ng.log()
 
 
@@ -119,9 +120,9 @@ def test_nghttpx_http11_only_and_session_reuse(fakeapi, nghttpx, curl, tls_certs
                ng.url + GETME, ng.url + GETME)
     assert res.rc == 0 and res.body.count('"ok":true') == 2, res
     assert getme_calls(api) == 3
-    assert ng.connections() == 3
-    assert ng.alpn_counts() == {"http/1.1": 3}
-    assert ng.session_reuse_counts() == {"reused": 1, "new": 2}
+    assert eventually(lambda: ng.connections(), 3) == 3
+    assert eventually(lambda: ng.alpn_counts(), {"http/1.1": 3}) == {"http/1.1": 3}
+    assert eventually(lambda: ng.session_reuse_counts(), {"reused": 1, "new": 2}) == {"reused": 1, "new": 2}
 
 
 def test_unknown_ca_refused(fakeapi, nghttpx, curl, tls_certs):
@@ -133,7 +134,8 @@ def test_unknown_ca_refused(fakeapi, nghttpx, curl, tls_certs):
     res = curl("--cacert", tls_certs.other_ca_cert, ours.url + GETME)
     assert res.rc == CURL_PEER_UNVERIFIED, res
     assert getme_calls(api) == 0
-    assert other.connections() == 0 and ours.connections() == 0
+    assert eventually(lambda: other.connections(), 0) == 0
+    assert eventually(lambda: ours.connections(), 0) == 0
     # the same fronts are fine with the right CA
     ok(curl("--cacert", tls_certs.other_ca_cert, other.url + GETME), "2")
     ok(curl("--cacert", tls_certs.ca_cert, "--resolve", "localhost:%d:127.0.0.1" % ours.port,
@@ -151,9 +153,9 @@ def test_microsocks(fakeapi, nghttpx, microsocks, curl, tls_certs):
     # socks5h: the proxy resolves the name
     ok(curl("--proxy", ms.url, "http://localhost:%d%s" % (api.port, GETME)), "1.1")
     # microsocks logs the host as the client named it
-    assert ms.connects() == [("127.0.0.1", api.port), ("127.0.0.1", ng.port),
-                             ("localhost", api.port)]
-    assert ng.connections() == 1
+    want = [("127.0.0.1", api.port), ("127.0.0.1", ng.port), ("localhost", api.port)]
+    assert eventually(ms.connects, want) == want
+    assert eventually(lambda: ng.connections(), 1) == 1
     assert getme_calls(api) == 3
 
 
@@ -165,7 +167,7 @@ def test_microsocks_credentials(fakeapi, microsocks, curl):
     assert curl("--proxy", ms.url_noauth, api.url + GETME).rc == CURL_PROXY_ERROR
     bad = ms.url.replace("s3cret", "wrong")
     assert curl("--proxy", bad, api.url + GETME).rc == CURL_PROXY_ERROR
-    assert ms.connections() == 1
+    assert eventually(lambda: ms.connections(), 1) == 1
     assert getme_calls(api) == 1
 
 
@@ -183,9 +185,11 @@ def test_tinyproxy_plain_and_connect(fakeapi, nghttpx, tinyproxy, curl, tls_cert
         ("GET", "http://127.0.0.1:%d/bot<TOKEN>/getMe" % api.port),
         ("CONNECT", "127.0.0.1:%d" % ng.port),
         ("CONNECT", "127.0.0.1:%d" % api.port)]
-    assert tp.requests_seen("CONNECT") == 2 and tp.requests_seen("GET") == 1
-    assert tp.forwarded() == 3
-    assert ng.connections() == 1 and ng.alpn_counts() == {"h2": 1}
+    assert eventually(lambda: tp.requests_seen("CONNECT"), 2) == 2
+    assert eventually(lambda: tp.requests_seen("GET"), 1) == 1
+    assert eventually(lambda: tp.forwarded(), 3) == 3
+    assert eventually(lambda: ng.connections(), 1) == 1
+    assert eventually(lambda: ng.alpn_counts(), {"h2": 1}) == {"h2": 1}
     assert getme_calls(api) == 3
     log = tp.log()
     assert SECRET not in log and "/bot<TOKEN>/getMe" in log
@@ -208,7 +212,8 @@ def test_tinyproxy_credentials(fakeapi, nghttpx, tinyproxy, curl, tls_certs):
     assert res.rc == 0 and res.status in (401, 407), res
     res = curl("--proxy", tp.url.replace("pw0rd", "nope"), "--proxytunnel", api.url + GETME)
     assert res.rc == CURL_TUNNEL_FAILED, res
-    assert tp.requests_seen("GET") == 3 and tp.requests_seen("CONNECT") == 3
-    assert tp.forwarded() == 2
-    assert ng.connections() == 1
+    assert eventually(lambda: tp.requests_seen("GET"), 3) == 3
+    assert eventually(lambda: tp.requests_seen("CONNECT"), 3) == 3
+    assert eventually(lambda: tp.forwarded(), 2) == 2
+    assert eventually(lambda: ng.connections(), 1) == 1
     assert getme_calls(api) == 2

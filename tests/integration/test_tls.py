@@ -88,8 +88,8 @@ def test_burst_over_http1_reuses_connections_and_sessions(fakeapi, tgrund, nghtt
     assert conns <= 2 * conc + 2, "%d connections for %d calls" % (conns, calls)
     # A burst opens its connections at once, before any session exists to
     # resume; those opened later resume one.
-    reuse = front.session_reuse_counts()
-    assert reuse["reused"] >= 1, reuse
+    assert wait_until(lambda: front.session_reuse_counts()["reused"] >= 1, 5), \
+        front.session_reuse_counts()
 
 
 def test_ca_file_is_read_once_per_process(fakeapi, tgrund, nghttpx, tls_certs, procs):

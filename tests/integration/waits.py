@@ -31,3 +31,15 @@ def wait_log(proc, needle, timeout=10):
     if not proc.wait_log(needle, timeout):
         raise AssertionError("timed out after %gs waiting for %r in the log:\n%s"
                              % (timeout, needle, "\n".join(proc.log().splitlines()[-40:])))
+
+
+def eventually(fn, expected, timeout=5, interval=0.05):
+    """fn()'s value once it equals `expected`, or its last value after `timeout`
+    seconds: for counts read from logs that another process writes a moment
+    after the event (assert eventually(...) == expected)."""
+    end = time.monotonic() + timeout
+    v = fn()
+    while v != expected and time.monotonic() < end:
+        time.sleep(interval)
+        v = fn()
+    return v
