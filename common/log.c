@@ -8,7 +8,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#define LOG_MAX_SECRETS 4
+/*
+ * The token, and a proxy URL, its credentials and its password, for the
+ * running config and a reloaded one: the oldest secret is dropped beyond
+ * this, so it must hold all of them.
+ */
+#define LOG_MAX_SECRETS 16
 #define LOG_LINE_MAX 4096
 
 static struct {
@@ -16,8 +21,9 @@ static struct {
 	enum log_level level;
 	int journal;		/* stderr is connected to journald */
 	char *secrets[LOG_MAX_SECRETS];
+	size_t secret_len[LOG_MAX_SECRETS];
 	int nsecrets;
-} lg = { "tgrun", LOG_LVL_INFO, -1, { 0 }, 0 };
+} lg = { "tgrun", LOG_LVL_INFO, -1, { 0 }, { 0 }, 0 };
 
 static const char *const level_names[] = {
 	[LOG_LVL_ERR] = "error", [LOG_LVL_WARN] = "warn",
@@ -51,57 +57,82 @@ int log_level_parse(const char *s)
 
 void log_add_secret(const char *secret)
 {
+	char *copy;
+
 	if (secret == NULL || *secret == '\0')
 		return;
 	for (int i = 0; i < lg.nsecrets; i++)
 		if (strcmp(lg.secrets[i], secret) == 0)
 			return;
+	if ((copy = strdup(secret)) == NULL) {
+		/* Better no log line than one that may show it. */
+		lg.level = LOG_LVL_ERR;
+		log_msg(LOG_LVL_ERR, "out of memory keeping a secret out of the log; "
+		    "logging only errors from now on");
+		return;
+	}
 	if (lg.nsecrets == LOG_MAX_SECRETS) {
 		free(lg.secrets[0]);
 		memmove(lg.secrets, lg.secrets + 1,
 		    sizeof(lg.secrets[0]) * (LOG_MAX_SECRETS - 1));
+		memmove(lg.secret_len, lg.secret_len + 1,
+		    sizeof(lg.secret_len[0]) * (LOG_MAX_SECRETS - 1));
 		lg.nsecrets--;
 	}
-	lg.secrets[lg.nsecrets++] = strdup(secret);
+	lg.secret_len[lg.nsecrets] = strlen(copy);
+	lg.secrets[lg.nsecrets++] = copy;
 }
 
-/* Replace every secret in buf (NUL-terminated, capacity cap) in place. */
-static void redact(char *buf, size_t cap)
+/*
+ * Copy `in` into `out` (capacity cap, always NUL-terminated) with every
+ * secret replaced by "<redacted>". When `in` was cut short (truncated), a
+ * secret cut off by its end is redacted too: its first bytes are a secret
+ * as well.
+ */
+static void redact(const char *in, int truncated, char *out, size_t cap)
 {
 	static const char mark[] = "<redacted>";
 	const size_t ml = sizeof(mark) - 1;
+	size_t o = 0, len = strlen(in), i = 0;
 
-	for (int i = 0; i < lg.nsecrets; i++) {
-		const char *s = lg.secrets[i];
-		size_t sl;
-		char *p;
+	while (i < len && o + 1 < cap) {
+		size_t hit = 0, left = len - i;
 
-		if (s == NULL)
-			continue;
-		sl = strlen(s);
-		while ((p = strstr(buf, s)) != NULL) {
-			size_t tail = strlen(p + sl) + 1;
+		for (int k = 0; k < lg.nsecrets && hit == 0; k++) {
+			const char *s = lg.secrets[k];
+			size_t sl = lg.secret_len[k];
 
-			if ((size_t)(p - buf) + ml + tail > cap)
-				tail = cap - (size_t)(p - buf) - ml;
-			memmove(p + ml, p + sl, tail);
-			memcpy(p, mark, ml);
-			buf[cap - 1] = '\0';
+			if (s[0] != in[i])
+				continue;
+			if (left >= sl && memcmp(in + i, s, sl) == 0)
+				hit = sl;
+			else if (left < sl && truncated && memcmp(in + i, s, left) == 0)
+				hit = left;
+		}
+		if (hit > 0) {
+			size_t n = ml < cap - 1 - o ? ml : cap - 1 - o;
+
+			memcpy(out + o, mark, n);
+			o += n;
+			i += hit;
+		} else {
+			out[o++] = in[i++];
 		}
 	}
+	out[o] = '\0';
 }
 
 void log_vmsg(enum log_level lvl, const char *fmt, va_list ap)
 {
-	char line[LOG_LINE_MAX], head[96];
+	char raw[LOG_LINE_MAX], line[LOG_LINE_MAX], head[96];
 	int saved = errno, n;
 
 	if (lvl > lg.level)
 		return;
 	if (lg.journal < 0)
 		lg.journal = getenv("JOURNAL_STREAM") != NULL;
-	vsnprintf(line, sizeof(line), fmt, ap);
-	redact(line, sizeof(line));
+	n = vsnprintf(raw, sizeof(raw), fmt, ap);
+	redact(raw, n >= (int)sizeof(raw), line, sizeof(line));
 	if (lg.journal) {
 		n = snprintf(head, sizeof(head), "<%d>%s: ", (int)lvl, lg.role);
 	} else {

@@ -123,6 +123,73 @@ static void test_log_redacts_secret(void **state)
 	assert_non_null(strstr(buf, "[warn] test 1: "));
 }
 
+/* Log one line with `fmt` to a file and return what was written (static buffer). */
+static const char *logged(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static const char *logged(const char *fmt, ...)
+{
+	static char buf[8192];
+	char path[] = "/tmp/tgrun-logtest-XXXXXX";
+	int fd = mkstemp(path), saved = dup(2);
+	va_list ap;
+	ssize_t n;
+
+	assert_true(fd >= 0);
+	dup2(fd, 2);
+	va_start(ap, fmt);
+	log_vmsg(LOG_LVL_WARN, fmt, ap);
+	va_end(ap);
+	dup2(saved, 2);
+	close(saved);
+	n = pread(fd, buf, sizeof(buf) - 1, 0);
+	assert_true(n > 0);
+	buf[n] = '\0';
+	close(fd);
+	unlink(path);
+	return buf;
+}
+
+static void test_log_redaction_at_the_line_limit(void **state)
+{
+	static char line[4200];
+	const char *out;
+
+	log_init("test", -1);
+	/* A secret shorter than "<redacted>" ending in the last bytes of the line. */
+	log_add_secret("1:a");
+	for (int len = 4080; len <= 4096; len++) {
+		memset(line, 'x', sizeof(line));
+		memcpy(line + len - 3, "1:a", 3);
+		line[len] = '\0';
+		out = logged("%s", line);
+		assert_null(strstr(out, "1:a"));
+	}
+	/* A token cut off by the truncation of a long line: no prefix of it shows. */
+	log_add_secret("987654321:ZYXWVUTSRQPONMLKJIHGFEDCBA");
+	memset(line, 'y', sizeof(line));
+	memcpy(line + 4085, "987654321:ZYXWVUTSRQPONMLKJIHGFEDCBA", 36);
+	line[sizeof(line) - 1] = '\0';
+	out = logged("%s", line);
+	assert_null(strstr(out, "987654"));
+	assert_non_null(strstr(out, "y<redacted>"));
+}
+
+static void test_log_keeps_many_secrets(void **state)
+{
+	char secret[32];
+	const char *out;
+
+	log_init("test", -1);
+	log_add_secret("TOKEN-first-secret");
+	/* A proxy's URL, credentials and password, twice over (a reload). */
+	for (int i = 0; i < 6; i++) {
+		snprintf(secret, sizeof(secret), "proxy-secret-%d", i);
+		log_add_secret(secret);
+	}
+	out = logged("a TOKEN-first-secret b proxy-secret-5 c");
+	assert_null(strstr(out, "secret"));
+	assert_non_null(strstr(out, "a <redacted> b <redacted> c"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -131,6 +198,8 @@ int main(void)
 		cmocka_unit_test(test_token_syntax),
 		cmocka_unit_test(test_buf_append_limits),
 		cmocka_unit_test(test_log_redacts_secret),
+		cmocka_unit_test(test_log_redaction_at_the_line_limit),
+		cmocka_unit_test(test_log_keeps_many_secrets),
 	};
 	return cmocka_run_group_tests_name("common", tests, NULL, NULL);
 }
