@@ -123,6 +123,8 @@ static int scrubbed(const char *entry)
 {
 	static const char *const names[] = {
 		"NOTIFY_SOCKET=", "WATCHDOG_USEC=", "WATCHDOG_PID=",
+		/* The token reaches a worker over its socket, never its environment. */
+		"TGRUN_TOKEN=", "CREDENTIALS_DIRECTORY=",
 	};
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)

@@ -56,7 +56,9 @@ uint64_t notify_watchdog_interval_usec(const struct notify *n);
 
 /*
  * Remove NOTIFY_SOCKET, WATCHDOG_USEC and WATCHDOG_PID from the environment,
- * so that an exec'd worker cannot talk to systemd in the master's name. Meant
+ * so that an exec'd worker cannot talk to systemd in the master's name, and
+ * TGRUN_TOKEN and CREDENTIALS_DIRECTORY, so that no program a handler starts
+ * inherits the way to the token. Meant
  * for the child between fork() and exec(): it is async-signal-safe (no locks,
  * no allocation). Never call it in the master itself.
  */

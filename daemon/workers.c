@@ -279,6 +279,12 @@ static int spawn(struct master *m, struct wslot *w)
 		if (tfd >= 0 && (tfd == THROTTLE_FD ? fcntl(tfd, F_SETFD, 0) :
 		    dup2(tfd, THROTTLE_FD)) < 0)
 			_exit(127);
+		/*
+		 * Nothing else crosses exec: libcurl's sockets (the live getUpdates
+		 * connection, its wake-up pair) are not close-on-exec.
+		 */
+		if (close_range(tfd >= 0 ? THROTTLE_FD + 1 : FRAME_WORKER_FD + 1, ~0U, 0) != 0)
+			_exit(127);
 		execv(m->worker_path, argv);
 		dprintf(STDERR_FILENO, "tgrun-worker: exec %s: %s\n",
 		    m->worker_path, strerror(errno));
