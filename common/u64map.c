@@ -1,4 +1,4 @@
-/* A hash map from non-zero 64-bit keys to pointers (open addressing). */
+/* A hash map from 64-bit keys to pointers (open addressing; key 0 kept aside). */
 #include "u64map.h"
 
 #include <stdlib.h>
@@ -16,6 +16,8 @@ void u64map_init(struct u64map *m)
 	m->keys = NULL;
 	m->vals = NULL;
 	m->cap = m->count = 0;
+	m->has_zero = 0;
+	m->zero_val = NULL;
 }
 
 void u64map_free(struct u64map *m)
@@ -58,8 +60,12 @@ int u64map_put(struct u64map *m, uint64_t key, void *val)
 {
 	size_t i;
 
-	if (key == 0)
-		return -1;
+	if (key == 0) {
+		m->count += !m->has_zero;
+		m->has_zero = 1;
+		m->zero_val = val;
+		return 0;
+	}
 	if ((m->count + 1) * 4 > m->cap * 3 && grow(m) != 0)
 		return -1;
 	for (i = slot_of(key, m->cap); m->keys[i] != 0; i = (i + 1) & (m->cap - 1)) {
@@ -76,7 +82,9 @@ int u64map_put(struct u64map *m, uint64_t key, void *val)
 
 void *u64map_get(const struct u64map *m, uint64_t key)
 {
-	if (m->cap == 0 || key == 0)
+	if (key == 0)
+		return m->has_zero ? m->zero_val : NULL;
+	if (m->cap == 0)
 		return NULL;
 	for (size_t i = slot_of(key, m->cap); m->keys[i] != 0;
 	    i = (i + 1) & (m->cap - 1))
@@ -90,7 +98,14 @@ void *u64map_del(struct u64map *m, uint64_t key)
 	size_t i, j, mask = m->cap - 1;
 	void *val;
 
-	if (m->cap == 0 || key == 0)
+	if (key == 0) {
+		val = m->has_zero ? m->zero_val : NULL;
+		m->count -= m->has_zero;
+		m->has_zero = 0;
+		m->zero_val = NULL;
+		return val;
+	}
+	if (m->cap == 0)
 		return NULL;
 	for (i = slot_of(key, m->cap); m->keys[i] != key; i = (i + 1) & mask)
 		if (m->keys[i] == 0)
@@ -110,4 +125,23 @@ void *u64map_del(struct u64map *m, uint64_t key)
 	m->vals[i] = NULL;
 	m->count--;
 	return val;
+}
+
+int u64map_next(const struct u64map *m, size_t *it, uint64_t *key, void **val)
+{
+	for (; *it < m->cap; (*it)++) {
+		if (m->keys[*it] != 0) {
+			*key = m->keys[*it];
+			*val = m->vals[*it];
+			(*it)++;
+			return 1;
+		}
+	}
+	if (*it == m->cap && m->has_zero) {
+		*key = 0;
+		*val = m->zero_val;
+		(*it)++;
+		return 1;
+	}
+	return 0;
 }

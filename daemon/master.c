@@ -31,54 +31,13 @@ static void master_generation_failed(struct master *m, int gen, const char *why)
 
 /* ---- updates ------------------------------------------------------------- */
 
-static void upd_free(struct upd *u)
-{
-	free(u->json);
-	free(u);
-}
-
-static void track(struct wslot *w, struct upd *u)
-{
-	u->w = w;
-	u->wprev = NULL;
-	u->wnext = w->fl_head;
-	if (w->fl_head)
-		w->fl_head->wprev = u;
-	w->fl_head = u;
-	w->inflight++;
-	w->m->inflight++;
-}
-
-static void untrack(struct upd *u)
-{
-	struct wslot *w = u->w;
-
-	if (w == NULL)
-		return;
-	if (u->wprev)
-		u->wprev->wnext = u->wnext;
-	else
-		w->fl_head = u->wnext;
-	if (u->wnext)
-		u->wnext->wprev = u->wprev;
-	u->wprev = u->wnext = NULL;
-	u->w = NULL;
-	u->cancel_sent_ms = 0;
-	w->inflight--;
-	w->m->inflight--;
-	if (w->inflight == 0)
-		w->isolated = 0;
-}
-
 /* Forget `u`: its keys are released and successors may run. */
 static void finish(struct master *m, struct upd *u, int journal_done_too)
 {
-	seq_remove(m->seq, &u->se);
-	u64map_del(&m->upds, (uint64_t)u->id);
-	m->pending--;
+	dispatch_forget(m->dsp, &u->de);
 	if (journal_done_too && u->journaled)
 		master_store_done(m, u->id);
-	upd_free(u);
+	pending_remove(m->pend, u);
 }
 
 /*
@@ -88,37 +47,23 @@ static void finish(struct master *m, struct upd *u, int journal_done_too)
 struct upd *master_add_update(struct master *m, const char *json, size_t len,
     int attempt, int valid)
 {
-	struct update_keys k;
 	struct upd *u;
+	int64_t id;
 
-	if ((valid ? keys_extract_raw_valid(json, len, &k) :
-	    keys_extract_raw(json, len, &k)) != 0) {
+	if (pending_add(m->pend, json, len, attempt, valid, &id, &u) == PENDING_BAD)
 		log_warn("an update that is not a JSON object with an integer "
 		    "update_id; skipped");
-		return NULL;
-	}
-	if (u64map_get(&m->upds, (uint64_t)k.update_id) != NULL)
-		return NULL;
-	u = calloc(1, sizeof(*u));
-	if (u == NULL || (u->json = malloc(len + 1)) == NULL) {
-		free(u);
-		fatalx("out of memory for update %lld", (long long)k.update_id);
-	}
-	memcpy(u->json, json, len);
-	u->json[len] = '\0';
-	u->id = k.update_id;
-	u->len = len;
-	u->attempt = attempt;
-	u->type = k.type;
-	u->fetched_ms = clock_ms();
-	if (k.type != UPD_UNKNOWN && (m->cfg->bypass & (1u << k.type)))
-		u->se.nkeys = 0;
-	else
-		u->se.nkeys = keys_for(&k, m->cfg->sequentialize, u->se.keys);
-	if (u64map_put(&m->upds, (uint64_t)u->id, u) != 0 || seq_add(m->seq, &u->se) != 0)
-		fatalx("out of memory for update %lld", (long long)u->id);
-	m->pending++;
 	return u;
+}
+
+int master_pending(const struct master *m)
+{
+	return (int)pending_count(m->pend);
+}
+
+int master_inflight(const struct master *m)
+{
+	return dispatch_inflight(m->dsp);
 }
 
 /* ---- polling ---------------------------------------------------------------- */
@@ -158,7 +103,7 @@ static void on_batch(void *arg, const struct poller_item *items, size_t n)
 			master_store_blocked(m);
 		} else {
 			for (size_t i = 0; i < nrec; i++) {
-				struct upd *u = u64map_get(&m->upds, (uint64_t)recs[i].update_id);
+				struct upd *u = pending_get(m->pend, recs[i].update_id);
 
 				if (u != NULL)
 					u->journaled = 1;
@@ -213,9 +158,9 @@ void master_maybe_poll(struct master *m)
 	if (!m->started || m->stopping || m->journal_blocked || m->paused ||
 	    poller_busy(m->poller))
 		return;
-	room = m->cfg->max_pending - m->pending;
+	room = m->cfg->max_pending - master_pending(m);
 	if (room <= 0) {
-		log_debug("backpressure: %d pending; polling paused", m->pending);
+		log_debug("backpressure: %d pending; polling paused", master_pending(m));
 		return;
 	}
 	poller_poll(m->poller, m->next_offset,
@@ -224,119 +169,79 @@ void master_maybe_poll(struct master *m)
 
 /* ---- dispatch -------------------------------------------------------------- */
 
-static int usable(const struct master *m, const struct wslot *w)
+static struct upd *upd_of(struct dsp_entry *e)
 {
-	return w->gen == m->gen && w->state == W_READY && w->bev != NULL &&
-	    !w->isolated && !w->reserved;
+	return (struct upd *)((char *)e - offsetof(struct upd, de));
 }
 
-static struct wslot *least_loaded(struct master *m)
+static struct dsp_entry *next_ready(void *arg)
 {
-	struct wslot *best = NULL;
+	struct master *m = arg;
+	struct upd *u = pending_next_ready(m->pend);
 
-	for (struct wslot *w = m->workers; w; w = w->next) {
-		if (!usable(m, w) || w->inflight >= m->cfg->worker_concurrency)
-			continue;
-		if (best == NULL || w->inflight < best->inflight)
-			best = w;
-	}
-	return best;
+	return u ? &u->de : NULL;
 }
 
-static struct upd *upd_of(struct seq_entry *e)
+static int send_update(void *arg, void *h, struct dsp_entry *e)
 {
-	return e ? (struct upd *)((char *)e - offsetof(struct upd, se)) : NULL;
-}
+	struct master *m = arg;
+	struct upd *u = upd_of(e);
 
-static void push_retry(struct master *m, struct upd *u)
-{
-	u->retry_next = NULL;
-	if (m->retry_tail)
-		m->retry_tail->retry_next = u;
-	else
-		m->retry_head = u;
-	m->retry_tail = u;
-}
-
-static void pop_retry(struct master *m)
-{
-	struct upd *u = m->retry_head;
-
-	m->retry_head = u->retry_next;
-	if (m->retry_head == NULL)
-		m->retry_tail = NULL;
-	u->retry_next = NULL;
-}
-
-static int send_to(struct master *m, struct wslot *w, struct upd *u)
-{
-	if (workers_send_update(m, w, u) != 0)
+	if (workers_send_update(h, u->id, u->attempt, u->json, u->len) != 0)
 		return -1;
-	if (u->dispatched_ms == 0)
+	if (e->dispatched_ms == 0)
 		metrics_observe_dispatch(m->metrics, clock_ms() - u->fetched_ms);
-	u->dispatched_ms = clock_ms();
-	track(w, u);
 	return 0;
 }
 
-/*
- * Retried updates each go to an idle worker and run there alone. When no
- * worker is idle, the least loaded one is reserved: it gets no new work
- * until it is idle, so retries cannot starve under load.
- */
-static void dispatch_retries(struct master *m)
+static int send_cancel(void *arg, void *h, int64_t id)
 {
-	while (m->retry_head != NULL && m->inflight < m->cfg->concurrency) {
-		struct wslot *idle = NULL, *w;
+	return workers_send_cancel(h, id);
+}
 
-		for (w = m->workers; w; w = w->next) {
-			if (w->gen == m->gen && w->state == W_READY && w->bev != NULL &&
-			    !w->isolated && w->inflight == 0) {
-				idle = w;
-				break;
-			}
-		}
-		if (idle == NULL) {
-			for (w = m->workers; w; w = w->next)
-				if (w->reserved && w->gen == m->gen && w->state == W_READY)
-					return;
-			if ((w = least_loaded(m)) != NULL)
-				w->reserved = 1;
-			return;
-		}
-		idle->reserved = 0;
-		if (send_to(m, idle, m->retry_head) != 0)
-			return;
-		pop_retry(m);
-		idle->isolated = 1;
-	}
+static void kill_worker(void *arg, void *h, int64_t id)
+{
+	workers_kill_one(h, id);
+}
+
+static void dispatch_limits_of(const struct config *c, struct dispatch_limits *l)
+{
+	*l = (struct dispatch_limits){
+		.per_peer = c->worker_concurrency,
+		.total = c->concurrency,
+		.timeout_ms = c->update_timeout_ms,
+		.grace_ms = c->kill_grace_ms,
+	};
+}
+
+static void pending_rules_of(const struct config *c, struct pending_rules *r)
+{
+	*r = (struct pending_rules){ .sequentialize = c->sequentialize,
+	    .bypass = c->bypass };
 }
 
 void master_dispatch(struct master *m)
 {
-	struct wslot *w;
-	struct upd *u;
-
 	/* With the journal, a stop leaves pending updates for the next start. */
 	if (m->stopping && m->store != NULL)
 		return;
-	dispatch_retries(m);
-	while (m->inflight < m->cfg->concurrency && (w = least_loaded(m)) != NULL) {
-		u = upd_of(seq_next_ready(m->seq));
-		if (u == NULL)
-			return;
-		if (send_to(m, w, u) != 0) {
-			push_retry(m, u);
-			return;
-		}
-	}
+	dispatch_run(m->dsp);
 }
 
 /* ---- results from workers ---------------------------------------------------- */
 
+static void add_peer(struct master *m, struct wslot *w)
+{
+	struct dsp_peer *p = dispatch_peer_add(m->dsp, w);
+
+	if (p == NULL)
+		fatalx("out of memory");
+	workers_set_udata(w, p);
+}
+
 static void master_worker_ready(struct master *m, struct wslot *w)
 {
-	log_debug("worker %d (pid %ld) ready", w->slot, (long)w->pid);
+	add_peer(m, w);
 	if (!m->started && ++m->nready == m->cfg->worker_count) {
 		m->started = 1;
 		log_notice("%d workers ready; polling %s as bot \"%s\"",
@@ -366,22 +271,18 @@ static void dead_letter(struct master *m, struct upd *u, const char *why)
 static void master_update_done(struct master *m, struct wslot *w, int64_t id,
     int status, uint32_t ms)
 {
-	struct upd *u = u64map_get(&m->upds, (uint64_t)id);
-	int timed_out;
+	struct upd *u = pending_get(m->pend, id);
+	int timed_out = u ? dispatch_done(m->dsp, workers_udata(w), &u->de) : -1;
 
-	if (u == NULL || u->w != w) {
+	if (timed_out < 0) {
 		log_warn("worker %d: DONE for update %lld it was not running; ignored",
-		    w->slot, (long long)id);
+		    workers_slot(w), (long long)id);
 		return;
 	}
-	timed_out = u->cancel_sent_ms != 0;
-	untrack(u);
 	metrics_observe_handler(m->metrics, ms);
 	if (status == FRAME_ST_OK) {
-		w->done++;
 		m->n_done++;
 	} else {
-		w->failed++;
 		m->n_failed++;
 		if (timed_out)
 			log_warn("update %lld (%s): cancelled after update_timeout; its keys "
@@ -390,18 +291,15 @@ static void master_update_done(struct master *m, struct wslot *w, int64_t id,
 			log_info("update %lld: cancelled by the stop", (long long)id);
 		else
 			log_info("update %lld (%s) failed in worker %d after %u ms",
-			    (long long)id, keys_type_name(u->type), w->slot, ms);
+			    (long long)id, keys_type_name(u->type), workers_slot(w), ms);
 	}
 	if (status == FRAME_ST_CANCELLED && m->stopping && !timed_out && m->store) {
 		/* Cancelled by the stop: it stays journaled for the next start. */
 	} else {
 		finish(m, u, 1);
 	}
-	if (w->recycle_at && w->done + w->failed >= w->recycle_at && !w->recycling &&
-	    !m->stopping)
-		workers_recycle(m, w);
 	if (m->stopping) {
-		if (m->inflight == 0 && (m->store != NULL || m->pending == 0))
+		if (master_inflight(m) == 0 && (m->store != NULL || master_pending(m) == 0))
 			begin_confirm(m);
 		else
 			master_dispatch(m);
@@ -411,40 +309,69 @@ static void master_update_done(struct master *m, struct wslot *w, int64_t id,
 	master_maybe_poll(m);
 }
 
+struct lost {
+	struct master *m;
+	int slot;
+};
+
+/* An update whose worker died: retried alone, or dead-lettered. */
+static void lost_update(void *arg, struct dsp_entry *e, int timed_out)
+{
+	struct lost *l = arg;
+	struct master *m = l->m;
+	struct upd *u = upd_of(e);
+
+	if (m->stopping && m->store != NULL)
+		return;		/* stays journaled for the next start */
+	if (timed_out) {
+		m->n_failed++;
+		log_warn("update %lld: its worker was killed after update_timeout "
+		    "and kill_grace; not retried", (long long)u->id);
+		finish(m, u, 1);
+		return;
+	}
+	if (u->attempt >= m->cfg->max_attempts) {
+		dead_letter(m, u, "its worker died during each attempt");
+		return;
+	}
+	u->attempt++;
+	m->n_retried++;
+	if (m->store != NULL && u->journaled &&
+	    store_set_attempt(m->store, u->id, u->attempt) != 0)
+		log_warn("journal: cannot store the attempt of update %lld: %s",
+		    (long long)u->id, store_errmsg(m->store));
+	log_warn("update %lld: retrying (attempt %d) after worker %d died",
+	    (long long)u->id, u->attempt, l->slot);
+	/* It keeps its key slots, so per-chat order holds. */
+	dispatch_retry(m->dsp, e);
+}
+
+static void master_worker_closed(struct master *m, struct wslot *w)
+{
+	struct dsp_peer *p = workers_udata(w);
+
+	if (p != NULL)
+		dispatch_peer_close(m->dsp, p);
+}
+
+static int master_inflight_of(const struct master *m, const struct wslot *w)
+{
+	const struct dsp_peer *p = workers_udata(w);
+
+	return p ? dispatch_peer_inflight(p) : 0;
+}
+
 static void master_worker_lost(struct master *m, struct wslot *w)
 {
-	struct upd *u;
+	struct dsp_peer *p = workers_udata(w);
+	struct lost l = { m, workers_slot(w) };
 
-	while ((u = w->fl_head) != NULL) {
-		int timed_out = u->cancel_sent_ms != 0;
-
-		untrack(u);
-		if (m->stopping && m->store != NULL)
-			continue;	/* stays journaled for the next start */
-		if (timed_out) {
-			m->n_failed++;
-			log_warn("update %lld: its worker was killed after update_timeout "
-			    "and kill_grace; not retried", (long long)u->id);
-			finish(m, u, 1);
-			continue;
-		}
-		if (u->attempt >= m->cfg->max_attempts) {
-			dead_letter(m, u, "its worker died during each attempt");
-			continue;
-		}
-		u->attempt++;
-		m->n_retried++;
-		if (m->store != NULL && u->journaled &&
-		    store_set_attempt(m->store, u->id, u->attempt) != 0)
-			log_warn("journal: cannot store the attempt of update %lld: %s",
-			    (long long)u->id, store_errmsg(m->store));
-		log_warn("update %lld: retrying (attempt %d) after worker %d died",
-		    (long long)u->id, u->attempt, w->slot);
-		/* It keeps its key slots, so per-chat order holds. */
-		push_retry(m, u);
+	if (p != NULL) {
+		workers_set_udata(w, NULL);
+		dispatch_peer_remove(m->dsp, p, lost_update, &l);
 	}
-	w->isolated = w->reserved = 0;
-	if (m->stopping && m->inflight == 0 && (m->store != NULL || m->pending == 0))
+	if (m->stopping && master_inflight(m) == 0 &&
+	    (m->store != NULL || master_pending(m) == 0))
 		begin_confirm(m);
 	else
 		master_dispatch(m);
@@ -452,38 +379,13 @@ static void master_worker_lost(struct master *m, struct wslot *w)
 
 /* ---- timeouts and heartbeats ---------------------------------------------------- */
 
-static void check_timeouts(struct master *m, int64_t now)
-{
-	for (struct wslot *w = m->workers; w; w = w->next) {
-		for (struct upd *u = w->fl_head; u; u = u->wnext) {
-			if (u->cancel_sent_ms == 0 &&
-			    now - u->dispatched_ms >= m->cfg->update_timeout_ms) {
-				log_warn("update %lld: running for %lld ms, over update_timeout; "
-				    "cancelling it", (long long)u->id,
-				    (long long)(now - u->dispatched_ms));
-				m->n_timeout++;
-				u->cancel_sent_ms = now;
-				if (workers_send_cancel(w, u->id) != 0 && w->pid > 0)
-					kill(w->pid, SIGKILL);
-			} else if (u->cancel_sent_ms != 0 &&
-			    now - u->cancel_sent_ms >= m->cfg->kill_grace_ms && w->pid > 0) {
-				log_err("worker %d (pid %ld): update %lld did not end within "
-				    "kill_grace of its cancel; killing the worker", w->slot,
-				    (long)w->pid, (long long)u->id);
-				kill(w->pid, SIGKILL);
-				break;
-			}
-		}
-	}
-}
-
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct master *m = arg;
 	int64_t now = clock_ms();
 	int64_t every = m->cfg->heartbeat_timeout_ms / 4;
 
-	check_timeouts(m, now);
+	dispatch_tick(m->dsp, now);
 	if (now - m->last_ping_ms >= (every > TICK_MS ? every : TICK_MS)) {
 		m->last_ping_ms = now;
 		workers_heartbeat(m);
@@ -500,12 +402,11 @@ static int64_t confirm_offset(struct master *m)
 	/* Journaled updates survive in the journal: everything fetched may go. */
 	if (m->store != NULL)
 		return low;
-	for (size_t i = 0; i < m->upds.cap; i++) {
-		struct upd *u = m->upds.vals[i];
+	size_t it = 0;
 
-		if (m->upds.keys[i] != 0 && u->id < low)
+	for (struct upd *u; (u = pending_walk(m->pend, &it)) != NULL;)
+		if (u->id < low)
 			low = u->id;
-	}
 	return low;
 }
 
@@ -522,9 +423,9 @@ static void begin_confirm(struct master *m)
 		return;
 	}
 	off = confirm_offset(m);
-	if (m->pending > 0)
+	if (master_pending(m) > 0)
 		log_notice("%d fetched updates not finished %s; confirming offset %lld",
-		    m->pending, m->store ? "stay in the journal" : "are lost",
+		    master_pending(m), m->store ? "stay in the journal" : "are lost",
 		    (long long)off);
 	m->next_offset = off;
 	poller_confirm(m->poller, off);
@@ -536,18 +437,17 @@ static void on_shutdown_timeout(evutil_socket_t fd, short what, void *arg)
 	struct timeval tv = { m->cfg->kill_grace_ms / 1000,
 	    (m->cfg->kill_grace_ms % 1000) * 1000 };
 
-	if (!m->stop_cancelled && m->inflight > 0) {
+	if (!m->stop_cancelled && master_inflight(m) > 0) {
 		/* First cancel: fibers see it in their next yielding call. */
 		m->stop_cancelled = 1;
 		log_warn("shutdown_timeout: cancelling %d updates still running",
-		    m->inflight);
-		for (struct wslot *w = m->workers; w; w = w->next)
-			for (struct upd *u = w->fl_head; u; u = u->wnext)
-				(void)workers_send_cancel(w, u->id);
+		    master_inflight(m));
+		dispatch_cancel_all(m->dsp);
 		evtimer_add(m->shutdown_ev, &tv);
 		return;
 	}
-	log_warn("shutdown: %d updates did not end; killing their workers", m->inflight);
+	log_warn("shutdown: %d updates did not end; killing their workers",
+	    master_inflight(m));
 	workers_kill_all(m, SIGKILL);
 	begin_confirm(m);
 }
@@ -566,7 +466,7 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 	m->stopping = 1;
 	notify_stopping(&m->sd);
 	log_notice("%s: stopping; %d updates in flight, %d pending",
-	    strsignal((int)sig), m->inflight, m->pending);
+	    strsignal((int)sig), master_inflight(m), master_pending(m));
 	poller_stop(m->poller);
 	tv.tv_sec = m->cfg->shutdown_timeout_ms / 1000;
 	tv.tv_usec = (m->cfg->shutdown_timeout_ms % 1000) * 1000;
@@ -574,7 +474,7 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 	if (m->shutdown_ev == NULL)
 		fatalx("evtimer_new failed");
 	evtimer_add(m->shutdown_ev, &tv);
-	if (m->inflight == 0 && (m->store != NULL || m->pending == 0))
+	if (master_inflight(m) == 0 && (m->store != NULL || master_pending(m) == 0))
 		begin_confirm(m);
 }
 
@@ -636,6 +536,8 @@ static void master_generation_ready(struct master *m, int gen)
 {
 	struct config *old = m->cfg;
 	int old_gen = m->gen;
+	struct pending_rules rules;
+	struct dispatch_limits lim;
 
 	/* Keep what cannot change while running. */
 	m->next_cfg->journal_enabled = old->journal_enabled;
@@ -651,8 +553,13 @@ static void master_generation_ready(struct master *m, int gen)
 	m->gen = gen;
 	poller_set_config(m->poller, m->cfg);
 	workers_throttle_apply(m, m->cfg);
+	pending_rules_of(m->cfg, &rules);
+	pending_set_rules(m->pend, &rules);
+	dispatch_limits_of(m->cfg, &lim);
+	dispatch_set_limits(m->dsp, &lim);
 	config_free(old);
 	workers_drain_generation(m, old_gen);
+	workers_foreach_ready(m, gen, add_peer);
 	log_notice("reload done: generation %d serves (%s); generation %d drains",
 	    gen, m->cfg->handler, old_gen);
 	reload_finished(m);
@@ -706,13 +613,15 @@ static void on_stats(evutil_socket_t fd, short what, void *arg)
 	double rate = secs > 0 ? (double)(m->n_done - m->n_done_last) / secs : 0.0;
 	const char *polling = master_polling_state(m);
 
-	if (m->n_done != m->n_done_last || m->inflight > 0)
+	int inflight = master_inflight(m), pending = master_pending(m);
+
+	if (m->n_done != m->n_done_last || inflight > 0)
 		log_info("fetched %llu, done %llu, failed %llu, in flight %d, "
 		    "pending %d, %.0f updates/s",
 		    (unsigned long long)m->n_fetched, (unsigned long long)m->n_done,
-		    (unsigned long long)m->n_failed, m->inflight, m->pending, rate);
+		    (unsigned long long)m->n_failed, inflight, pending, rate);
 	notify_status(&m->sd, "%s; in flight %d, pending %d, done %llu, failed %llu, "
-	    "dead letters %llu, %.0f updates/s", polling, m->inflight, m->pending,
+	    "dead letters %llu, %.0f updates/s", polling, inflight, pending,
 	    (unsigned long long)m->n_done, (unsigned long long)m->n_failed,
 	    (unsigned long long)m->n_dead, rate);
 	m->n_done_last = m->n_done;
@@ -750,7 +659,8 @@ const char *master_polling_state(const struct master *m)
 	    !m->started ? "starting" :
 	    m->paused ? "paused (control)" :
 	    m->journal_blocked ? "paused (journal)" :
-	    m->pending >= m->cfg->max_pending ? "paused (backpressure)" : "polling";
+	    master_pending(m) >= m->cfg->max_pending ? "paused (backpressure)" :
+	    "polling";
 }
 
 int master_request_reload(struct master *m)
@@ -787,7 +697,7 @@ static void master_worker_stats(struct master *m, struct wslot *w, const struct 
 	}
 	j = json_loadb(f->payload, f->len, 0, NULL);
 	if (j == NULL || metrics_add_api(m->metrics, j) != 0)
-		log_warn("worker %d: malformed STATS frame ignored", w->slot);
+		log_warn("worker %d: malformed STATS frame ignored", workers_slot(w));
 	json_decref(j);
 }
 
@@ -856,11 +766,8 @@ static void master_free(struct master *m)
 {
 	poller_free(m->poller);
 	workers_free(m);
-	for (size_t i = 0; i < m->upds.cap; i++)
-		if (m->upds.keys[i] != 0)
-			upd_free(m->upds.vals[i]);
-	u64map_free(&m->upds);
-	seq_free(m->seq);
+	dispatch_free(m->dsp);
+	pending_free(m->pend);
 	evcurl_free(m->ec);
 	store_close(m->store);
 	control_free(m->control);
@@ -890,6 +797,8 @@ static const struct workers_cbs worker_cbs = {
 	.generation_failed = master_generation_failed,
 	.update_done = master_update_done,
 	.stats = master_worker_stats,
+	.worker_closed = master_worker_closed,
+	.inflight_of = master_inflight_of,
 	.worker_lost = master_worker_lost,
 	.unusable = worker_unusable,
 };
@@ -898,6 +807,10 @@ int master_run(struct config *cfg, const char *token)
 {
 	struct master m;
 	struct poller_cbs cbs = { on_batch, on_rejected, on_confirmed, &m };
+	struct dispatch_cbs dsp_cbs = { &m, next_ready, send_update, send_cancel,
+	    kill_worker };
+	struct dispatch_limits lim;
+	struct pending_rules rules;
 	int status;
 
 	memset(&m, 0, sizeof(m));
@@ -905,14 +818,17 @@ int master_run(struct config *cfg, const char *token)
 	m.token = token;
 	m.gen = 1;
 	workers_set_cbs(&m, &worker_cbs);
-	u64map_init(&m.upds);
 	signal(SIGPIPE, SIG_IGN);
 	m.worker_path = workers_find_binary();
 	m.base = event_base_new();
 	/* getUpdates and its confirmations: one connection kept across polls. */
 	m.ec = m.base ? evcurl_new(m.base, 4) : NULL;
-	m.seq = seq_new();
-	if (m.worker_path == NULL || m.ec == NULL || m.seq == NULL)
+	pending_rules_of(cfg, &rules);
+	dispatch_limits_of(cfg, &lim);
+	if ((m.pend = pending_new()) != NULL)
+		pending_set_rules(m.pend, &rules);
+	m.dsp = dispatch_new(&dsp_cbs, &lim);
+	if (m.worker_path == NULL || m.ec == NULL || m.pend == NULL || m.dsp == NULL)
 		fatalx("cannot set up the event loop");
 	if (master_store_open(&m) != 0) {
 		master_free(&m);

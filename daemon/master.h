@@ -6,10 +6,8 @@
 #include <sys/types.h>
 
 #include "config.h"
-#include "keys.h"
 #include "notify.h"
-#include "sequencer.h"
-#include "u64map.h"
+#include "pending.h"
 #include "workers.h"
 
 /* Exit statuses of tgrund. */
@@ -20,54 +18,11 @@ enum {
 	EXIT_TOKEN = 3,		/* the Bot API rejected the token */
 };
 
-struct wslot;
 struct control;
+struct dispatch;
 struct metrics;
 struct frame;
-
-struct upd {
-	int64_t id;
-	char *json;
-	size_t len;
-	int attempt;
-	struct wslot *w;	/* worker running it, NULL if none */
-	struct upd *wprev, *wnext;	/* in w's in-flight list */
-	int64_t fetched_ms;	/* added to the pending set (metrics: dispatch latency) */
-	int64_t dispatched_ms;
-	int64_t cancel_sent_ms;	/* update_timeout: CANCEL sent, 0 if not */
-	int journaled;		/* written to the journal */
-	enum update_type type;
-	struct upd *retry_next;	/* on the retry queue */
-	struct seq_entry se;	/* sequencer links */
-};
-
-enum wstate { W_EMPTY, W_STARTING, W_READY, W_DRAINING };
-
-struct wslot {
-	int slot;		/* 0..count-1 within its generation */
-	int gen;
-	enum wstate state;
-	pid_t pid;
-	struct bufferevent *bev;
-	int inflight;
-	struct upd *fl_head;	/* updates in flight here */
-	/*
-	 * A retried update runs alone in its worker, so an update that kills
-	 * its worker cannot take innocent updates down with it again.
-	 */
-	int isolated;		/* running a retried update; gets nothing else */
-	int reserved;		/* draining to become free for a retried update */
-	int recycling;		/* drained after max_updates; respawn when it exits */
-	uint64_t done, failed;
-	uint64_t recycle_at;	/* max_updates with jitter, 0 = never */
-	int64_t started_ms;
-	int64_t last_pong_ms;
-	uint64_t ping_seq;
-	int64_t backoff_ms;	/* crash-storm backoff for the next respawn */
-	struct event *respawn_ev;
-	struct master *m;
-	struct wslot *next;	/* in m->workers */
-};
+struct pending;
 
 struct master {
 	struct config *cfg;
@@ -79,9 +34,8 @@ struct master {
 	struct poller *poller;
 	struct store *store;		/* the journal; NULL when [journal] enabled = no */
 	struct throttle *throttle;	/* shared buckets; kept across reloads, NULL until enabled */
-	struct seq *seq;
-	struct u64map upds;		/* update id -> struct upd */
-	struct upd *retry_head, *retry_tail;
+	struct pending *pend;		/* fetched and not finished */
+	struct dispatch *dsp;		/* who runs what */
 	struct wslot *workers;		/* every generation */
 	int gen;			/* generation receiving new updates */
 	int reload_gen;			/* the generation a reload starts */
@@ -95,8 +49,6 @@ struct master {
 	int stop_cancelled;		/* shutdown_timeout: CANCELs sent */
 	int64_t last_ping_ms;		/* heartbeats sent */
 	int64_t next_offset;		/* 0 until the first batch */
-	int pending;			/* fetched and not finished */
-	int inflight;			/* sent to a worker and not finished */
 	struct event *sig_term, *sig_int, *sig_hup, *sig_chld;
 	struct event *stats_ev, *shutdown_ev, *watchdog_ev, *tick_ev;
 	struct event *journal_ev;	/* completion flush / blocked-batch retry */
@@ -104,7 +56,7 @@ struct master {
 	struct notify sd;
 	uint64_t rng;
 	/* counters */
-	uint64_t n_fetched, n_done, n_failed, n_retried, n_dead, n_timeout;
+	uint64_t n_fetched, n_done, n_failed, n_retried, n_dead;
 	uint64_t n_done_last;
 	int64_t last_stats_ms;
 	int64_t last_poll_ok_ms;
@@ -139,6 +91,9 @@ const char *master_polling_state(const struct master *m);
 /* Record the update `json` (copied) as pending; NULL when it is not new. */
 struct upd *master_add_update(struct master *m, const char *json, size_t len,
     int attempt, int valid);
+/* Updates fetched and not finished; updates running in workers. */
+int master_pending(const struct master *m);
+int master_inflight(const struct master *m);
 /* Send runnable updates to workers, within the limits. */
 void master_dispatch(struct master *m);
 /* Ask for the next batch if nothing stops polling. */

@@ -1,5 +1,6 @@
 /* The master's side of status.h: snapshots and requests for the control socket and the metrics. */
 #include "master.h"
+#include "dispatch.h"
 #include "store.h"
 #include "log.h"
 #include "status.h"
@@ -14,25 +15,13 @@ struct status_buf {
 	size_t cap;
 };
 
-static const char *wstate_name(enum wstate s)
-{
-	switch (s) {
-	case W_EMPTY: return "empty";
-	case W_STARTING: return "starting";
-	case W_READY: return "ready";
-	case W_DRAINING: return "draining";
-	}
-	return "?";
-}
-
 static void snapshot(void *arg, struct status *st)
 {
 	struct master *m = arg;
 	struct status_buf *b = m->status_buf;
-	size_t n = 0;
+	size_t n = workers_count(m);
+	int ready;
 
-	for (const struct wslot *w = m->workers; w; w = w->next)
-		n++;
 	if (n > b->cap) {
 		struct status_worker *sw = realloc(b->workers, n * sizeof(*sw));
 
@@ -48,14 +37,14 @@ static void snapshot(void *arg, struct status *st)
 		.polling = master_polling_state(m),
 		.generation = m->gen,
 		.worker_count = m->cfg->worker_count,
-		.inflight = m->inflight,
-		.pending = m->pending,
+		.inflight = master_inflight(m),
+		.pending = master_pending(m),
 		.fetched = m->n_fetched,
 		.done = m->n_done,
 		.failed = m->n_failed,
 		.retried = m->n_retried,
 		.dead_lettered = m->n_dead,
-		.timed_out = m->n_timeout,
+		.timed_out = dispatch_timeouts(m->dsp),
 		.dead_letters = m->store ? store_dead_count(m->store) : (int64_t)m->n_dead,
 		.rate = m->rate,
 		.last_poll_ok_ms = m->last_poll_ok_ms,
@@ -64,15 +53,8 @@ static void snapshot(void *arg, struct status *st)
 		.journal_bytes = m->store ? store_size_bytes(m->store) : 0,
 		.workers = b->workers,
 	};
-	for (const struct wslot *w = m->workers; w && st->nworkers < n; w = w->next) {
-		b->workers[st->nworkers++] = (struct status_worker){
-			.slot = w->slot, .gen = w->gen, .pid = w->pid,
-			.state = wstate_name(w->state), .inflight = w->inflight,
-			.done = w->done, .failed = w->failed,
-			.last_pong_ms = w->pid > 0 && w->state != W_STARTING ? w->last_pong_ms : -1,
-		};
-		st->workers_ready += w->gen == m->gen && w->state == W_READY;
-	}
+	st->nworkers = workers_rows(m, b->workers, n, &ready);
+	st->workers_ready = ready;
 }
 
 static int reload(void *arg)
@@ -158,11 +140,8 @@ static int64_t dead_drop(void *arg, int64_t id, const char **err)
 static int dump(void *arg, int slot, uint64_t req, pid_t *pid, const char **err)
 {
 	struct master *m = arg;
-	struct wslot *w;
+	struct wslot *w = workers_find_ready(m, slot, pid);
 
-	for (w = m->workers; w; w = w->next)
-		if (w->gen == m->gen && w->slot == slot && w->state == W_READY)
-			break;
 	if (w == NULL) {
 		*err = "fibers: no ready worker in that slot of the current generation";
 		return -1;
@@ -171,7 +150,6 @@ static int dump(void *arg, int slot, uint64_t req, pid_t *pid, const char **err)
 		*err = "fibers: cannot send the request to the worker";
 		return -1;
 	}
-	*pid = w->pid;
 	return 0;
 }
 

@@ -19,7 +19,7 @@ static int write_pending(struct master *m)
 {
 	struct store_rec *recs;
 	struct upd **which;
-	size_t n = 0, cap = (size_t)m->pending;
+	size_t n = 0, cap = (size_t)master_pending(m), it = 0;
 	int rc = 0;
 
 	if (m->store == NULL || cap == 0)
@@ -28,10 +28,8 @@ static int write_pending(struct master *m)
 	which = calloc(cap, sizeof(*which));
 	if (recs == NULL || which == NULL)
 		fatalx("out of memory");
-	for (size_t i = 0; i < m->upds.cap && n < cap; i++) {
-		struct upd *u = m->upds.vals[i];
-
-		if (m->upds.keys[i] == 0 || u->journaled)
+	for (struct upd *u; n < cap && (u = pending_walk(m->pend, &it)) != NULL;) {
+		if (u->journaled)
 			continue;
 		recs[n].update_id = u->id;
 		recs[n].body = u->json;
@@ -96,7 +94,7 @@ static int replay_one(void *arg, int64_t id, const char *body, size_t len, int a
 
 	/* It may have been delivered before the restart: say so with the attempt. */
 	u = master_add_update(m, body, len, (attempt > 1 ? attempt : 1) + 1, 0);
-	if (u == NULL && u64map_get(&m->upds, (uint64_t)id) == NULL) {
+	if (u == NULL && pending_get(m->pend, id) == NULL) {
 		/* The journal cannot be written from inside its own walk: note it. */
 		if (r->nbad == r->capbad) {
 			size_t cap = r->capbad ? r->capbad * 2 : 16;
@@ -152,9 +150,9 @@ int master_store_open(struct master *m)
 	free(r.bad);
 	if (off > m->next_offset)
 		m->next_offset = off;
-	if (m->pending > 0)
+	if (master_pending(m) > 0)
 		log_notice("journal: replaying %d unfinished updates before polling "
-		    "(offset %lld)", m->pending, (long long)m->next_offset);
+		    "(offset %lld)", master_pending(m), (long long)m->next_offset);
 	m->journal_ev = evtimer_new(m->base, on_journal_timer, m);
 	if (m->journal_ev == NULL || evtimer_add(m->journal_ev, &tv) != 0)
 		fatalx("cannot start the journal timer");
@@ -189,7 +187,7 @@ static int take_one(void *arg, int64_t id, const char *body, size_t len, int att
 
 int master_take_journaled(struct master *m)
 {
-	int before = m->pending;
+	int before = master_pending(m);
 
 	if (m->store == NULL)
 		return 0;
@@ -199,5 +197,5 @@ int master_take_journaled(struct master *m)
 		return -1;
 	}
 	master_dispatch(m);
-	return m->pending - before;
+	return master_pending(m) - before;
 }

@@ -4,6 +4,7 @@
 #include "clock.h"
 #include "frame.h"
 #include "log.h"
+#include "status.h"
 #include "throttle.h"
 
 #include <errno.h>
@@ -22,6 +23,27 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+enum wstate { W_EMPTY, W_STARTING, W_READY, W_DRAINING };
+
+struct wslot {
+	int slot;		/* 0..count-1 within its generation */
+	int gen;
+	enum wstate state;
+	pid_t pid;
+	struct bufferevent *bev;
+	int recycling;		/* drained after max_updates; respawn when it exits */
+	uint64_t done, failed;
+	uint64_t recycle_at;	/* max_updates with jitter, 0 = never */
+	int64_t started_ms;
+	int64_t last_pong_ms;
+	uint64_t ping_seq;
+	int64_t backoff_ms;	/* crash-storm backoff for the next respawn */
+	struct event *respawn_ev;
+	void *udata;		/* the master's (its dispatcher's peer) */
+	struct master *m;
+	struct wslot *next;	/* in m->workers */
+};
+
 #define RESPAWN_MIN_MS 200
 #define RESPAWN_MAX_MS 10000
 /* A worker that lived this long did not crash in a storm. */
@@ -32,6 +54,91 @@ static int spawn(struct master *m, struct wslot *w);
 void workers_set_cbs(struct master *m, const struct workers_cbs *cbs)
 {
 	m->wcbs = *cbs;
+}
+
+void *workers_udata(const struct wslot *w)
+{
+	return w->udata;
+}
+
+void workers_set_udata(struct wslot *w, void *udata)
+{
+	w->udata = udata;
+}
+
+int workers_slot(const struct wslot *w)
+{
+	return w->slot;
+}
+
+void workers_foreach_ready(struct master *m, int gen,
+    void (*fn)(struct master *m, struct wslot *w))
+{
+	for (struct wslot *w = m->workers; w; w = w->next)
+		if (w->gen == gen && w->state == W_READY)
+			fn(m, w);
+}
+
+static const char *wstate_name(enum wstate s)
+{
+	switch (s) {
+	case W_EMPTY: return "empty";
+	case W_STARTING: return "starting";
+	case W_READY: return "ready";
+	case W_DRAINING: return "draining";
+	}
+	return "?";
+}
+
+size_t workers_rows(const struct master *m, struct status_worker *rows, size_t n,
+    int *ready)
+{
+	size_t i = 0;
+
+	*ready = 0;
+	for (const struct wslot *w = m->workers; w; w = w->next) {
+		*ready += w->gen == m->gen && w->state == W_READY;
+		if (i >= n)
+			continue;
+		rows[i++] = (struct status_worker){
+			.slot = w->slot, .gen = w->gen, .pid = w->pid,
+			.state = wstate_name(w->state),
+			.inflight = w->udata ? m->wcbs.inflight_of(m, w) : 0,
+			.done = w->done, .failed = w->failed,
+			.last_pong_ms = w->pid > 0 && w->state != W_STARTING ?
+			    w->last_pong_ms : -1,
+		};
+	}
+	return i;
+}
+
+size_t workers_count(const struct master *m)
+{
+	size_t n = 0;
+
+	for (const struct wslot *w = m->workers; w; w = w->next)
+		n++;
+	return n;
+}
+
+struct wslot *workers_find_ready(struct master *m, int slot, pid_t *pid)
+{
+	for (struct wslot *w = m->workers; w; w = w->next) {
+		if (w->gen == m->gen && w->slot == slot && w->state == W_READY) {
+			*pid = w->pid;
+			return w;
+		}
+	}
+	return NULL;
+}
+
+void workers_kill_one(struct wslot *w, int64_t id)
+{
+	if (w->pid <= 0)
+		return;
+	log_err("worker %d (pid %ld): update %lld did not end within kill_grace of "
+	    "its cancel; killing the worker", w->slot, (long)w->pid, (long long)id);
+	kill(w->pid, SIGKILL);
 }
 
 char *workers_find_binary(void)
@@ -102,6 +209,8 @@ static json_t *settings_json(struct master *m, struct wslot *w)
 
 static void drop_conn(struct wslot *w)
 {
+	if (w->bev != NULL && w->state == W_READY)
+		w->m->wcbs.worker_closed(w->m, w);	/* nothing can reach it now */
 	if (w->bev != NULL) {
 		bufferevent_free(w->bev);
 		w->bev = NULL;
@@ -173,6 +282,14 @@ static void handle_frames(struct wslot *w, struct evbuffer *in)
 				protocol_error(w, "DONE before READY");
 				return;
 			}
+			if (f.flags == FRAME_ST_OK)
+				w->done++;
+			else
+				w->failed++;
+			/* Drain it before the master can give it more work. */
+			if (w->recycle_at && w->done + w->failed >= w->recycle_at &&
+			    !w->recycling && !m->stopping && w->state == W_READY)
+				workers_recycle(m, w);
 			m->wcbs.update_done(m, w, (int64_t)f.seq, f.flags, f.arg);
 			break;
 		case FRAME_FAIL:
@@ -294,9 +411,8 @@ static int spawn(struct master *m, struct wslot *w)
 	evutil_make_socket_nonblocking(sv[0]);
 	w->pid = pid;
 	w->state = W_STARTING;
-	w->inflight = 0;
 	w->done = w->failed = 0;
-	w->isolated = w->reserved = w->recycling = 0;
+	w->recycling = 0;
 	w->recycle_at = c->max_updates > 0 ? (uint64_t)c->max_updates +
 	    next_rand(m) % ((uint64_t)c->max_updates / 10 + 1) : 0;
 	w->started_ms = clock_ms();
@@ -351,12 +467,13 @@ int workers_start(struct master *m, const struct config *cfg, int gen)
 	return 0;
 }
 
-int workers_send_update(struct master *m, struct wslot *w, struct upd *u)
+int workers_send_update(struct wslot *w, int64_t id, int attempt, const char *json,
+    size_t len)
 {
-	if (w->bev == NULL)
+	if (w->bev == NULL || w->state != W_READY)
 		return -1;
 	return frame_write(bufferevent_get_output(w->bev), FRAME_UPDATE, 0,
-	    (uint64_t)u->id, (uint32_t)u->attempt, u->json, u->len);
+	    (uint64_t)id, (uint32_t)attempt, json, len);
 }
 
 int workers_send_cancel(struct wslot *w, int64_t id)
@@ -378,6 +495,8 @@ int workers_send_dump(struct wslot *w, uint64_t req)
 static void drain_one(struct wslot *w)
 {
 	evtimer_del(w->respawn_ev);
+	if (w->state == W_READY)
+		w->m->wcbs.worker_closed(w->m, w);
 	if (w->bev != NULL && w->state == W_READY) {
 		if (frame_write(bufferevent_get_output(w->bev), FRAME_DRAIN, 0, 0, 0,
 		    NULL, 0) != 0)

@@ -2,12 +2,15 @@
 #ifndef TGRUN_WORKERS_H
 #define TGRUN_WORKERS_H
 
+#include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 struct config;
 struct frame;
 struct master;
-struct upd;
+struct status_worker;
+/* One worker slot; private to workers.c. */
 struct wslot;
 
 /*
@@ -25,6 +28,10 @@ struct workers_cbs {
 	    uint32_t ms);
 	/* A STATS frame: API counts for the metrics, or a fiber dump. */
 	void (*stats)(struct master *m, struct wslot *w, const struct frame *f);
+	/* `w` takes no new update from now on (it drains, or cannot be reached). */
+	void (*worker_closed)(struct master *m, struct wslot *w);
+	/* Updates running in `w`, for status rows. */
+	int (*inflight_of)(const struct master *m, const struct wslot *w);
 	/* The worker in `w` is gone: its in-flight updates must be retried. */
 	void (*worker_lost)(struct master *m, struct wslot *w);
 	/* A worker of the serving generation cannot work (its config or handler). */
@@ -51,8 +58,24 @@ int workers_healthy(const struct master *m);
 int workers_send_cancel(struct wslot *w, int64_t id);
 /* Drain `w` and start a fresh worker in its slot once it exits. */
 void workers_recycle(struct master *m, struct wslot *w);
-int workers_send_update(struct master *m, struct wslot *w, struct upd *u)
-	__attribute__((warn_unused_result));
+/* Send update `id` to a READY worker: 0, or -1 (not sent). */
+int workers_send_update(struct wslot *w, int64_t id, int attempt, const char *json,
+    size_t len) __attribute__((warn_unused_result));
+/* The owner's pointer kept with `w` (the master's dispatch peer). */
+void *workers_udata(const struct wslot *w);
+void workers_set_udata(struct wslot *w, void *udata);
+int workers_slot(const struct wslot *w);
+/* Call `fn` for each READY worker of generation `gen`. */
+void workers_foreach_ready(struct master *m, int gen,
+    void (*fn)(struct master *m, struct wslot *w));
+/* Status rows of up to `n` workers (returns how many); *ready: READY in the serving generation. */
+size_t workers_rows(const struct master *m, struct status_worker *rows, size_t n,
+    int *ready);
+size_t workers_count(const struct master *m);
+/* The READY worker in `slot` of the serving generation, or NULL. */
+struct wslot *workers_find_ready(struct master *m, int slot, pid_t *pid);
+/* `w` ignored the cancel of update `id`: kill it (logged). */
+void workers_kill_one(struct wslot *w, int64_t id);
 void workers_drain(struct master *m);
 void workers_kill_all(struct master *m, int sig);
 int workers_alive(const struct master *m);
