@@ -26,7 +26,7 @@
 
 static void begin_confirm(struct master *m);
 static void start_reload(struct master *m);
-static void master_generation_failed(struct master *m, int gen, const char *why);
+static void master_generation_failed(void *arg, int gen, const char *why);
 
 
 /* ---- updates ------------------------------------------------------------- */
@@ -130,7 +130,7 @@ static void on_drain_timeout(evutil_socket_t fd, short what, void *arg)
 
 	log_warn("workers did not exit within %d ms of DRAIN; killing them",
 	    DRAIN_GRACE_MS);
-	workers_kill_all(m, SIGKILL);
+	workers_kill_all(m->pool, SIGKILL);
 	master_exit(m, m->exit_status);
 }
 
@@ -141,8 +141,8 @@ static void on_confirmed(void *arg, int ok)
 
 	if (ok)
 		log_info("offset %lld confirmed", (long long)m->next_offset);
-	workers_drain(m);
-	if (workers_alive(m) == 0) {
+	workers_drain(m->pool);
+	if (workers_alive(m->pool) == 0) {
 		master_exit(m, EXIT_OK);
 		return;
 	}
@@ -230,8 +230,9 @@ void master_dispatch(struct master *m)
 
 /* ---- results from workers ---------------------------------------------------- */
 
-static void add_peer(struct master *m, struct wslot *w)
+static void add_peer(void *arg, struct wslot *w)
 {
+	struct master *m = arg;
 	struct dsp_peer *p = dispatch_peer_add(m->dsp, w);
 
 	if (p == NULL)
@@ -239,15 +240,11 @@ static void add_peer(struct master *m, struct wslot *w)
 	workers_set_udata(w, p);
 }
 
-static void master_worker_ready(struct master *m, struct wslot *w)
+static void master_worker_ready(void *arg, struct wslot *w)
 {
+	struct master *m = arg;
+
 	add_peer(m, w);
-	if (!m->started && ++m->nready == m->cfg->worker_count) {
-		m->started = 1;
-		log_notice("%d workers ready; polling %s as bot \"%s\"",
-		    m->cfg->worker_count, m->cfg->api_url, m->cfg->name);
-		notify_ready(&m->sd);
-	}
 	master_dispatch(m);
 	master_maybe_poll(m);
 }
@@ -268,9 +265,10 @@ static void dead_letter(struct master *m, struct upd *u, const char *why)
 	finish(m, u, 1);
 }
 
-static void master_update_done(struct master *m, struct wslot *w, int64_t id,
+static void master_update_done(void *arg, struct wslot *w, int64_t id,
     int status, uint32_t ms)
 {
+	struct master *m = arg;
 	struct upd *u = pending_get(m->pend, id);
 	int timed_out = u ? dispatch_done(m->dsp, workers_udata(w), &u->de) : -1;
 
@@ -346,23 +344,25 @@ static void lost_update(void *arg, struct dsp_entry *e, int timed_out)
 	dispatch_retry(m->dsp, e);
 }
 
-static void master_worker_closed(struct master *m, struct wslot *w)
+static void master_worker_closed(void *arg, struct wslot *w)
 {
+	struct master *m = arg;
 	struct dsp_peer *p = workers_udata(w);
 
 	if (p != NULL)
 		dispatch_peer_close(m->dsp, p);
 }
 
-static int master_inflight_of(const struct master *m, const struct wslot *w)
+static int master_inflight_of(void *arg, const struct wslot *w)
 {
 	const struct dsp_peer *p = workers_udata(w);
 
 	return p ? dispatch_peer_inflight(p) : 0;
 }
 
-static void master_worker_lost(struct master *m, struct wslot *w)
+static void master_worker_lost(void *arg, struct wslot *w)
 {
+	struct master *m = arg;
 	struct dsp_peer *p = workers_udata(w);
 	struct lost l = { m, workers_slot(w) };
 
@@ -388,7 +388,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	dispatch_tick(m->dsp, now);
 	if (now - m->last_ping_ms >= (every > TICK_MS ? every : TICK_MS)) {
 		m->last_ping_ms = now;
-		workers_heartbeat(m);
+		workers_heartbeat(m->pool);
 	}
 }
 
@@ -448,7 +448,7 @@ static void on_shutdown_timeout(evutil_socket_t fd, short what, void *arg)
 	}
 	log_warn("shutdown: %d updates did not end; killing their workers",
 	    master_inflight(m));
-	workers_kill_all(m, SIGKILL);
+	workers_kill_all(m->pool, SIGKILL);
 	begin_confirm(m);
 }
 
@@ -459,11 +459,12 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 
 	if (m->stopping) {
 		log_warn("second %s: stopping now", strsignal((int)sig));
-		workers_kill_all(m, SIGKILL);
+		workers_kill_all(m->pool, SIGKILL);
 		master_exit(m, EXIT_OK);
 		return;
 	}
 	m->stopping = 1;
+	workers_set_stopping(m->pool);
 	notify_stopping(&m->sd);
 	log_notice("%s: stopping; %d updates in flight, %d pending",
 	    strsignal((int)sig), master_inflight(m), master_pending(m));
@@ -505,7 +506,7 @@ static void start_reload(struct master *m)
 	    (c->metrics_listen && strcmp(c->metrics_listen, m->cfg->metrics_listen) != 0))
 		log_warn("reload: [control] and [metrics] changes take effect at the "
 		    "next start");
-	if (workers_throttle_prepare(m, c) != 0) {
+	if (workers_throttle_prepare(m->pool, c) != 0) {
 		log_err("reload refused: [throttle] cannot be enabled; the running "
 		    "generation keeps serving");
 		config_free(c);
@@ -517,7 +518,7 @@ static void start_reload(struct master *m)
 	m->reload_gen = (m->reload_gen > m->gen ? m->reload_gen : m->gen) + 1;
 	log_notice("SIGHUP: starting worker generation %d (%d workers, %s)",
 	    m->reload_gen, c->worker_count, c->handler);
-	if (workers_start(m, c, m->reload_gen) != 0)
+	if (workers_start(m->pool, c, m->reload_gen) != 0)
 		master_generation_failed(m, m->reload_gen, "cannot start workers");
 }
 
@@ -532,13 +533,27 @@ static void reload_finished(struct master *m)
 	}
 }
 
-static void master_generation_ready(struct master *m, int gen)
+static void master_generation_ready(void *arg, int gen)
 {
-	struct config *old = m->cfg;
+	struct master *m = arg;
+	struct config *old;
 	int old_gen = m->gen;
 	struct pending_rules rules;
 	struct dispatch_limits lim;
 
+	if (gen == m->gen && !m->started) {
+		/* The first generation: start polling. */
+		m->started = 1;
+		log_notice("%d workers ready; polling %s as bot \"%s\"",
+		    m->cfg->worker_count, m->cfg->api_url, m->cfg->name);
+		notify_ready(&m->sd);
+		master_dispatch(m);
+		master_maybe_poll(m);
+		return;
+	}
+	if (!m->reloading || gen != m->reload_gen || m->next_cfg == NULL)
+		return;
+	old = m->cfg;
 	/* Keep what cannot change while running. */
 	m->next_cfg->journal_enabled = old->journal_enabled;
 	m->next_cfg->journal_sync = old->journal_sync;
@@ -552,14 +567,14 @@ static void master_generation_ready(struct master *m, int gen)
 	m->next_cfg = NULL;
 	m->gen = gen;
 	poller_set_config(m->poller, m->cfg);
-	workers_throttle_apply(m, m->cfg);
+	workers_throttle_apply(m->pool, m->cfg);
 	pending_rules_of(m->cfg, &rules);
 	pending_set_rules(m->pend, &rules);
 	dispatch_limits_of(m->cfg, &lim);
 	dispatch_set_limits(m->dsp, &lim);
+	workers_serve(m->pool, gen, m->cfg);
 	config_free(old);
-	workers_drain_generation(m, old_gen);
-	workers_foreach_ready(m, gen, add_peer);
+	workers_foreach_ready(m->pool, gen, add_peer);
 	log_notice("reload done: generation %d serves (%s); generation %d drains",
 	    gen, m->cfg->handler, old_gen);
 	reload_finished(m);
@@ -567,13 +582,15 @@ static void master_generation_ready(struct master *m, int gen)
 	master_maybe_poll(m);
 }
 
-static void master_generation_failed(struct master *m, int gen, const char *why)
+static void master_generation_failed(void *arg, int gen, const char *why)
 {
+	struct master *m = arg;
+
 	if (!m->reloading || gen != m->reload_gen)
 		return;
 	log_err("reload refused: the new workers failed to start (%s); generation "
 	    "%d keeps serving", why, m->gen);
-	workers_kill_generation(m, gen);
+	workers_abandon(m->pool, gen);
 	config_free(m->next_cfg);
 	m->next_cfg = NULL;
 	reload_finished(m);
@@ -599,8 +616,8 @@ static void on_chld(evutil_socket_t sig, short what, void *arg)
 {
 	struct master *m = arg;
 
-	workers_reap(m);
-	if (m->stopping && workers_alive(m) == 0 && m->shutdown_ev == NULL &&
+	workers_reap(m->pool);
+	if (m->stopping && workers_alive(m->pool) == 0 && m->shutdown_ev == NULL &&
 	    !poller_busy(m->poller))
 		master_exit(m, m->exit_status);
 }
@@ -687,8 +704,9 @@ void master_set_paused(struct master *m, int paused)
 		master_maybe_poll(m);
 }
 
-static void master_worker_stats(struct master *m, struct wslot *w, const struct frame *f)
+static void master_worker_stats(void *arg, struct wslot *w, const struct frame *f)
 {
+	struct master *m = arg;
 	json_t *j;
 
 	if (f->flags == FRAME_STATS_DUMP) {
@@ -706,7 +724,7 @@ static void on_watchdog(evutil_socket_t fd, short what, void *arg)
 {
 	struct master *m = arg;
 
-	if (workers_healthy(m))
+	if (workers_healthy(m->pool))
 		notify_watchdog(&m->sd);
 	else
 		log_warn("watchdog: a worker misses heartbeats; not telling systemd");
@@ -717,7 +735,7 @@ void master_exit(struct master *m, int status)
 	if (status > m->exit_status)
 		m->exit_status = status;
 	if (status != EXIT_OK)
-		workers_kill_all(m, SIGKILL);
+		workers_kill_all(m->pool, SIGKILL);
 	event_base_loopbreak(m->base);
 }
 
@@ -745,18 +763,18 @@ static void wait_children(struct master *m, int64_t grace_ms)
 	int64_t end = clock_ms() + grace_ms;
 
 	/* The loop has stopped: reap synchronously, then force. */
-	while (workers_alive(m) > 0 && clock_ms() < end) {
+	while (workers_alive(m->pool) > 0 && clock_ms() < end) {
 		struct timespec ts = { 0, 20 * 1000000 };
 
-		workers_reap(m);
+		workers_reap(m->pool);
 		nanosleep(&ts, NULL);
 	}
-	if (workers_alive(m) > 0) {
-		workers_kill_all(m, SIGKILL);
-		while (workers_alive(m) > 0) {
+	if (workers_alive(m->pool) > 0) {
+		workers_kill_all(m->pool, SIGKILL);
+		while (workers_alive(m->pool) > 0) {
 			struct timespec ts = { 0, 10 * 1000000 };
 
-			workers_reap(m);
+			workers_reap(m->pool);
 			nanosleep(&ts, NULL);
 		}
 	}
@@ -765,7 +783,7 @@ static void wait_children(struct master *m, int64_t grace_ms)
 static void master_free(struct master *m)
 {
 	poller_free(m->poller);
-	workers_free(m);
+	workers_free(m->pool);
 	dispatch_free(m->dsp);
 	pending_free(m->pend);
 	evcurl_free(m->ec);
@@ -781,14 +799,13 @@ static void master_free(struct master *m)
 			event_free(evs[i]);
 	if (m->base)
 		event_base_free(m->base);
-	free(m->worker_path);
 	config_free(m->next_cfg);
 }
 
 /* workers.c has said why. */
-static void worker_unusable(struct master *m)
+static void worker_unusable(void *arg)
 {
-	master_exit(m, EXIT_CONFIG);
+	master_exit(arg, EXIT_CONFIG);
 }
 
 static const struct workers_cbs worker_cbs = {
@@ -817,9 +834,7 @@ int master_run(struct config *cfg, const char *token)
 	m.cfg = cfg;
 	m.token = token;
 	m.gen = 1;
-	workers_set_cbs(&m, &worker_cbs);
 	signal(SIGPIPE, SIG_IGN);
-	m.worker_path = workers_find_binary();
 	m.base = event_base_new();
 	/* getUpdates and its confirmations: one connection kept across polls. */
 	m.ec = m.base ? evcurl_new(m.base, 4) : NULL;
@@ -828,7 +843,9 @@ int master_run(struct config *cfg, const char *token)
 	if ((m.pend = pending_new()) != NULL)
 		pending_set_rules(m.pend, &rules);
 	m.dsp = dispatch_new(&dsp_cbs, &lim);
-	if (m.worker_path == NULL || m.ec == NULL || m.pend == NULL || m.dsp == NULL)
+	if (m.base != NULL)
+		m.pool = workers_new(m.base, token, &worker_cbs, &m);
+	if (m.pool == NULL || m.ec == NULL || m.pend == NULL || m.dsp == NULL)
 		fatalx("cannot set up the event loop");
 	if (master_store_open(&m) != 0) {
 		master_free(&m);
@@ -855,13 +872,13 @@ int master_run(struct config *cfg, const char *token)
 		m.watchdog_ev = add_timer(&m,
 		    (int64_t)(notify_watchdog_interval_usec(&m.sd) / 2000), on_watchdog);
 
-	if (workers_throttle_prepare(&m, cfg) != 0) {
+	if (workers_throttle_prepare(m.pool, cfg) != 0) {
 		master_free(&m);
 		config_free(cfg);
 		return EXIT_RUNTIME;
 	}
 	log_info("starting %d workers (%s)", cfg->worker_count, cfg->handler);
-	if (workers_start(&m, cfg, m.gen) != 0)
+	if (workers_start(m.pool, cfg, m.gen) != 0)
 		fatalx("cannot allocate worker slots");
 	event_base_dispatch(m.base);
 

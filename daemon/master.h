@@ -28,18 +28,15 @@ struct master {
 	struct config *cfg;
 	struct config *next_cfg;	/* a reload waiting for its workers */
 	const char *token;
-	char *worker_path;
 	struct event_base *base;
 	struct evcurl *ec;
 	struct poller *poller;
 	struct store *store;		/* the journal; NULL when [journal] enabled = no */
-	struct throttle *throttle;	/* shared buckets; kept across reloads, NULL until enabled */
 	struct pending *pend;		/* fetched and not finished */
 	struct dispatch *dsp;		/* who runs what */
-	struct wslot *workers;		/* every generation */
+	struct workers *pool;		/* the worker processes, every generation */
 	int gen;			/* generation receiving new updates */
 	int reload_gen;			/* the generation a reload starts */
-	int nready;			/* READY workers of the current generation */
 	int started;			/* all workers acknowledged; polling */
 	int stopping;			/* SIGTERM seen */
 	int reloading;			/* a new generation is starting */
@@ -54,7 +51,6 @@ struct master {
 	struct event *journal_ev;	/* completion flush / blocked-batch retry */
 	struct event *drain_ev;		/* bounds the wait for workers after DRAIN */
 	struct notify sd;
-	uint64_t rng;
 	/* counters */
 	uint64_t n_fetched, n_done, n_failed, n_retried, n_dead;
 	uint64_t n_done_last;
@@ -65,7 +61,6 @@ struct master {
 	struct control *control;	/* NULL when [control] enabled = no */
 	struct metrics *metrics;
 	struct status_buf *status_buf;	/* what the last snapshot points into */
-	struct workers_cbs wcbs;	/* how the worker pool reaches the master */
 };
 
 /* Run the daemon until it stops; returns the exit status. Takes over cfg. */

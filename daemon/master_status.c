@@ -19,7 +19,7 @@ static void snapshot(void *arg, struct status *st)
 {
 	struct master *m = arg;
 	struct status_buf *b = m->status_buf;
-	size_t n = workers_count(m);
+	size_t n = workers_count(m->pool);
 	int ready;
 
 	if (n > b->cap) {
@@ -53,7 +53,7 @@ static void snapshot(void *arg, struct status *st)
 		.journal_bytes = m->store ? store_size_bytes(m->store) : 0,
 		.workers = b->workers,
 	};
-	st->nworkers = workers_rows(m, b->workers, n, &ready);
+	st->nworkers = workers_rows(m->pool, b->workers, n, &ready);
 	st->workers_ready = ready;
 }
 
@@ -140,7 +140,7 @@ static int64_t dead_drop(void *arg, int64_t id, const char **err)
 static int dump(void *arg, int slot, uint64_t req, pid_t *pid, const char **err)
 {
 	struct master *m = arg;
-	struct wslot *w = workers_find_ready(m, slot, pid);
+	struct wslot *w = workers_find_ready(m->pool, slot, pid);
 
 	if (w == NULL) {
 		*err = "fibers: no ready worker in that slot of the current generation";

@@ -1,6 +1,7 @@
 /* Worker processes: fork+exec, READY handshake, frames, heartbeats, reaping, respawn, generations. */
 #include "workers.h"
-#include "master.h"
+#include "config.h"
+#include "notify.h"
 #include "clock.h"
 #include "frame.h"
 #include "log.h"
@@ -18,6 +19,8 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <jansson.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -39,9 +42,26 @@ struct wslot {
 	uint64_t ping_seq;
 	int64_t backoff_ms;	/* crash-storm backoff for the next respawn */
 	struct event *respawn_ev;
-	void *udata;		/* the master's (its dispatcher's peer) */
-	struct master *m;
-	struct wslot *next;	/* in m->workers */
+	void *udata;		/* the owner's (the master's dispatch peer) */
+	struct workers *p;
+	struct wslot *next;	/* in p->list */
+};
+
+/* The pool. */
+struct workers {
+	struct event_base *base;
+	char *path;			/* tgrun-worker */
+	const char *token;
+	struct workers_cbs cbs;
+	void *arg;
+	struct wslot *list;		/* every generation */
+	const struct config *cfg;	/* the serving generation's */
+	const struct config *next_cfg;	/* the starting generation's, or NULL */
+	int gen;			/* serving; 0 before the first start */
+	int starting_gen;		/* started and not all READY yet; 0 if none */
+	int stopping;			/* no respawn */
+	uint64_t rng;
+	struct throttle *throttle;	/* shared buckets, NULL until enabled */
 };
 
 #define RESPAWN_MIN_MS 200
@@ -49,11 +69,26 @@ struct wslot {
 /* A worker that lived this long did not crash in a storm. */
 #define RESPAWN_STABLE_MS 10000
 
-static int spawn(struct master *m, struct wslot *w);
+static int spawn(struct workers *p, struct wslot *w);
 
-void workers_set_cbs(struct master *m, const struct workers_cbs *cbs)
+
+struct workers *workers_new(struct event_base *base, const char *token,
+    const struct workers_cbs *cbs, void *arg)
 {
-	m->wcbs = *cbs;
+	struct workers *p = calloc(1, sizeof(*p));
+
+	if (p == NULL)
+		return NULL;
+	if ((p->path = workers_find_binary()) == NULL) {
+		free(p);
+		return NULL;
+	}
+	p->base = base;
+	p->token = token;
+	p->cbs = *cbs;
+	p->arg = arg;
+	p->rng = (uint64_t)clock_ms() * 2654435761u + (uint64_t)getpid();
+	return p;
 }
 
 void *workers_udata(const struct wslot *w)
@@ -71,12 +106,12 @@ int workers_slot(const struct wslot *w)
 	return w->slot;
 }
 
-void workers_foreach_ready(struct master *m, int gen,
-    void (*fn)(struct master *m, struct wslot *w))
+void workers_foreach_ready(struct workers *p, int gen,
+    void (*fn)(void *arg, struct wslot *w))
 {
-	for (struct wslot *w = m->workers; w; w = w->next)
+	for (struct wslot *w = p->list; w; w = w->next)
 		if (w->gen == gen && w->state == W_READY)
-			fn(m, w);
+			fn(p->arg, w);
 }
 
 static const char *wstate_name(enum wstate s)
@@ -90,20 +125,20 @@ static const char *wstate_name(enum wstate s)
 	return "?";
 }
 
-size_t workers_rows(const struct master *m, struct status_worker *rows, size_t n,
+size_t workers_rows(const struct workers *p, struct status_worker *rows, size_t n,
     int *ready)
 {
 	size_t i = 0;
 
 	*ready = 0;
-	for (const struct wslot *w = m->workers; w; w = w->next) {
-		*ready += w->gen == m->gen && w->state == W_READY;
+	for (const struct wslot *w = p->list; w; w = w->next) {
+		*ready += w->gen == p->gen && w->state == W_READY;
 		if (i >= n)
 			continue;
 		rows[i++] = (struct status_worker){
 			.slot = w->slot, .gen = w->gen, .pid = w->pid,
 			.state = wstate_name(w->state),
-			.inflight = w->udata ? m->wcbs.inflight_of(m, w) : 0,
+			.inflight = w->udata ? p->cbs.inflight_of(p->arg, w) : 0,
 			.done = w->done, .failed = w->failed,
 			.last_pong_ms = w->pid > 0 && w->state != W_STARTING ?
 			    w->last_pong_ms : -1,
@@ -112,19 +147,19 @@ size_t workers_rows(const struct master *m, struct status_worker *rows, size_t n
 	return i;
 }
 
-size_t workers_count(const struct master *m)
+size_t workers_count(const struct workers *p)
 {
 	size_t n = 0;
 
-	for (const struct wslot *w = m->workers; w; w = w->next)
+	for (const struct wslot *w = p->list; w; w = w->next)
 		n++;
 	return n;
 }
 
-struct wslot *workers_find_ready(struct master *m, int slot, pid_t *pid)
+struct wslot *workers_find_ready(struct workers *p, int slot, pid_t *pid)
 {
-	for (struct wslot *w = m->workers; w; w = w->next) {
-		if (w->gen == m->gen && w->slot == slot && w->state == W_READY) {
+	for (struct wslot *w = p->list; w; w = w->next) {
+		if (w->gen == p->gen && w->slot == slot && w->state == W_READY) {
 			*pid = w->pid;
 			return w;
 		}
@@ -141,6 +176,7 @@ void workers_kill_one(struct wslot *w, int64_t id)
 	kill(w->pid, SIGKILL);
 }
 
+/* Where tgrun-worker is: next to tgrund, else the libexec directory. */
 char *workers_find_binary(void)
 {
 	static const char *const rel[] = { "tgrun-worker", "../libexec/tgrun/tgrun-worker" };
@@ -166,23 +202,14 @@ char *workers_find_binary(void)
 }
 
 /* The config a worker runs with: a starting generation has the reloaded one. */
-static const struct config *cfg_of(const struct master *m, const struct wslot *w)
+static const struct config *cfg_of(const struct workers *p, const struct wslot *w)
 {
-	return m->next_cfg != NULL && w->gen > m->gen ? m->next_cfg : m->cfg;
+	return p->next_cfg != NULL && w->gen > p->gen ? p->next_cfg : p->cfg;
 }
 
-static int gen_size(const struct master *m, int gen)
+static json_t *settings_json(struct workers *p, struct wslot *w)
 {
-	int n = 0;
-
-	for (const struct wslot *w = m->workers; w; w = w->next)
-		n += w->gen == gen;
-	return n;
-}
-
-static json_t *settings_json(struct master *m, struct wslot *w)
-{
-	const struct config *c = cfg_of(m, w);
+	const struct config *c = cfg_of(p, w);
 	json_t *kv = json_object();
 
 	for (size_t i = 0; i < c->handler_nkv; i++)
@@ -191,7 +218,7 @@ static json_t *settings_json(struct master *m, struct wslot *w)
 	return json_pack("{s:i, s:i, s:i, s:s, s:s, s:s, s:I, s:i, s:I, s:o, "
 	    "s:i, s:I, s:i, s:b, s:b, s:i, s:s?, s:s?, s:s?}",
 	    "slot", w->slot, "count", c->worker_count, "generation", w->gen,
-	    "handler", c->handler, "api_url", c->api_url, "token", m->token,
+	    "handler", c->handler, "api_url", c->api_url, "token", p->token,
 	    "api_timeout_ms", (json_int_t)c->api_timeout_ms,
 	    "api_retries", c->api_retries,
 	    "retry_after_max_ms", (json_int_t)c->api_retry_after_max_ms,
@@ -200,7 +227,7 @@ static json_t *settings_json(struct master *m, struct wslot *w)
 	    "stack_size", (json_int_t)c->stack_size,
 	    "log_level", c->log_level,
 	    /* spawn() hands it the memory on THROTTLE_FD then. */
-	    "throttle", c->throttle_enabled && m->throttle != NULL,
+	    "throttle", c->throttle_enabled && p->throttle != NULL,
 	    "retry_ambiguous", c->api_retry_ambiguous,
 	    "http_version", c->api_http_version,
 	    "ca_file", c->api_ca_file, "ca_path", c->api_ca_path,
@@ -210,7 +237,7 @@ static json_t *settings_json(struct master *m, struct wslot *w)
 static void drop_conn(struct wslot *w)
 {
 	if (w->bev != NULL && w->state == W_READY)
-		w->m->wcbs.worker_closed(w->m, w);	/* nothing can reach it now */
+		w->p->cbs.worker_closed(w->p->arg, w);	/* nothing can reach it now */
 	if (w->bev != NULL) {
 		bufferevent_free(w->bev);
 		w->bev = NULL;
@@ -226,43 +253,43 @@ static void protocol_error(struct wslot *w, const char *why)
 		kill(w->pid, SIGKILL);
 }
 
-static void on_fail_frame(struct master *m, struct wslot *w, const struct frame *f)
+static void on_fail_frame(struct workers *p, struct wslot *w, const struct frame *f)
 {
 	char msg[512];
 
 	snprintf(msg, sizeof(msg), "%.*s", (int)(f->len < 400 ? f->len : 400), f->payload);
 	log_err("worker %d: start-up failed: %s", w->slot, msg);
-	if (w->gen > m->gen) {
-		if (w->gen == m->reload_gen && m->reloading)
-			m->wcbs.generation_failed(m, w->gen, msg);
+	if (w->gen != p->gen) {
+		if (w->gen == p->starting_gen)
+			p->cbs.generation_failed(p->arg, w->gen, msg);
 		return;
 	}
 	/* A handler that will not load or init will not after a restart either. */
-	m->wcbs.unusable(m);
+	p->cbs.unusable(p->arg);
 }
 
-static void on_ready(struct master *m, struct wslot *w)
+static void on_ready(struct workers *p, struct wslot *w)
 {
 	w->state = W_READY;
 	w->last_pong_ms = clock_ms();
-	if (w->gen > m->gen) {
-		int ready = 0;
+	if (w->gen == p->gen)
+		p->cbs.worker_ready(p->arg, w);
+	if (w->gen == p->starting_gen) {
+		int all = 1;
 
-		if (w->gen != m->reload_gen || !m->reloading)
-			return;
-
-		for (struct wslot *x = m->workers; x; x = x->next)
-			ready += x->gen == w->gen && x->state == W_READY;
-		if (ready == gen_size(m, w->gen))
-			m->wcbs.generation_ready(m, w->gen);
-		return;
+		for (struct wslot *x = p->list; x; x = x->next)
+			if (x->gen == w->gen && x->state != W_READY)
+				all = 0;
+		if (all) {
+			p->starting_gen = 0;
+			p->cbs.generation_ready(p->arg, w->gen);
+		}
 	}
-	m->wcbs.worker_ready(m, w);
 }
 
 static void handle_frames(struct wslot *w, struct evbuffer *in)
 {
-	struct master *m = w->m;
+	struct workers *p = w->p;
 	const char *why = NULL;
 	struct frame f;
 	int r = 0;
@@ -275,7 +302,7 @@ static void handle_frames(struct wslot *w, struct evbuffer *in)
 				return;
 			}
 			frame_consume(in, &f);
-			on_ready(m, w);
+			on_ready(p, w);
 			continue;
 		case FRAME_DONE:
 			if (w->state != W_READY && w->state != W_DRAINING) {
@@ -288,18 +315,18 @@ static void handle_frames(struct wslot *w, struct evbuffer *in)
 				w->failed++;
 			/* Drain it before the master can give it more work. */
 			if (w->recycle_at && w->done + w->failed >= w->recycle_at &&
-			    !w->recycling && !m->stopping && w->state == W_READY)
-				workers_recycle(m, w);
-			m->wcbs.update_done(m, w, (int64_t)f.seq, f.flags, f.arg);
+			    !w->recycling && !p->stopping && w->state == W_READY)
+				workers_recycle(w);
+			p->cbs.update_done(p->arg, w, (int64_t)f.seq, f.flags, f.arg);
 			break;
 		case FRAME_FAIL:
-			on_fail_frame(m, w, &f);
+			on_fail_frame(p, w, &f);
 			return;
 		case FRAME_PONG:
 			w->last_pong_ms = clock_ms();
 			break;
 		case FRAME_STATS:
-			m->wcbs.stats(m, w, &f);
+			p->cbs.stats(p->arg, w, &f);
 			break;
 		default:
 			protocol_error(w, "unexpected frame type from a worker");
@@ -331,7 +358,7 @@ static void on_respawn(evutil_socket_t fd, short what, void *arg)
 {
 	struct wslot *w = arg;
 
-	if (!w->m->stopping && spawn(w->m, w) != 0)
+	if (!w->p->stopping && spawn(w->p, w) != 0)
 		log_err("worker %d: respawn failed; trying again later", w->slot);
 }
 
@@ -342,19 +369,19 @@ static void schedule_respawn(struct wslot *w, int64_t ms)
 	evtimer_add(w->respawn_ev, &tv);
 }
 
-static uint64_t next_rand(struct master *m)
+static uint64_t next_rand(struct workers *p)
 {
-	m->rng ^= m->rng << 13;
-	m->rng ^= m->rng >> 7;
-	m->rng ^= m->rng << 17;
-	return m->rng;
+	p->rng ^= p->rng << 13;
+	p->rng ^= p->rng >> 7;
+	p->rng ^= p->rng << 17;
+	return p->rng;
 }
 
-static int spawn(struct master *m, struct wslot *w)
+static int spawn(struct workers *p, struct wslot *w)
 {
-	const struct config *c = cfg_of(m, w);
+	const struct config *c = cfg_of(p, w);
 	int sv[2], rc;
-	int tfd = c->throttle_enabled && m->throttle ? throttle_fd(m->throttle) : -1;
+	int tfd = c->throttle_enabled && p->throttle ? throttle_fd(p->throttle) : -1;
 	pid_t pid, parent;
 	char slotarg[16];
 	json_t *set;
@@ -402,9 +429,9 @@ static int spawn(struct master *m, struct wslot *w)
 		 */
 		if (close_range(tfd >= 0 ? THROTTLE_FD + 1 : FRAME_WORKER_FD + 1, ~0U, 0) != 0)
 			_exit(127);
-		execv(m->worker_path, argv);
+		execv(p->path, argv);
 		dprintf(STDERR_FILENO, "tgrun-worker: exec %s: %s\n",
-		    m->worker_path, strerror(errno));
+		    p->path, strerror(errno));
 		_exit(127);
 	}
 	close(sv[1]);
@@ -414,10 +441,10 @@ static int spawn(struct master *m, struct wslot *w)
 	w->done = w->failed = 0;
 	w->recycling = 0;
 	w->recycle_at = c->max_updates > 0 ? (uint64_t)c->max_updates +
-	    next_rand(m) % ((uint64_t)c->max_updates / 10 + 1) : 0;
+	    next_rand(p) % ((uint64_t)c->max_updates / 10 + 1) : 0;
 	w->started_ms = clock_ms();
 	w->last_pong_ms = w->started_ms;
-	w->bev = bufferevent_socket_new(m->base, sv[0], BEV_OPT_CLOSE_ON_FREE);
+	w->bev = bufferevent_socket_new(p->base, sv[0], BEV_OPT_CLOSE_ON_FREE);
 	if (w->bev == NULL) {
 		close(sv[0]);
 		kill(pid, SIGKILL);
@@ -425,7 +452,7 @@ static int spawn(struct master *m, struct wslot *w)
 	}
 	bufferevent_setcb(w->bev, on_read, NULL, on_event, w);
 	bufferevent_enable(w->bev, EV_READ | EV_WRITE);
-	set = settings_json(m, w);
+	set = settings_json(p, w);
 	text = set ? json_dumps(set, JSON_COMPACT) : NULL;
 	json_decref(set);
 	rc = text ? frame_write(bufferevent_get_output(w->bev), FRAME_CONFIG, 0, 0, 0,
@@ -443,10 +470,15 @@ static int spawn(struct master *m, struct wslot *w)
 	return 0;
 }
 
-int workers_start(struct master *m, const struct config *cfg, int gen)
+int workers_start(struct workers *p, const struct config *cfg, int gen)
 {
-	if (m->rng == 0)
-		m->rng = (uint64_t)clock_ms() * 2654435761u + (uint64_t)getpid();
+	if (p->gen == 0) {
+		p->gen = gen;
+		p->cfg = cfg;
+	} else {
+		p->next_cfg = cfg;
+	}
+	p->starting_gen = gen;
 	for (int i = 0; i < cfg->worker_count; i++) {
 		struct wslot *w = calloc(1, sizeof(*w));
 
@@ -454,15 +486,15 @@ int workers_start(struct master *m, const struct config *cfg, int gen)
 			return -1;
 		w->slot = i;
 		w->gen = gen;
-		w->m = m;
-		w->respawn_ev = evtimer_new(m->base, on_respawn, w);
+		w->p = p;
+		w->respawn_ev = evtimer_new(p->base, on_respawn, w);
 		if (w->respawn_ev == NULL) {
 			free(w);
 			return -1;
 		}
-		w->next = m->workers;
-		m->workers = w;
-		(void)spawn(m, w);
+		w->next = p->list;
+		p->list = w;
+		(void)spawn(p, w);
 	}
 	return 0;
 }
@@ -496,7 +528,7 @@ static void drain_one(struct wslot *w)
 {
 	evtimer_del(w->respawn_ev);
 	if (w->state == W_READY)
-		w->m->wcbs.worker_closed(w->m, w);
+		w->p->cbs.worker_closed(w->p->arg, w);
 	if (w->bev != NULL && w->state == W_READY) {
 		if (frame_write(bufferevent_get_output(w->bev), FRAME_DRAIN, 0, 0, 0,
 		    NULL, 0) != 0)
@@ -507,22 +539,22 @@ static void drain_one(struct wslot *w)
 	}
 }
 
-void workers_drain(struct master *m)
+void workers_drain(struct workers *p)
 {
-	for (struct wslot *w = m->workers; w; w = w->next)
+	for (struct wslot *w = p->list; w; w = w->next)
 		drain_one(w);
 }
 
-void workers_drain_generation(struct master *m, int gen)
+static void drain_generation(struct workers *p, int gen)
 {
-	for (struct wslot *w = m->workers; w; w = w->next)
+	for (struct wslot *w = p->list; w; w = w->next)
 		if (w->gen == gen)
 			drain_one(w);
 }
 
-void workers_kill_generation(struct master *m, int gen)
+static void kill_generation(struct workers *p, int gen)
 {
-	for (struct wslot *w = m->workers; w; w = w->next) {
+	for (struct wslot *w = p->list; w; w = w->next) {
 		if (w->gen != gen)
 			continue;
 		evtimer_del(w->respawn_ev);
@@ -533,7 +565,7 @@ void workers_kill_generation(struct master *m, int gen)
 	}
 }
 
-void workers_recycle(struct master *m, struct wslot *w)
+void workers_recycle(struct wslot *w)
 {
 	log_info("worker %d: %llu updates handled; recycling it ([workers] "
 	    "max_updates)", w->slot, (unsigned long long)(w->done + w->failed));
@@ -541,27 +573,27 @@ void workers_recycle(struct master *m, struct wslot *w)
 	drain_one(w);
 }
 
-void workers_kill_all(struct master *m, int sig)
+void workers_kill_all(struct workers *p, int sig)
 {
-	for (struct wslot *w = m->workers; w; w = w->next)
+	for (struct wslot *w = p->list; w; w = w->next)
 		if (w->pid > 0)
 			kill(w->pid, sig);
 }
 
-int workers_alive(const struct master *m)
+int workers_alive(const struct workers *p)
 {
 	int n = 0;
 
-	for (const struct wslot *w = m->workers; w; w = w->next)
+	for (const struct wslot *w = p->list; w; w = w->next)
 		n += w->pid > 0;
 	return n;
 }
 
-void workers_heartbeat(struct master *m)
+void workers_heartbeat(struct workers *p)
 {
-	int64_t now = clock_ms(), limit = m->cfg->heartbeat_timeout_ms;
+	int64_t now = clock_ms(), limit = p->cfg->heartbeat_timeout_ms;
 
-	for (struct wslot *w = m->workers; w; w = w->next) {
+	for (struct wslot *w = p->list; w; w = w->next) {
 		if ((w->state != W_READY && w->state != W_DRAINING) || w->bev == NULL)
 			continue;
 		if (now - w->last_pong_ms > limit) {
@@ -579,12 +611,12 @@ void workers_heartbeat(struct master *m)
 	}
 }
 
-int workers_healthy(const struct master *m)
+int workers_healthy(const struct workers *p)
 {
 	int64_t now = clock_ms();
 
-	for (const struct wslot *w = m->workers; w; w = w->next)
-		if (w->state == W_READY && now - w->last_pong_ms > m->cfg->heartbeat_timeout_ms)
+	for (const struct wslot *w = p->list; w; w = w->next)
+		if (w->state == W_READY && now - w->last_pong_ms > p->cfg->heartbeat_timeout_ms)
 			return 0;
 	return 1;
 }
@@ -600,11 +632,11 @@ static void describe_exit(char *buf, size_t len, int st)
 		snprintf(buf, len, "stopped (status %#x)", st);
 }
 
-static void slot_free(struct master *m, struct wslot *w)
+static void slot_free(struct workers *p, struct wslot *w)
 {
 	struct wslot **pp;
 
-	for (pp = &m->workers; *pp; pp = &(*pp)->next) {
+	for (pp = &p->list; *pp; pp = &(*pp)->next) {
 		if (*pp == w) {
 			*pp = w->next;
 			break;
@@ -637,7 +669,7 @@ static void read_last_frames(struct wslot *w)
 	evbuffer_free(rest);
 }
 
-static void worker_gone(struct master *m, struct wslot *w, int st)
+static void worker_gone(struct workers *p, struct wslot *w, int st)
 {
 	char how[96];
 	int64_t lived = clock_ms() - w->started_ms;
@@ -648,33 +680,31 @@ static void worker_gone(struct master *m, struct wslot *w, int st)
 	drop_conn(w);
 	w->pid = 0;
 	w->state = W_EMPTY;
-	if ((was == W_READY || was == W_DRAINING) && w->gen == m->gen && !w->recycling)
-		m->nready--;
 	if (was == W_DRAINING && clean)
 		log_debug("worker %d (generation %d): exited after draining", w->slot, w->gen);
 	else
 		log_warn("worker %d %s after %lld ms", w->slot, how, (long long)lived);
-	m->wcbs.worker_lost(m, w);
+	p->cbs.worker_lost(p->arg, w);
 
-	if (w->gen < m->gen || m->stopping) {
-		slot_free(m, w);	/* an old generation, or stopping: no respawn */
+	if (w->gen < p->gen || p->stopping) {
+		slot_free(p, w);	/* an old generation, or stopping: no respawn */
 		return;
 	}
-	if (w->gen > m->gen) {
+	if (w->gen > p->gen) {
 		/* A reload's worker died before its generation took over. */
-		if (w->gen == m->reload_gen && m->reloading)
-			m->wcbs.generation_failed(m, w->gen, how);
-		slot_free(m, w);
+		if (w->gen == p->starting_gen)
+			p->cbs.generation_failed(p->arg, w->gen, how);
+		slot_free(p, w);
 		return;
 	}
 	if (WIFEXITED(st) && WEXITSTATUS(st) == WORKER_EXIT_UNUSABLE) {
 		log_err("worker %d: its configuration or handler is unusable; stopping",
 		    w->slot);
-		m->wcbs.unusable(m);
+		p->cbs.unusable(p->arg);
 		return;
 	}
 	if (w->recycling && clean) {
-		(void)spawn(m, w);
+		(void)spawn(p, w);
 		return;
 	}
 	if (lived >= RESPAWN_STABLE_MS)
@@ -688,27 +718,53 @@ static void worker_gone(struct master *m, struct wslot *w, int st)
 	schedule_respawn(w, w->backoff_ms);
 }
 
-void workers_reap(struct master *m)
+void workers_reap(struct workers *p)
 {
 	pid_t pid;
 	int st;
 
 	while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
-		for (struct wslot *w = m->workers; w; w = w->next) {
+		for (struct wslot *w = p->list; w; w = w->next) {
 			if (w->pid == pid) {
-				worker_gone(m, w, st);
+				worker_gone(p, w, st);
 				break;
 			}
 		}
 	}
 }
 
-void workers_free(struct master *m)
+void workers_free(struct workers *p)
 {
-	while (m->workers != NULL)
-		slot_free(m, m->workers);
-	throttle_close(m->throttle);
-	m->throttle = NULL;
+	if (p == NULL)
+		return;
+	while (p->list != NULL)
+		slot_free(p, p->list);
+	throttle_close(p->throttle);
+	free(p->path);
+	free(p);
+}
+
+void workers_serve(struct workers *p, int gen, const struct config *cfg)
+{
+	int old = p->gen;
+
+	p->gen = gen;
+	p->cfg = cfg;
+	p->next_cfg = NULL;
+	drain_generation(p, old);
+}
+
+void workers_abandon(struct workers *p, int gen)
+{
+	kill_generation(p, gen);
+	if (p->starting_gen == gen)
+		p->starting_gen = 0;
+	p->next_cfg = NULL;
+}
+
+void workers_set_stopping(struct workers *p)
+{
+	p->stopping = 1;
 }
 
 static void throttle_rates_of(const struct config *c, struct throttle_rates *r)
@@ -727,14 +783,14 @@ static const char *per(int64_t period_us)
 	return period_us == 60000000 ? "m" : "s";
 }
 
-int workers_throttle_prepare(struct master *m, const struct config *cfg)
+int workers_throttle_prepare(struct workers *p, const struct config *cfg)
 {
 	struct throttle_rates r;
 
-	if (!cfg->throttle_enabled || m->throttle != NULL)
+	if (!cfg->throttle_enabled || p->throttle != NULL)
 		return 0;
 	throttle_rates_of(cfg, &r);
-	if ((m->throttle = throttle_create(&r)) == NULL) {
+	if ((p->throttle = throttle_create(&r)) == NULL) {
 		log_err("[throttle]: cannot create the shared buckets: %s",
 		    strerror(errno));
 		return -1;
@@ -746,13 +802,13 @@ int workers_throttle_prepare(struct master *m, const struct config *cfg)
 	return 0;
 }
 
-void workers_throttle_apply(struct master *m, const struct config *cfg)
+void workers_throttle_apply(struct workers *p, const struct config *cfg)
 {
 	struct throttle_rates r;
 
-	if (m->throttle == NULL || !cfg->throttle_enabled)
+	if (p->throttle == NULL || !cfg->throttle_enabled)
 		return;
 	throttle_rates_of(cfg, &r);
-	if (throttle_set_rates(m->throttle, &r) != 0)
+	if (throttle_set_rates(p->throttle, &r) != 0)
 		log_err("throttle: cannot update the rates: %s", strerror(errno));
 }
