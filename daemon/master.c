@@ -1,4 +1,4 @@
-/* The master: fetched updates, sequencing, dispatch, timeouts, signals, reload and shutdown; persistence is in master_store.c. */
+/* The master's loop: polling into the pending set, timers, signals and the parts it ties together. */
 #include "master.h"
 #include "botapi.h"
 #include "clock.h"
@@ -21,18 +21,12 @@
 
 #define STATS_INTERVAL_S 5
 #define TICK_MS 250
-/* How long stopped workers get to exit after DRAIN before they are killed. */
-#define DRAIN_GRACE_MS 5000
-
-static void begin_confirm(struct master *m);
-static void start_reload(struct master *m);
-static void master_generation_failed(void *arg, int gen, const char *why);
 
 
 /* ---- updates ------------------------------------------------------------- */
 
 /* Forget `u`: its keys are released and successors may run. */
-static void finish(struct master *m, struct upd *u, int journal_done_too)
+void master_finish(struct master *m, struct upd *u, int journal_done_too)
 {
 	dispatch_forget(m->dsp, &u->de);
 	if (journal_done_too && u->journaled)
@@ -84,7 +78,7 @@ static void on_batch(void *arg, const struct poller_item *items, size_t n)
 			continue;	/* not an update, or one we hold already */
 		if (u->id < m->next_offset) {
 			/* Confirmed before (an answer to an older offset): drop it again. */
-			finish(m, u, 0);
+			master_finish(m, u, 0);
 			continue;
 		}
 		m->n_fetched++;
@@ -124,33 +118,6 @@ static void on_rejected(void *arg, int code, const char *desc)
 	master_exit(m, EXIT_TOKEN);
 }
 
-static void on_drain_timeout(evutil_socket_t fd, short what, void *arg)
-{
-	struct master *m = arg;
-
-	log_warn("workers did not exit within %d ms of DRAIN; killing them",
-	    DRAIN_GRACE_MS);
-	workers_kill_all(m->pool, SIGKILL);
-	master_exit(m, m->exit_status);
-}
-
-static void on_confirmed(void *arg, int ok)
-{
-	struct master *m = arg;
-	struct timeval tv = { DRAIN_GRACE_MS / 1000, (DRAIN_GRACE_MS % 1000) * 1000 };
-
-	if (ok)
-		log_info("offset %lld confirmed", (long long)m->next_offset);
-	workers_drain(m->pool);
-	if (workers_alive(m->pool) == 0) {
-		master_exit(m, EXIT_OK);
-		return;
-	}
-	m->drain_ev = evtimer_new(m->base, on_drain_timeout, m);
-	if (m->drain_ev == NULL || evtimer_add(m->drain_ev, &tv) != 0)
-		fatalx("cannot start the drain timer");
-}
-
 void master_maybe_poll(struct master *m)
 {
 	int room;
@@ -167,216 +134,6 @@ void master_maybe_poll(struct master *m)
 	    room < m->cfg->poll_limit ? room : m->cfg->poll_limit);
 }
 
-/* ---- dispatch -------------------------------------------------------------- */
-
-static struct upd *upd_of(struct dsp_entry *e)
-{
-	return (struct upd *)((char *)e - offsetof(struct upd, de));
-}
-
-static struct dsp_entry *next_ready(void *arg)
-{
-	struct master *m = arg;
-	struct upd *u = pending_next_ready(m->pend);
-
-	return u ? &u->de : NULL;
-}
-
-static int send_update(void *arg, void *h, struct dsp_entry *e)
-{
-	struct master *m = arg;
-	struct upd *u = upd_of(e);
-
-	if (workers_send_update(h, u->id, u->attempt, u->json, u->len) != 0)
-		return -1;
-	if (e->dispatched_ms == 0)
-		metrics_observe_dispatch(m->metrics, clock_ms() - u->fetched_ms);
-	return 0;
-}
-
-static int send_cancel(void *arg, void *h, int64_t id)
-{
-	return workers_send_cancel(h, id);
-}
-
-static void kill_worker(void *arg, void *h, int64_t id)
-{
-	workers_kill_one(h, id);
-}
-
-static void dispatch_limits_of(const struct config *c, struct dispatch_limits *l)
-{
-	*l = (struct dispatch_limits){
-		.per_peer = c->worker_concurrency,
-		.total = c->concurrency,
-		.timeout_ms = c->update_timeout_ms,
-		.grace_ms = c->kill_grace_ms,
-	};
-}
-
-static void pending_rules_of(const struct config *c, struct pending_rules *r)
-{
-	*r = (struct pending_rules){ .sequentialize = c->sequentialize,
-	    .bypass = c->bypass };
-}
-
-void master_dispatch(struct master *m)
-{
-	/* With the journal, a stop leaves pending updates for the next start. */
-	if (m->stopping && m->store != NULL)
-		return;
-	dispatch_run(m->dsp);
-}
-
-/* ---- results from workers ---------------------------------------------------- */
-
-static void add_peer(void *arg, struct wslot *w)
-{
-	struct master *m = arg;
-	struct dsp_peer *p = dispatch_peer_add(m->dsp, w);
-
-	if (p == NULL)
-		fatalx("out of memory");
-	workers_set_udata(w, p);
-}
-
-static void master_worker_ready(void *arg, struct wslot *w)
-{
-	struct master *m = arg;
-
-	add_peer(m, w);
-	master_dispatch(m);
-	master_maybe_poll(m);
-}
-
-static void dead_letter(struct master *m, struct upd *u, const char *why)
-{
-	m->n_dead++;
-	if (m->store != NULL && u->journaled &&
-	    store_dead_letter(m->store, u->id, u->attempt, why) == 0) {
-		log_err("update %lld (%s): dead-lettered after %d attempts: %s "
-		    "(tgrunctl dead-letters show %lld)", (long long)u->id,
-		    keys_type_name(u->type), u->attempt, why, (long long)u->id);
-		finish(m, u, 0);
-		return;
-	}
-	log_err("update %lld (%s): dropped after %d attempts: %s", (long long)u->id,
-	    keys_type_name(u->type), u->attempt, why);
-	finish(m, u, 1);
-}
-
-static void master_update_done(void *arg, struct wslot *w, int64_t id,
-    int status, uint32_t ms)
-{
-	struct master *m = arg;
-	struct upd *u = pending_get(m->pend, id);
-	int timed_out = u ? dispatch_done(m->dsp, workers_udata(w), &u->de) : -1;
-
-	if (timed_out < 0) {
-		log_warn("worker %d: DONE for update %lld it was not running; ignored",
-		    workers_slot(w), (long long)id);
-		return;
-	}
-	metrics_observe_handler(m->metrics, ms);
-	if (status == FRAME_ST_OK) {
-		m->n_done++;
-	} else {
-		m->n_failed++;
-		if (timed_out)
-			log_warn("update %lld (%s): cancelled after update_timeout; its keys "
-			    "are released now", (long long)id, keys_type_name(u->type));
-		else if (status == FRAME_ST_CANCELLED && m->stopping)
-			log_info("update %lld: cancelled by the stop", (long long)id);
-		else
-			log_info("update %lld (%s) failed in worker %d after %u ms",
-			    (long long)id, keys_type_name(u->type), workers_slot(w), ms);
-	}
-	if (status == FRAME_ST_CANCELLED && m->stopping && !timed_out && m->store) {
-		/* Cancelled by the stop: it stays journaled for the next start. */
-	} else {
-		finish(m, u, 1);
-	}
-	if (m->stopping) {
-		if (master_inflight(m) == 0 && (m->store != NULL || master_pending(m) == 0))
-			begin_confirm(m);
-		else
-			master_dispatch(m);
-		return;
-	}
-	master_dispatch(m);
-	master_maybe_poll(m);
-}
-
-struct lost {
-	struct master *m;
-	int slot;
-};
-
-/* An update whose worker died: retried alone, or dead-lettered. */
-static void lost_update(void *arg, struct dsp_entry *e, int timed_out)
-{
-	struct lost *l = arg;
-	struct master *m = l->m;
-	struct upd *u = upd_of(e);
-
-	if (m->stopping && m->store != NULL)
-		return;		/* stays journaled for the next start */
-	if (timed_out) {
-		m->n_failed++;
-		log_warn("update %lld: its worker was killed after update_timeout "
-		    "and kill_grace; not retried", (long long)u->id);
-		finish(m, u, 1);
-		return;
-	}
-	if (u->attempt >= m->cfg->max_attempts) {
-		dead_letter(m, u, "its worker died during each attempt");
-		return;
-	}
-	u->attempt++;
-	m->n_retried++;
-	if (m->store != NULL && u->journaled &&
-	    store_set_attempt(m->store, u->id, u->attempt) != 0)
-		log_warn("journal: cannot store the attempt of update %lld: %s",
-		    (long long)u->id, store_errmsg(m->store));
-	log_warn("update %lld: retrying (attempt %d) after worker %d died",
-	    (long long)u->id, u->attempt, l->slot);
-	/* It keeps its key slots, so per-chat order holds. */
-	dispatch_retry(m->dsp, e);
-}
-
-static void master_worker_closed(void *arg, struct wslot *w)
-{
-	struct master *m = arg;
-	struct dsp_peer *p = workers_udata(w);
-
-	if (p != NULL)
-		dispatch_peer_close(m->dsp, p);
-}
-
-static int master_inflight_of(void *arg, const struct wslot *w)
-{
-	const struct dsp_peer *p = workers_udata(w);
-
-	return p ? dispatch_peer_inflight(p) : 0;
-}
-
-static void master_worker_lost(void *arg, struct wslot *w)
-{
-	struct master *m = arg;
-	struct dsp_peer *p = workers_udata(w);
-	struct lost l = { m, workers_slot(w) };
-
-	if (p != NULL) {
-		workers_set_udata(w, NULL);
-		dispatch_peer_remove(m->dsp, p, lost_update, &l);
-	}
-	if (m->stopping && master_inflight(m) == 0 &&
-	    (m->store != NULL || master_pending(m) == 0))
-		begin_confirm(m);
-	else
-		master_dispatch(m);
-}
-
 /* ---- timeouts and heartbeats ---------------------------------------------------- */
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
@@ -390,224 +147,6 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		m->last_ping_ms = now;
 		workers_heartbeat(m->pool);
 	}
-}
-
-/* ---- stop ------------------------------------------------------------------------ */
-
-/* The lowest update id not finished, or the next offset. */
-static int64_t confirm_offset(struct master *m)
-{
-	int64_t low = m->next_offset;
-
-	/* Journaled updates survive in the journal: everything fetched may go. */
-	if (m->store != NULL)
-		return low;
-	size_t it = 0;
-
-	for (struct upd *u; (u = pending_walk(m->pend, &it)) != NULL;)
-		if (u->id < low)
-			low = u->id;
-	return low;
-}
-
-static void begin_confirm(struct master *m)
-{
-	int64_t off;
-
-	if (m->shutdown_ev == NULL)
-		return;		/* confirming already */
-	event_free(m->shutdown_ev);
-	m->shutdown_ev = NULL;
-	if (m->next_offset == 0) {
-		on_confirmed(m, 0);
-		return;
-	}
-	off = confirm_offset(m);
-	if (master_pending(m) > 0)
-		log_notice("%d fetched updates not finished %s; confirming offset %lld",
-		    master_pending(m), m->store ? "stay in the journal" : "are lost",
-		    (long long)off);
-	m->next_offset = off;
-	poller_confirm(m->poller, off);
-}
-
-static void on_shutdown_timeout(evutil_socket_t fd, short what, void *arg)
-{
-	struct master *m = arg;
-	struct timeval tv = { m->cfg->kill_grace_ms / 1000,
-	    (m->cfg->kill_grace_ms % 1000) * 1000 };
-
-	if (!m->stop_cancelled && master_inflight(m) > 0) {
-		/* First cancel: fibers see it in their next yielding call. */
-		m->stop_cancelled = 1;
-		log_warn("shutdown_timeout: cancelling %d updates still running",
-		    master_inflight(m));
-		dispatch_cancel_all(m->dsp);
-		evtimer_add(m->shutdown_ev, &tv);
-		return;
-	}
-	log_warn("shutdown: %d updates did not end; killing their workers",
-	    master_inflight(m));
-	workers_kill_all(m->pool, SIGKILL);
-	begin_confirm(m);
-}
-
-static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
-{
-	struct master *m = arg;
-	struct timeval tv;
-
-	if (m->stopping) {
-		log_warn("second %s: stopping now", strsignal((int)sig));
-		workers_kill_all(m->pool, SIGKILL);
-		master_exit(m, EXIT_OK);
-		return;
-	}
-	m->stopping = 1;
-	workers_set_stopping(m->pool);
-	notify_stopping(&m->sd);
-	log_notice("%s: stopping; %d updates in flight, %d pending",
-	    strsignal((int)sig), master_inflight(m), master_pending(m));
-	poller_stop(m->poller);
-	tv.tv_sec = m->cfg->shutdown_timeout_ms / 1000;
-	tv.tv_usec = (m->cfg->shutdown_timeout_ms % 1000) * 1000;
-	m->shutdown_ev = evtimer_new(m->base, on_shutdown_timeout, m);
-	if (m->shutdown_ev == NULL)
-		fatalx("evtimer_new failed");
-	evtimer_add(m->shutdown_ev, &tv);
-	if (master_inflight(m) == 0 && (m->store != NULL || master_pending(m) == 0))
-		begin_confirm(m);
-}
-
-/* ---- reload ---------------------------------------------------------------------- */
-
-static void start_reload(struct master *m)
-{
-	char err[1024];
-	struct config *c;
-
-	notify_reloading(&m->sd);
-	c = config_load(m->cfg->path, err, sizeof(err));
-	if (c == NULL) {
-		log_err("reload refused: %s; the running generation keeps serving", err);
-		notify_ready(&m->sd);
-		return;
-	}
-	botapi_proxy_secrets(c->api_proxy);
-	if (c->journal_enabled != m->cfg->journal_enabled ||
-	    strcmp(c->journal_path, m->cfg->journal_path) != 0 ||
-	    c->journal_sync != m->cfg->journal_sync)
-		log_warn("reload: [journal] changes take effect at the next start");
-	if (strcmp(c->api_url, m->cfg->api_url) != 0)
-		log_warn("reload: [bot] api_url changes take effect at the next start");
-	if (c->control_enabled != m->cfg->control_enabled ||
-	    strcmp(c->control_socket, m->cfg->control_socket) != 0 ||
-	    (c->metrics_listen == NULL) != (m->cfg->metrics_listen == NULL) ||
-	    (c->metrics_listen && strcmp(c->metrics_listen, m->cfg->metrics_listen) != 0))
-		log_warn("reload: [control] and [metrics] changes take effect at the "
-		    "next start");
-	if (workers_throttle_prepare(m->pool, c) != 0) {
-		log_err("reload refused: [throttle] cannot be enabled; the running "
-		    "generation keeps serving");
-		config_free(c);
-		notify_ready(&m->sd);
-		return;
-	}
-	m->next_cfg = c;
-	m->reloading = 1;
-	m->reload_gen = (m->reload_gen > m->gen ? m->reload_gen : m->gen) + 1;
-	log_notice("SIGHUP: starting worker generation %d (%d workers, %s)",
-	    m->reload_gen, c->worker_count, c->handler);
-	if (workers_start(m->pool, c, m->reload_gen) != 0)
-		master_generation_failed(m, m->reload_gen, "cannot start workers");
-}
-
-static void reload_finished(struct master *m)
-{
-	m->reloading = 0;
-	notify_ready(&m->sd);
-	if (m->reload_queued && !m->stopping) {
-		m->reload_queued = 0;
-		log_notice("running the reload queued during the last one");
-		start_reload(m);
-	}
-}
-
-static void master_generation_ready(void *arg, int gen)
-{
-	struct master *m = arg;
-	struct config *old;
-	int old_gen = m->gen;
-	struct pending_rules rules;
-	struct dispatch_limits lim;
-
-	if (gen == m->gen && !m->started) {
-		/* The first generation: start polling. */
-		m->started = 1;
-		log_notice("%d workers ready; polling %s as bot \"%s\"",
-		    m->cfg->worker_count, m->cfg->api_url, m->cfg->name);
-		notify_ready(&m->sd);
-		master_dispatch(m);
-		master_maybe_poll(m);
-		return;
-	}
-	if (!m->reloading || gen != m->reload_gen || m->next_cfg == NULL)
-		return;
-	old = m->cfg;
-	/* Keep what cannot change while running. */
-	m->next_cfg->journal_enabled = old->journal_enabled;
-	m->next_cfg->journal_sync = old->journal_sync;
-	free(m->next_cfg->journal_path);
-	m->next_cfg->journal_path = strdup(old->journal_path);
-	free(m->next_cfg->api_url);
-	m->next_cfg->api_url = strdup(old->api_url);
-	if (m->next_cfg->journal_path == NULL || m->next_cfg->api_url == NULL)
-		fatalx("out of memory");
-	m->cfg = m->next_cfg;
-	m->next_cfg = NULL;
-	m->gen = gen;
-	poller_set_config(m->poller, m->cfg);
-	workers_throttle_apply(m->pool, m->cfg);
-	pending_rules_of(m->cfg, &rules);
-	pending_set_rules(m->pend, &rules);
-	dispatch_limits_of(m->cfg, &lim);
-	dispatch_set_limits(m->dsp, &lim);
-	workers_serve(m->pool, gen, m->cfg);
-	config_free(old);
-	workers_foreach_ready(m->pool, gen, add_peer);
-	log_notice("reload done: generation %d serves (%s); generation %d drains",
-	    gen, m->cfg->handler, old_gen);
-	reload_finished(m);
-	master_dispatch(m);
-	master_maybe_poll(m);
-}
-
-static void master_generation_failed(void *arg, int gen, const char *why)
-{
-	struct master *m = arg;
-
-	if (!m->reloading || gen != m->reload_gen)
-		return;
-	log_err("reload refused: the new workers failed to start (%s); generation "
-	    "%d keeps serving", why, m->gen);
-	workers_abandon(m->pool, gen);
-	config_free(m->next_cfg);
-	m->next_cfg = NULL;
-	reload_finished(m);
-}
-
-static void on_hup(evutil_socket_t sig, short what, void *arg)
-{
-	struct master *m = arg;
-
-	if (m->stopping)
-		return;
-	if (m->reloading || !m->started) {
-		log_notice("SIGHUP during a reload or start-up: queued");
-		m->reload_queued = 1;
-		return;
-	}
-	start_reload(m);
 }
 
 /* ---- the loop ---------------------------------------------------------------------- */
@@ -680,20 +219,6 @@ const char *master_polling_state(const struct master *m)
 	    "polling";
 }
 
-int master_request_reload(struct master *m)
-{
-	if (m->stopping)
-		return -1;
-	if (m->reloading || !m->started) {
-		log_notice("reload requested during a reload or start-up: queued");
-		m->reload_queued = 1;
-		return 1;
-	}
-	log_notice("reload requested on the control socket");
-	start_reload(m);
-	return 0;
-}
-
 void master_set_paused(struct master *m, int paused)
 {
 	if (m->paused == paused)
@@ -702,21 +227,6 @@ void master_set_paused(struct master *m, int paused)
 	log_notice("polling %s on the control socket", paused ? "paused" : "resumed");
 	if (!paused)
 		master_maybe_poll(m);
-}
-
-static void master_worker_stats(void *arg, struct wslot *w, const struct frame *f)
-{
-	struct master *m = arg;
-	json_t *j;
-
-	if (f->flags == FRAME_STATS_DUMP) {
-		control_dump_answer(m->control, f->seq, f->payload, f->len);
-		return;
-	}
-	j = json_loadb(f->payload, f->len, 0, NULL);
-	if (j == NULL || metrics_add_api(m->metrics, j) != 0)
-		log_warn("worker %d: malformed STATS frame ignored", workers_slot(w));
-	json_decref(j);
 }
 
 /* Runs only while the loop turns and workers answer heartbeats. */
@@ -802,32 +312,10 @@ static void master_free(struct master *m)
 	config_free(m->next_cfg);
 }
 
-/* workers.c has said why. */
-static void worker_unusable(void *arg)
-{
-	master_exit(arg, EXIT_CONFIG);
-}
-
-static const struct workers_cbs worker_cbs = {
-	.worker_ready = master_worker_ready,
-	.generation_ready = master_generation_ready,
-	.generation_failed = master_generation_failed,
-	.update_done = master_update_done,
-	.stats = master_worker_stats,
-	.worker_closed = master_worker_closed,
-	.inflight_of = master_inflight_of,
-	.worker_lost = master_worker_lost,
-	.unusable = worker_unusable,
-};
-
 int master_run(struct config *cfg, const char *token)
 {
 	struct master m;
-	struct poller_cbs cbs = { on_batch, on_rejected, on_confirmed, &m };
-	struct dispatch_cbs dsp_cbs = { &m, next_ready, send_update, send_cancel,
-	    kill_worker };
-	struct dispatch_limits lim;
-	struct pending_rules rules;
+	struct poller_cbs cbs = { on_batch, on_rejected, master_on_confirmed, &m };
 	int status;
 
 	memset(&m, 0, sizeof(m));
@@ -838,13 +326,12 @@ int master_run(struct config *cfg, const char *token)
 	m.base = event_base_new();
 	/* getUpdates and its confirmations: one connection kept across polls. */
 	m.ec = m.base ? evcurl_new(m.base, 4) : NULL;
-	pending_rules_of(cfg, &rules);
-	dispatch_limits_of(cfg, &lim);
-	if ((m.pend = pending_new()) != NULL)
-		pending_set_rules(m.pend, &rules);
-	m.dsp = dispatch_new(&dsp_cbs, &lim);
+	m.pend = pending_new();
+	m.dsp = master_dispatch_new(&m);
+	if (m.pend != NULL && m.dsp != NULL)
+		master_apply_config(&m);
 	if (m.base != NULL)
-		m.pool = workers_new(m.base, token, &worker_cbs, &m);
+		m.pool = workers_new(m.base, token, &master_worker_cbs, &m);
 	if (m.pool == NULL || m.ec == NULL || m.pend == NULL || m.dsp == NULL)
 		fatalx("cannot set up the event loop");
 	if (master_store_open(&m) != 0) {
@@ -860,9 +347,9 @@ int master_run(struct config *cfg, const char *token)
 		config_free(cfg);
 		return EXIT_RUNTIME;
 	}
-	m.sig_term = add_signal(&m, SIGTERM, on_stop_signal);
-	m.sig_int = add_signal(&m, SIGINT, on_stop_signal);
-	m.sig_hup = add_signal(&m, SIGHUP, on_hup);
+	m.sig_term = add_signal(&m, SIGTERM, master_on_stop_signal);
+	m.sig_int = add_signal(&m, SIGINT, master_on_stop_signal);
+	m.sig_hup = add_signal(&m, SIGHUP, master_on_hup);
 	m.sig_chld = add_signal(&m, SIGCHLD, on_chld);
 	m.stats_ev = add_timer(&m, STATS_INTERVAL_S * 1000, on_stats);
 	m.tick_ev = add_timer(&m, TICK_MS, on_tick);

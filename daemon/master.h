@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <event2/util.h>
+
 #include "config.h"
 #include "notify.h"
 #include "pending.h"
@@ -63,6 +65,9 @@ struct master {
 	struct status_buf *status_buf;	/* what the last snapshot points into */
 };
 
+/* How long stopped workers get to exit after DRAIN before they are killed. */
+#define DRAIN_GRACE_MS 5000
+
 /* Run the daemon until it stops; returns the exit status. Takes over cfg. */
 int master_run(struct config *cfg, const char *token);
 /* Stop the loop with `status` (after workers are told or killed). */
@@ -89,10 +94,30 @@ struct upd *master_add_update(struct master *m, const char *json, size_t len,
 /* Updates fetched and not finished; updates running in workers. */
 int master_pending(const struct master *m);
 int master_inflight(const struct master *m);
-/* Send runnable updates to workers, within the limits. */
-void master_dispatch(struct master *m);
+/* `u` is finished: released from the set (and the journal when asked). */
+void master_finish(struct master *m, struct upd *u, int journal_done_too);
 /* Ask for the next batch if nothing stops polling. */
 void master_maybe_poll(struct master *m);
+
+/* daemon/master_work.c: the dispatcher's side and what workers report. */
+extern const struct workers_cbs master_worker_cbs;
+struct dispatch *master_dispatch_new(struct master *m);
+/* m->cfg's ordering rules and limits apply from now on (start, reload). */
+void master_apply_config(struct master *m);
+/* A READY worker of the serving generation takes updates from now on. */
+void master_add_peer(void *arg, struct wslot *w);
+/* Send runnable updates to workers, within the limits. */
+void master_dispatch(struct master *m);
+
+/* daemon/master_life.c: stop and reload. */
+void master_on_stop_signal(evutil_socket_t sig, short what, void *arg);
+void master_on_hup(evutil_socket_t sig, short what, void *arg);
+/* The poller confirmed the offset at stop: drain the workers, then exit. */
+void master_on_confirmed(void *arg, int ok);
+/* Nothing runs any more: confirm the offset, then drain. */
+void master_begin_confirm(struct master *m);
+void master_generation_ready(void *arg, int gen);
+void master_generation_failed(void *arg, int gen, const char *why);
 
 /* daemon/master_store.c: persistence through store.h. */
 /*
