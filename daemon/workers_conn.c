@@ -1,0 +1,178 @@
+/* A worker's socket: frames in (READY, DONE, PONG, STATS, FAIL) and out (UPDATE, CANCEL, DUMP). */
+#include "workers_int.h"
+#include "clock.h"
+#include "frame.h"
+#include "log.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <event2/buffer.h>
+
+void workers_drop_conn(struct wslot *w)
+{
+	if (w->bev != NULL && w->state == W_READY)
+		w->p->cbs.worker_closed(w->p->arg, w);	/* nothing can reach it now */
+	if (w->bev != NULL) {
+		bufferevent_free(w->bev);
+		w->bev = NULL;
+	}
+}
+
+void workers_protocol_error(struct wslot *w, const char *why)
+{
+	log_err("worker %d (pid %ld): protocol error: %s; killing it", w->slot,
+	    (long)w->pid, why);
+	workers_drop_conn(w);
+	if (w->pid > 0)
+		kill(w->pid, SIGKILL);
+}
+
+static void on_fail_frame(struct workers *p, struct wslot *w, const struct frame *f)
+{
+	char msg[512];
+
+	snprintf(msg, sizeof(msg), "%.*s", (int)(f->len < 400 ? f->len : 400), f->payload);
+	log_err("worker %d: start-up failed: %s", w->slot, msg);
+	if (w->gen != p->gen) {
+		if (w->gen == p->starting_gen)
+			p->cbs.generation_failed(p->arg, w->gen, msg);
+		return;
+	}
+	/* A handler that will not load or init will not after a restart either. */
+	p->cbs.unusable(p->arg);
+}
+
+static void on_ready(struct workers *p, struct wslot *w)
+{
+	w->state = W_READY;
+	w->last_pong_ms = clock_ms();
+	if (w->gen == p->gen)
+		p->cbs.worker_ready(p->arg, w);
+	if (w->gen == p->starting_gen) {
+		int all = 1;
+
+		for (struct wslot *x = p->list; x; x = x->next)
+			if (x->gen == w->gen && x->state != W_READY)
+				all = 0;
+		if (all) {
+			p->starting_gen = 0;
+			p->cbs.generation_ready(p->arg, w->gen);
+		}
+	}
+}
+
+static void handle_frames(struct wslot *w, struct evbuffer *in)
+{
+	struct workers *p = w->p;
+	const char *why = NULL;
+	struct frame f;
+	int r = 0;
+
+	while (w->bev != NULL && (r = frame_read(in, &f, &why)) == 1) {
+		switch (f.type) {
+		case FRAME_READY:
+			if (w->state != W_STARTING) {
+				workers_protocol_error(w, "READY twice");
+				return;
+			}
+			frame_consume(in, &f);
+			on_ready(p, w);
+			continue;
+		case FRAME_DONE:
+			if (w->state != W_READY && w->state != W_DRAINING) {
+				workers_protocol_error(w, "DONE before READY");
+				return;
+			}
+			if (f.flags == FRAME_ST_OK)
+				w->done++;
+			else
+				w->failed++;
+			/* Drain it before the master can give it more work. */
+			if (w->recycle_at && w->done + w->failed >= w->recycle_at &&
+			    !w->recycling && !p->stopping && w->state == W_READY)
+				workers_recycle(w);
+			p->cbs.update_done(p->arg, w, (int64_t)f.seq, f.flags, f.arg);
+			break;
+		case FRAME_FAIL:
+			on_fail_frame(p, w, &f);
+			return;
+		case FRAME_PONG:
+			w->last_pong_ms = clock_ms();
+			break;
+		case FRAME_STATS:
+			p->cbs.stats(p->arg, w, &f);
+			break;
+		default:
+			workers_protocol_error(w, "unexpected frame type from a worker");
+			return;
+		}
+		if (w->bev != NULL)
+			frame_consume(in, &f);
+	}
+	if (w->bev != NULL && r < 0)
+		workers_protocol_error(w, why);
+}
+
+void workers_on_read(struct bufferevent *bev, void *arg)
+{
+	handle_frames(arg, bufferevent_get_input(bev));
+}
+
+void workers_on_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct wslot *w = arg;
+
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+		/* The process is reaped on SIGCHLD; only the socket goes now. */
+		workers_drop_conn(w);
+	}
+}
+
+int workers_send_update(struct wslot *w, int64_t id, int attempt, const char *json,
+    size_t len)
+{
+	if (w->bev == NULL || w->state != W_READY)
+		return -1;
+	return frame_write(bufferevent_get_output(w->bev), FRAME_UPDATE, 0,
+	    (uint64_t)id, (uint32_t)attempt, json, len);
+}
+
+int workers_send_cancel(struct wslot *w, int64_t id)
+{
+	if (w->bev == NULL)
+		return -1;
+	return frame_write(bufferevent_get_output(w->bev), FRAME_CANCEL, 0,
+	    (uint64_t)id, 0, NULL, 0);
+}
+
+int workers_send_dump(struct wslot *w, uint64_t req)
+{
+	if (w->bev == NULL || (w->state != W_READY && w->state != W_DRAINING))
+		return -1;
+	return frame_write(bufferevent_get_output(w->bev), FRAME_DUMP, 0, req, 0,
+	    NULL, 0);
+}
+
+/*
+ * SIGCHLD may be seen before the socket's last bytes: read and handle them
+ * first, or DONE frames of a worker that exited cleanly would be lost and
+ * its finished updates retried.
+ */
+void workers_read_last_frames(struct wslot *w)
+{
+	struct evbuffer *rest;
+	evutil_socket_t fd;
+
+	if (w->bev == NULL || (rest = evbuffer_new()) == NULL)
+		return;
+	/* The bufferevent's input only takes bytes from the bufferevent: copy. */
+	evbuffer_remove_buffer(bufferevent_get_input(w->bev), rest,
+	    evbuffer_get_length(bufferevent_get_input(w->bev)));
+	fd = bufferevent_getfd(w->bev);
+	while (fd >= 0 && evbuffer_read(rest, fd, 65536) > 0)
+		;
+	handle_frames(w, rest);
+	evbuffer_free(rest);
+}
