@@ -35,7 +35,7 @@ struct seq {
 	size_t nkeys;			/* slots in use */
 	size_t count;			/* entries held */
 	size_t nready;
-	struct seq_entry *ready_head, *ready_tail;
+	TAILQ_HEAD(, seq_entry) ready;
 };
 
 static size_t slot_home(const struct seq *s, uint64_t key);
@@ -53,6 +53,7 @@ struct seq *seq_new(void)
 
 	if ((s = calloc(1, sizeof(*s))) == NULL)
 		return NULL;
+	TAILQ_INIT(&s->ready);
 	if (table_resize(s, SEQ_MIN_BITS) == -1) {
 		free(s);
 		return NULL;
@@ -86,7 +87,6 @@ int seq_add(struct seq *s, struct seq_entry *e)
 		return -1;
 
 	e->waiting = 0;
-	e->ready_next = e->ready_prev = NULL;
 	for (i = 0; i < e->nkeys; i++) {
 		n = &e->node[i];
 		n->prev = n->next = NULL;
@@ -116,7 +116,7 @@ int seq_add(struct seq *s, struct seq_entry *e)
 
 struct seq_entry *seq_next_ready(struct seq *s)
 {
-	struct seq_entry *e = s->ready_head;
+	struct seq_entry *e = TAILQ_FIRST(&s->ready);
 
 	if (e == NULL)
 		return NULL;
@@ -207,27 +207,13 @@ static void node_unlink(struct seq *s, struct seq_node *n, uint64_t key)
 static void ready_push(struct seq *s, struct seq_entry *e)
 {
 	e->state = SEQ_READY;
-	e->ready_next = NULL;
-	e->ready_prev = s->ready_tail;
-	if (s->ready_tail != NULL)
-		s->ready_tail->ready_next = e;
-	else
-		s->ready_head = e;
-	s->ready_tail = e;
+	TAILQ_INSERT_TAIL(&s->ready, e, ready);
 	s->nready++;
 }
 
 static void ready_unlink(struct seq *s, struct seq_entry *e)
 {
-	if (e->ready_prev != NULL)
-		e->ready_prev->ready_next = e->ready_next;
-	else
-		s->ready_head = e->ready_next;
-	if (e->ready_next != NULL)
-		e->ready_next->ready_prev = e->ready_prev;
-	else
-		s->ready_tail = e->ready_prev;
-	e->ready_next = e->ready_prev = NULL;
+	TAILQ_REMOVE(&s->ready, e, ready);
 	s->nready--;
 }
 

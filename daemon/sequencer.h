@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/queue.h>
 
 struct seq;
 
@@ -34,7 +35,7 @@ struct seq_entry {
 	/* private to the sequencer */
 	int waiting;		/* number of keys where it is not the head */
 	int state;		/* enum seq_state */
-	struct seq_entry *ready_next, *ready_prev;
+	TAILQ_ENTRY(seq_entry) ready;	/* on the ready list */
 	struct seq_node node[3];	/* per-key FIFO links, no allocation */
 };
 

@@ -27,6 +27,7 @@ struct workers *workers_new(struct event_base *base, const char *token,
 
 	if (p == NULL)
 		return NULL;
+	LIST_INIT(&p->list);
 	if ((p->path = workers_find_binary()) == NULL) {
 		free(p);
 		return NULL;
@@ -57,7 +58,7 @@ int workers_slot(const struct wslot *w)
 void workers_foreach_ready(struct workers *p, int gen,
     void (*fn)(void *arg, struct wslot *w))
 {
-	for (struct wslot *w = p->list; w; w = w->next)
+	for (struct wslot *w = LIST_FIRST(&p->list); w; w = LIST_NEXT(w, link))
 		if (w->gen == gen && w->state == W_READY)
 			fn(p->arg, w);
 }
@@ -79,7 +80,7 @@ size_t workers_rows(const struct workers *p, struct status_worker *rows, size_t 
 	size_t i = 0;
 
 	*ready = 0;
-	for (const struct wslot *w = p->list; w; w = w->next) {
+	for (const struct wslot *w = LIST_FIRST(&p->list); w; w = LIST_NEXT(w, link)) {
 		*ready += w->gen == p->gen && w->state == W_READY;
 		if (i >= n)
 			continue;
@@ -99,14 +100,14 @@ size_t workers_count(const struct workers *p)
 {
 	size_t n = 0;
 
-	for (const struct wslot *w = p->list; w; w = w->next)
+	for (const struct wslot *w = LIST_FIRST(&p->list); w; w = LIST_NEXT(w, link))
 		n++;
 	return n;
 }
 
 struct wslot *workers_find_ready(struct workers *p, int slot, pid_t *pid)
 {
-	for (struct wslot *w = p->list; w; w = w->next) {
+	for (struct wslot *w = LIST_FIRST(&p->list); w; w = LIST_NEXT(w, link)) {
 		if (w->gen == p->gen && w->slot == slot && w->state == W_READY) {
 			*pid = w->pid;
 			return w;
@@ -146,8 +147,7 @@ int workers_start(struct workers *p, const struct config *cfg, int gen)
 			free(w);
 			return -1;
 		}
-		w->next = p->list;
-		p->list = w;
+		LIST_INSERT_HEAD(&p->list, w, link);
 		(void)workers_spawn(p, w);
 	}
 	return 0;
@@ -170,20 +170,20 @@ static void drain_one(struct wslot *w)
 
 void workers_drain(struct workers *p)
 {
-	for (struct wslot *w = p->list; w; w = w->next)
+	for (struct wslot *w = LIST_FIRST(&p->list); w; w = LIST_NEXT(w, link))
 		drain_one(w);
 }
 
 static void drain_generation(struct workers *p, int gen)
 {
-	for (struct wslot *w = p->list; w; w = w->next)
+	for (struct wslot *w = LIST_FIRST(&p->list); w; w = LIST_NEXT(w, link))
 		if (w->gen == gen)
 			drain_one(w);
 }
 
 static void kill_generation(struct workers *p, int gen)
 {
-	for (struct wslot *w = p->list; w; w = w->next) {
+	for (struct wslot *w = LIST_FIRST(&p->list); w; w = LIST_NEXT(w, link)) {
 		if (w->gen != gen)
 			continue;
 		evtimer_del(w->respawn_ev);
@@ -204,7 +204,7 @@ void workers_recycle(struct wslot *w)
 
 void workers_kill_all(struct workers *p, int sig)
 {
-	for (struct wslot *w = p->list; w; w = w->next)
+	for (struct wslot *w = LIST_FIRST(&p->list); w; w = LIST_NEXT(w, link))
 		if (w->pid > 0)
 			kill(w->pid, sig);
 }
@@ -213,7 +213,7 @@ int workers_alive(const struct workers *p)
 {
 	int n = 0;
 
-	for (const struct wslot *w = p->list; w; w = w->next)
+	for (const struct wslot *w = LIST_FIRST(&p->list); w; w = LIST_NEXT(w, link))
 		n += w->pid > 0;
 	return n;
 }
@@ -222,7 +222,7 @@ void workers_heartbeat(struct workers *p)
 {
 	int64_t now = clock_ms(), limit = p->cfg->heartbeat_timeout_ms;
 
-	for (struct wslot *w = p->list; w; w = w->next) {
+	for (struct wslot *w = LIST_FIRST(&p->list); w; w = LIST_NEXT(w, link)) {
 		if ((w->state != W_READY && w->state != W_DRAINING) || w->bev == NULL)
 			continue;
 		if (now - w->last_pong_ms > limit) {
@@ -244,7 +244,7 @@ int workers_healthy(const struct workers *p)
 {
 	int64_t now = clock_ms();
 
-	for (const struct wslot *w = p->list; w; w = w->next)
+	for (const struct wslot *w = LIST_FIRST(&p->list); w; w = LIST_NEXT(w, link))
 		if (w->state == W_READY && now - w->last_pong_ms > p->cfg->heartbeat_timeout_ms)
 			return 0;
 	return 1;
@@ -263,14 +263,7 @@ static void describe_exit(char *buf, size_t len, int st)
 
 static void slot_free(struct workers *p, struct wslot *w)
 {
-	struct wslot **pp;
-
-	for (pp = &p->list; *pp; pp = &(*pp)->next) {
-		if (*pp == w) {
-			*pp = w->next;
-			break;
-		}
-	}
+	LIST_REMOVE(w, link);
 	workers_drop_conn(w);
 	event_free(w->respawn_ev);
 	free(w);
@@ -331,7 +324,7 @@ void workers_reap(struct workers *p)
 	int st;
 
 	while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
-		for (struct wslot *w = p->list; w; w = w->next) {
+		for (struct wslot *w = LIST_FIRST(&p->list); w; w = LIST_NEXT(w, link)) {
 			if (w->pid == pid) {
 				worker_gone(p, w, st);
 				break;
@@ -344,8 +337,8 @@ void workers_free(struct workers *p)
 {
 	if (p == NULL)
 		return;
-	while (p->list != NULL)
-		slot_free(p, p->list);
+	while (!LIST_EMPTY(&p->list))
+		slot_free(p, LIST_FIRST(&p->list));
 	throttle_close(p->throttle);
 	free(p->path);
 	free(p);

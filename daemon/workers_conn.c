@@ -53,7 +53,7 @@ static void on_ready(struct workers *p, struct wslot *w)
 	if (w->gen == p->starting_gen) {
 		int all = 1;
 
-		for (struct wslot *x = p->list; x; x = x->next)
+		for (struct wslot *x = LIST_FIRST(&p->list); x; x = LIST_NEXT(x, link))
 			if (x->gen == w->gen && x->state != W_READY)
 				all = 0;
 		if (all) {

@@ -3,6 +3,7 @@
 #define TGRUN_WORKERS_INT_H
 
 #include <stdint.h>
+#include <sys/queue.h>
 #include <sys/types.h>
 
 #include <event2/bufferevent.h>
@@ -28,7 +29,7 @@ struct wslot {
 	struct event *respawn_ev;
 	void *udata;		/* the owner's (the master's dispatch peer) */
 	struct workers *p;
-	struct wslot *next;	/* in p->list */
+	LIST_ENTRY(wslot) link;	/* in p->list */
 };
 
 /* The pool. */
@@ -38,7 +39,7 @@ struct workers {
 	const char *token;
 	struct workers_cbs cbs;
 	void *arg;
-	struct wslot *list;		/* every generation */
+	LIST_HEAD(, wslot) list;	/* every generation */
 	const struct config *cfg;	/* the serving generation's */
 	const struct config *next_cfg;	/* the starting generation's, or NULL */
 	int gen;			/* serving; 0 before the first start */
