@@ -30,8 +30,10 @@ int botapi_token_valid(const char *t)
 
 int botapi_buf_append(struct botapi_buf *b, const void *p, size_t n, size_t max)
 {
-	if (b->len + n > max)
+	if (b->len + n > max) {
+		b->overflow = 1;
 		return -1;
+	}
 	if (b->len + n + 1 > b->cap) {
 		size_t cap = b->cap ? b->cap : 4096;
 		char *d;
@@ -169,6 +171,7 @@ int botapi_req_prepare(struct botapi_req *r, const struct botapi_net *net,
 	if (r->body == NULL)
 		return -1;
 	r->resp.len = 0;
+	r->resp.overflow = 0;
 	if (r->resp.data != NULL)
 		r->resp.data[0] = '\0';
 	r->errbuf[0] = '\0';

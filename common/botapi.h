@@ -10,6 +10,7 @@
 struct botapi_buf {
 	char *data;
 	size_t len, cap;
+	int overflow;		/* an append went past its `max`: the body was cut */
 };
 
 /* One Bot API request on a reusable easy handle (keep-alive). */

@@ -46,8 +46,27 @@ struct upd *master_add_update(struct master *m, const char *json, size_t len,
 
 	if (pending_add(m->pend, json, len, attempt, valid, &id, &u) == PENDING_BAD)
 		log_warn("an update that is not a JSON object with an integer "
-		    "update_id; skipped");
+		    "update_id (%zu bytes); skipped", len);
+	if (u != NULL && (u->refused = master_refusal(u)) != NULL)
+		log_warn("update %lld: %s; it will be dead-lettered", (long long)u->id,
+		    u->refused);
 	return u;
+}
+
+const char *master_refusal(const struct upd *u)
+{
+	if (u->id < 0)
+		return "a negative update_id";
+	if (u->id == INT64_MAX)
+		return "an update_id no offset can confirm";
+	if (u->len > FRAME_MAX_PAYLOAD)
+		return "larger than the 8 MiB a worker takes";
+	return NULL;
+}
+
+int64_t master_offset_after(int64_t id)
+{
+	return id < INT64_MAX ? id + 1 : INT64_MAX;
 }
 
 int master_pending(const struct master *m)
@@ -68,6 +87,8 @@ static void on_batch(void *arg, const struct poller_item *items, size_t n)
 	struct store_rec *recs = NULL;
 	size_t nrec = 0;
 
+	int64_t asked = m->next_offset;	/* this batch answers that offset */
+
 	m->last_poll_ok_ms = clock_ms();
 	if (m->store != NULL && n > 0 && (recs = calloc(n, sizeof(*recs))) == NULL)
 		fatalx("out of memory");
@@ -75,14 +96,18 @@ static void on_batch(void *arg, const struct poller_item *items, size_t n)
 		struct upd *u = master_add_update(m, items[i].json, items[i].len, 1, 1);
 
 		if (u == NULL)
-			continue;	/* not an update, or one we hold already */
-		if (u->id < m->next_offset) {
-			/* Confirmed before (an answer to an older offset): drop it again. */
+			continue;	/* not an update (logged), or one we hold already */
+		if (asked != 0 && u->id < asked) {
+			/* Confirmed before: Telegram has forgotten it, and so do we. */
+			log_warn("update %lld: below offset %lld, which confirmed it "
+			    "already; dropped", (long long)u->id, (long long)asked);
 			master_finish(m, u, 0);
 			continue;
 		}
 		m->n_fetched++;
-		m->next_offset = u->id + 1;
+		/* Ids out of order still all run; the offset passes the highest. */
+		if (master_offset_after(u->id) > m->next_offset)
+			m->next_offset = master_offset_after(u->id);
 		if (recs != NULL) {
 			recs[nrec].update_id = u->id;
 			recs[nrec].body = u->json;
@@ -106,6 +131,15 @@ static void on_batch(void *arg, const struct poller_item *items, size_t n)
 	}
 	free(recs);
 	master_dispatch(m);
+	master_maybe_poll(m);
+}
+
+static void on_skip(void *arg, int64_t id)
+{
+	struct master *m = arg;
+
+	if (master_offset_after(id) > m->next_offset)
+		m->next_offset = master_offset_after(id);
 	master_maybe_poll(m);
 }
 
@@ -315,7 +349,7 @@ static void master_free(struct master *m)
 int master_run(struct config *cfg, const char *token)
 {
 	struct master m;
-	struct poller_cbs cbs = { on_batch, on_rejected, master_on_confirmed, &m };
+	struct poller_cbs cbs = { on_batch, on_rejected, on_skip, master_on_confirmed, &m };
 	int status;
 
 	memset(&m, 0, sizeof(m));

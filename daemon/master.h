@@ -91,6 +91,13 @@ const char *master_polling_state(const struct master *m);
 /* Record the update `json` (copied) as pending; NULL when it is not new. */
 struct upd *master_add_update(struct master *m, const char *json, size_t len,
     int attempt, int valid);
+/*
+ * Why no worker could run `u` (its id or size), or NULL. Such an update is
+ * still journaled, then dead-lettered when its turn comes.
+ */
+const char *master_refusal(const struct upd *u);
+/* The offset that confirms `id`: id + 1, saturated at INT64_MAX. */
+int64_t master_offset_after(int64_t id);
 /* Updates fetched and not finished; updates running in workers. */
 int master_pending(const struct master *m);
 int master_inflight(const struct master *m);
@@ -106,6 +113,8 @@ struct dispatch *master_dispatch_new(struct master *m);
 void master_apply_config(struct master *m);
 /* A READY worker of the serving generation takes updates from now on. */
 void master_add_peer(void *arg, struct wslot *w);
+/* `u` to the dead letters (or dropped, logged); `ran`: it failed every attempt. */
+void master_dead_letter(struct master *m, struct upd *u, int ran, const char *why);
 /* Send runnable updates to workers, within the limits. */
 void master_dispatch(struct master *m);
 

@@ -110,8 +110,8 @@ static int replay_one(void *arg, int64_t id, const char *body, size_t len, int a
 	}
 	if (u != NULL) {
 		u->journaled = 1;
-		if (id >= m->next_offset)
-			m->next_offset = id + 1;
+		if (master_offset_after(id) > m->next_offset)
+			m->next_offset = master_offset_after(id);
 	}
 	return 0;
 }

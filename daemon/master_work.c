@@ -9,6 +9,7 @@
 #include "store.h"
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include <jansson.h>
@@ -23,8 +24,11 @@ static struct upd *upd_of(struct dsp_entry *e)
 static struct dsp_entry *next_ready(void *arg)
 {
 	struct master *m = arg;
-	struct upd *u = pending_next_ready(m->pend);
+	struct upd *u;
 
+	/* What no worker can run goes to the dead letters; its keys go on. */
+	while ((u = pending_next_ready(m->pend)) != NULL && u->refused != NULL)
+		master_dead_letter(m, u, 0, u->refused);
 	return u ? &u->de : NULL;
 }
 
@@ -115,19 +119,27 @@ static void master_worker_ready(void *arg, struct wslot *w)
 	master_maybe_poll(m);
 }
 
-static void dead_letter(struct master *m, struct upd *u, const char *why)
+/*
+ * `u` goes to the dead letters with `why` (or, without a journal, is
+ * dropped with a log line). `ran`: it ran and failed every attempt.
+ */
+void master_dead_letter(struct master *m, struct upd *u, int ran, const char *why)
 {
+	char attempts[48];
+
+	snprintf(attempts, sizeof(attempts), ran ? "after %d attempts" :
+	    "without running", u->attempt);
 	m->n_dead++;
 	if (m->store != NULL && u->journaled &&
 	    store_dead_letter(m->store, u->id, u->attempt, why) == 0) {
-		log_err("update %lld (%s): dead-lettered after %d attempts: %s "
-		    "(tgrunctl dead-letters show %lld)", (long long)u->id,
-		    keys_type_name(u->type), u->attempt, why, (long long)u->id);
+		log_err("update %lld (%s): dead-lettered %s: %s (tgrunctl dead-letters "
+		    "show %lld)", (long long)u->id, keys_type_name(u->type), attempts,
+		    why, (long long)u->id);
 		master_finish(m, u, 0);
 		return;
 	}
-	log_err("update %lld (%s): dropped after %d attempts: %s", (long long)u->id,
-	    keys_type_name(u->type), u->attempt, why);
+	log_err("update %lld (%s): dropped %s: %s", (long long)u->id,
+	    keys_type_name(u->type), attempts, why);
 	master_finish(m, u, 1);
 }
 
@@ -195,7 +207,7 @@ static void lost_update(void *arg, struct dsp_entry *e, int timed_out)
 		return;
 	}
 	if (u->attempt >= m->cfg->max_attempts) {
-		dead_letter(m, u, "its worker died during each attempt");
+		master_dead_letter(m, u, 1, "its worker died during each attempt");
 		return;
 	}
 	u->attempt++;

@@ -8,6 +8,7 @@
 #include "jscan.h"
 #include "log.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -27,6 +28,7 @@ struct poller {
 	enum poll_state state;
 	int64_t offset;
 	int limit;
+	int limit_cap;		/* answers were too large: ask for fewer; 0 = none */
 	struct backoff bo;
 	int conflict_logged;
 	int deleting;		/* the request in flight is deleteWebhook */
@@ -94,8 +96,63 @@ static int fast_batch(struct poller *p, CURLcode res)
 		return 0;
 	backoff_reset(&p->bo);
 	p->conflict_logged = 0;
+	if (p->nitems < (size_t)p->limit)
+		p->limit_cap = 0;	/* the backlog is through */
 	p->state = P_IDLE;
 	p->cbs.on_batch(p->cbs.arg, p->items, p->nitems);
+	return 1;
+}
+
+/* The first "update_id" in a cut answer, or -1 when there is none. */
+static int first_update_id(const char *data, size_t len, int64_t *id)
+{
+	const char *k = memmem(data, len, "\"update_id\"", 11), *end = data + len;
+	char *after;
+	long long v;
+
+	if (k == NULL)
+		return -1;
+	for (k += 11; k < end && (*k == ' ' || *k == ':' || *k == '\n' || *k == '\t' ||
+	    *k == '\r'); k++)
+		;
+	if (k >= end || !(*k == '-' || (*k >= '0' && *k <= '9')))
+		return -1;
+	errno = 0;
+	v = strtoll(k, &after, 10);	/* data is NUL-terminated */
+	if (errno != 0 || after == k)
+		return -1;
+	*id = v;
+	return 0;
+}
+
+/*
+ * The answer was cut at 64 MiB: ask for half as many updates; when even one
+ * is too large, skip it. Returns 1 when handled.
+ */
+static int too_large(struct poller *p, CURLcode res)
+{
+	int64_t id;
+
+	if (res != CURLE_WRITE_ERROR || !p->req.resp.overflow)
+		return 0;
+	p->state = P_IDLE;
+	if (p->limit > 1) {
+		p->limit_cap = p->limit / 2;
+		log_warn("getUpdates: the answer is over 64 MiB; asking for %d updates "
+		    "at a time", p->limit_cap);
+		p->limit = p->limit_cap;
+		wait_then_retry(p, 0);
+		return 1;
+	}
+	if (first_update_id(p->req.resp.data, p->req.resp.len, &id) != 0) {
+		log_err("getUpdates: one update is over 64 MiB and has no readable "
+		    "update_id; retrying");
+		wait_then_retry(p, backoff_next(&p->bo));
+		return 1;
+	}
+	log_err("update %lld: over 64 MiB, more than a getUpdates answer may be; "
+	    "skipped (its content is lost)", (long long)id);
+	p->cbs.on_skip(p->cbs.arg, id);
 	return 1;
 }
 
@@ -106,7 +163,7 @@ static void on_done(CURL *easy, CURLcode res, void *arg)
 	int confirm = p->state == P_CONFIRM;
 	int64_t wait;
 
-	if (!confirm && !p->deleting && fast_batch(p, res))
+	if (!confirm && !p->deleting && (fast_batch(p, res) || too_large(p, res)))
 		return;
 
 	if (botapi_decode(&p->req, res, &r) == 0 && r.ok) {
@@ -285,8 +342,8 @@ void poller_poll(struct poller *p, int64_t offset, int limit)
 	if (p->state != P_IDLE)
 		return;
 	p->offset = offset;
-	p->limit = limit;
-	send_request(p, offset, limit, (long)(p->cfg->poll_timeout_ms / 1000));
+	p->limit = p->limit_cap > 0 && limit > p->limit_cap ? p->limit_cap : limit;
+	send_request(p, offset, p->limit, (long)(p->cfg->poll_timeout_ms / 1000));
 }
 
 int poller_busy(const struct poller *p)

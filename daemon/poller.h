@@ -24,6 +24,11 @@ struct poller_cbs {
 	void (*on_batch)(void *arg, const struct poller_item *items, size_t n);
 	/* The token was rejected (401/404): the daemon must stop with status 3. */
 	void (*on_rejected)(void *arg, int code, const char *desc);
+	/*
+	 * Update `id` is too large to receive even alone (over the 64 MiB an
+	 * answer may have): the offset must move past it, or polling stops here.
+	 */
+	void (*on_skip)(void *arg, int64_t id);
 	/* A confirm-only request (poller_confirm) ended, ok or not. */
 	void (*on_confirmed)(void *arg, int ok);
 	void *arg;

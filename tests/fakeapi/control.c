@@ -74,6 +74,60 @@ push_updates(struct app *app, struct evhttp_request *req)
 	server_reply(app, req, 200, NULL);
 }
 
+/*
+ * POST {"answers": [{"body": TEXT, "status": 200, "pad": N}, ...]}: raw
+ * getUpdates answers, in order. "pad" replaces the first "@PAD@" in the body
+ * with N bytes of 'x' (huge answers without huge requests).
+ */
+static void
+script(struct app *app, struct evhttp_request *req)
+{
+	json_t *body, *answers, *a;
+	size_t i;
+
+	if (evhttp_request_get_command(req) == EVHTTP_REQ_GET) {
+		poll_script_dump(app, app->out);
+		server_reply(app, req, 200, NULL);
+		return;
+	}
+	body = body_json(req);
+	answers = json_object_get(body, "answers");
+	if (!json_is_array(answers)) {
+		json_decref(body);
+		bad(app, req, "body must be {\"answers\": [{\"body\": ..., \"status\": ...}]}");
+		return;
+	}
+	json_array_foreach(answers, i, a) {
+		const char *text = json_string_value(json_object_get(a, "body"));
+		json_int_t status = json_integer_value(json_object_get(a, "status"));
+		json_int_t pad = json_integer_value(json_object_get(a, "pad"));
+		const char *at = text ? strstr(text, "@PAD@") : NULL;
+
+		if (text == NULL) {
+			json_decref(body);
+			bad(app, req, "every answer needs a string \"body\"");
+			return;
+		}
+		if (at != NULL && pad > 0) {
+			size_t pre = (size_t)(at - text), post = strlen(at + 5);
+			size_t n = pre + (size_t)pad + post;
+			char *big = util_xmalloc(n);
+
+			memcpy(big, text, pre);
+			memset(big + pre, 'x', (size_t)pad);
+			memcpy(big + pre + pad, at + 5, post);
+			poll_script_add(app, big, n, status ? (int)status : 200);
+			free(big);
+		} else {
+			poll_script_add(app, text, json_string_length(json_object_get(a, "body")),
+			    status ? (int)status : 200);
+		}
+	}
+	json_decref(body);
+	poll_script_dump(app, app->out);
+	server_reply(app, req, 200, NULL);
+}
+
 static void
 faults(struct app *app, struct evhttp_request *req, int clear)
 {
@@ -209,6 +263,8 @@ control_handle(struct app *app, struct evhttp_request *req, const char *path,
 		faults(app, req, 1);
 	else if (strcmp(path, "webhook") == 0)
 		webhook(app, req);
+	else if (strcmp(path, "script") == 0)
+		script(app, req);
 	else if (strcmp(path, "stats") == 0) {
 		stats_dump(app->stats, app->stream, poll_webhook(app), app->out);
 		server_reply(app, req, 200, NULL);

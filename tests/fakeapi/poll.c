@@ -11,11 +11,25 @@
 
 #define LONG_POLL_MAX_S	50
 #define RATE_TICK_US	2000
+/* getUpdates offsets kept for GET /__fake/script (the first ones of a run). */
+#define OFFSETS_MAX	100000
+
+/* A scripted answer: the next getUpdates gets these bytes, whatever they are. */
+struct scripted {
+	char *body;
+	size_t len;
+	int status;
+	struct scripted *next;
+};
 
 struct poll {
 	struct app *app;
+	struct scripted *script, **script_tail;
+	long long *offsets;	/* the offset of each getUpdates call, in order */
+	size_t noffsets, capoffsets;
 	struct call *pending;	/* the one long poll Telegram allows at a time */
 	int pending_limit;
+	long long pending_offset;
 	uint32_t mask;		/* allowed_updates, kept from the last call that gave it */
 	char *webhook;
 	struct event *rate_timer;
@@ -44,6 +58,7 @@ poll_new(struct app *app)
 	struct timeval tv = { 0, RATE_TICK_US };
 
 	p->app = app;
+	p->script_tail = &p->script;
 	p->mask = stream_default_mask();
 	p->rate_timer = event_new(app->base, -1, EV_PERSIST, rate_tick, app);
 	if (stream_released(app->stream) < stream_count(app->stream))
@@ -58,6 +73,14 @@ poll_free(struct poll *p)
 		return;
 	if (p->rate_timer)
 		event_free(p->rate_timer);
+	while (p->script != NULL) {
+		struct scripted *x = p->script;
+
+		p->script = x->next;
+		free(x->body);
+		free(x);
+	}
+	free(p->offsets);
 	free(p->webhook);
 	free(p);
 }
@@ -143,6 +166,26 @@ answer(struct poll *p, struct call *c, int limit, int force)
 	return 1;
 }
 
+/* Hostile mode: the next scripted body answers c, whatever was asked. */
+static void
+answer_scripted(struct poll *p, struct call *c, long long offset)
+{
+	struct scripted *x = p->script;
+
+	if ((p->script = x->next) == NULL)
+		p->script_tail = &p->script;
+	if (p->pending == c)
+		p->pending = NULL;
+	if (c->timer != NULL) {
+		event_free(c->timer);
+		c->timer = NULL;
+	}
+	evbuffer_add(c->app->out, x->body, x->len);
+	server_call_reply(c, x->status, NULL);
+	free(x->body);
+	free(x);
+}
+
 static void
 poll_timeout(evutil_socket_t fd, short what, void *arg)
 {
@@ -187,6 +230,18 @@ poll_get_updates(struct call *c)
 		server_call_error(c, 400, "Bad Request: wrong parameter value");
 		return;
 	}
+	if (p->noffsets < OFFSETS_MAX) {
+		if (p->noffsets == p->capoffsets) {
+			p->capoffsets = p->capoffsets ? p->capoffsets * 2 : 16;
+			p->offsets = util_xrealloc(p->offsets,
+			    p->capoffsets * sizeof(*p->offsets));
+		}
+		p->offsets[p->noffsets++] = offset;
+	}
+	if (p->script != NULL) {
+		answer_scripted(p, c, offset);
+		return;
+	}
 	stream_tick(s, util_now_ms());
 	if (offset != 0)
 		stats_count_confirmed(c->app->stats, stream_confirm(s, offset));
@@ -194,6 +249,7 @@ poll_get_updates(struct call *c)
 		return;
 	p->pending = c;
 	p->pending_limit = limit;
+	p->pending_offset = offset;
 	tv.tv_sec = timeout;
 	tv.tv_usec = 0;
 	c->timer = evtimer_new(c->app->base, poll_timeout, c);
@@ -230,4 +286,33 @@ void
 poll_drop_pending(struct app *app)
 {
 	stats_count_confirmed(app->stats, stream_confirm(app->stream, INT64_MAX));
+}
+
+void
+poll_script_add(struct app *app, const char *body, size_t len, int status)
+{
+	struct poll *p = app->poll;
+	struct scripted *x = util_xcalloc(1, sizeof(*x));
+
+	x->body = util_xstrndup(body, len);
+	x->len = len;
+	x->status = status;
+	*p->script_tail = x;
+	p->script_tail = &x->next;
+	if (p->pending != NULL)
+		answer_scripted(p, p->pending, p->pending_offset);
+}
+
+void
+poll_script_dump(const struct app *app, struct evbuffer *out)
+{
+	const struct poll *p = app->poll;
+	size_t n = 0;
+
+	for (const struct scripted *x = p->script; x; x = x->next)
+		n++;
+	evbuffer_add_printf(out, "{\"ok\":true,\"remaining\":%zu,\"offsets\":[", n);
+	for (size_t i = 0; i < p->noffsets; i++)
+		evbuffer_add_printf(out, "%s%lld", i ? "," : "", p->offsets[i]);
+	evbuffer_add(out, "]}", 2);
 }

@@ -14,6 +14,13 @@ void poll_wake(struct app *app);
 /* Set (url non-empty) or clear the webhook; a pending poll gets its 409. */
 void poll_set_webhook(struct app *app, const char *url);
 const char *poll_webhook(const struct app *app);
+/*
+ * Hostile mode: the next getUpdates calls get these raw bodies with these
+ * statuses, in order, whatever they are; the stream is untouched meanwhile.
+ */
+void poll_script_add(struct app *app, const char *body, size_t len, int status);
+/* {"remaining": N, "offsets": [the offset of each getUpdates call]} */
+void poll_script_dump(const struct app *app, struct evbuffer *out);
 /* Forget every released update (drop_pending_updates). */
 void poll_drop_pending(struct app *app);
 

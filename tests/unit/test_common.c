@@ -95,7 +95,7 @@ static void test_token_syntax(void **state)
 
 static void test_buf_append_limits(void **state)
 {
-	struct botapi_buf b = { NULL, 0, 0 };
+	struct botapi_buf b = { NULL, 0, 0, 0 };
 	char chunk[1000];
 
 	memset(chunk, 'x', sizeof(chunk));
@@ -103,9 +103,11 @@ static void test_buf_append_limits(void **state)
 		assert_int_equal(botapi_buf_append(&b, chunk, sizeof(chunk), 10000), 0);
 	assert_int_equal(b.len, 10000);
 	assert_int_equal(b.data[b.len], '\0');
-	/* Past the limit: refused, and the buffer is unchanged. */
+	assert_int_equal(b.overflow, 0);
+	/* Past the limit: refused, the buffer is unchanged, and it says why. */
 	assert_int_equal(botapi_buf_append(&b, "y", 1, 10000), -1);
 	assert_int_equal(b.len, 10000);
+	assert_int_equal(b.overflow, 1);
 	assert_int_equal(botapi_buf_append(&b, "", 0, 10000), 0);
 	assert_true(b.cap > b.len);
 	free(b.data);
