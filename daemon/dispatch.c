@@ -266,17 +266,7 @@ void dispatch_cancel_all(struct dispatch *d)
 			(void)d->cbs.cancel(d->cbs.arg, p->h, e->id);
 }
 
-int dispatch_inflight(const struct dispatch *d)
+struct dispatch_counts dispatch_counts(const struct dispatch *d)
 {
-	return d->inflight;
-}
-
-int dispatch_queued(const struct dispatch *d)
-{
-	return d->queued;
-}
-
-uint64_t dispatch_timeouts(const struct dispatch *d)
-{
-	return d->timeouts;
+	return (struct dispatch_counts){ d->inflight, d->queued, d->timeouts };
 }

@@ -83,8 +83,11 @@ void dispatch_tick(struct dispatch *d, int64_t now_ms);
 /* Ask for every running update to be cancelled (a stop's timeout). */
 void dispatch_cancel_all(struct dispatch *d);
 
-int dispatch_inflight(const struct dispatch *d);
-int dispatch_queued(const struct dispatch *d);
-uint64_t dispatch_timeouts(const struct dispatch *d);
+struct dispatch_counts {
+	int inflight;		/* running on peers */
+	int queued;		/* waiting to be retried */
+	uint64_t timeouts;	/* cancelled for update_timeout, ever */
+};
+struct dispatch_counts dispatch_counts(const struct dispatch *d);
 
 #endif

@@ -76,7 +76,7 @@ int master_pending(const struct master *m)
 
 int master_inflight(const struct master *m)
 {
-	return dispatch_inflight(m->dsp);
+	return dispatch_counts(m->dsp).inflight;
 }
 
 /* ---- polling ---------------------------------------------------------------- */

@@ -44,7 +44,7 @@ static void snapshot(void *arg, struct status *st)
 		.failed = m->n_failed,
 		.retried = m->n_retried,
 		.dead_lettered = m->n_dead,
-		.timed_out = dispatch_timeouts(m->dsp),
+		.timed_out = dispatch_counts(m->dsp).timeouts,
 		.dead_letters = m->store ? store_dead_count(m->store) : (int64_t)m->n_dead,
 		.rate = m->rate,
 		.last_poll_ok_ms = m->last_poll_ok_ms,

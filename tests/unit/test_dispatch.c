@@ -93,7 +93,7 @@ static void test_least_loaded_within_limits(void **state)
 	dispatch_run(f.d);
 	/* The total limit stops it at 5; no peer gets more than one over another. */
 	assert_int_equal(f.sends, 5);
-	assert_int_equal(dispatch_inflight(f.d), 5);
+	assert_int_equal(dispatch_counts(f.d).inflight, 5);
 	for (int i = 0; i < NPEER; i++) {
 		assert_true(count_on(&f, i) >= 1);
 		assert_true(count_on(&f, i) <= 2);
@@ -103,13 +103,13 @@ static void test_least_loaded_within_limits(void **state)
 	assert_int_equal(dispatch_done(f.d, f.peers[p], &f.ents[0]), 0);
 	dispatch_run(f.d);
 	assert_int_equal(f.sends, 6);
-	assert_int_equal(dispatch_inflight(f.d), 5);
+	assert_int_equal(dispatch_counts(f.d).inflight, 5);
 	for (int i = 0; i < NPEER; i++)
 		assert_true(count_on(&f, i) >= 1 && count_on(&f, i) <= 2);
 	/* DONE from the wrong peer is refused and changes nothing. */
 	assert_int_equal(dispatch_done(f.d, f.peers[(f.peer_of[1] + 1) % NPEER],
 	    &f.ents[1]), -1);
-	assert_int_equal(dispatch_inflight(f.d), 5);
+	assert_int_equal(dispatch_counts(f.d).inflight, 5);
 	dispatch_free(f.d);
 }
 
@@ -160,11 +160,11 @@ static void test_retry_runs_alone(void **state)
 
 	dispatch_peer_remove(f.d, f.peers[dead], lost_retry, &f);
 	f.peers[dead] = NULL;
-	assert_int_equal(dispatch_queued(f.d), 1);
+	assert_int_equal(dispatch_counts(f.d).queued, 1);
 	f.nready = 6;
 	dispatch_run(f.d);
 	assert_int_equal(f.peer_of[0], idle);
-	assert_int_equal(dispatch_queued(f.d), 0);
+	assert_int_equal(dispatch_counts(f.d).queued, 0);
 	/* Everything new went to the other peer, none to the isolated one. */
 	assert_int_equal(count_on(&f, idle), 1);
 	assert_int_equal(count_on(&f, f.peer_of[1]), 4);
@@ -208,12 +208,12 @@ static void test_send_failure_queues(void **state)
 	f.fail_send = 1;
 	f.nready = 1;
 	dispatch_run(f.d);
-	assert_int_equal(dispatch_inflight(f.d), 0);
-	assert_int_equal(dispatch_queued(f.d), 1);
+	assert_int_equal(dispatch_counts(f.d).inflight, 0);
+	assert_int_equal(dispatch_counts(f.d).queued, 1);
 	f.fail_send = 0;
 	dispatch_run(f.d);
 	assert_int_equal(f.peer_of[0], 0);
-	assert_int_equal(dispatch_queued(f.d), 0);
+	assert_int_equal(dispatch_counts(f.d).queued, 0);
 	dispatch_free(f.d);
 }
 
@@ -242,7 +242,7 @@ static void test_timeouts_cancel_then_kill(void **state)
 	assert_int_equal(f.cancels[0], 0);
 	dispatch_tick(f.d, t0 + 1000 + 100);	/* past update_timeout */
 	assert_int_equal(f.cancels[0], 2);
-	assert_int_equal(dispatch_timeouts(f.d), 2);
+	assert_int_equal(dispatch_counts(f.d).timeouts, 2);
 	dispatch_tick(f.d, t0 + 1000 + 200);	/* within the grace: nothing more */
 	assert_int_equal(f.cancels[0], 2);
 	assert_int_equal(f.kills[0], 0);
@@ -251,7 +251,7 @@ static void test_timeouts_cancel_then_kill(void **state)
 	dispatch_peer_remove(f.d, f.peers[0], lost_count, &l);
 	assert_int_equal(l.n, 2);
 	assert_int_equal(l.timed_out, 2);
-	assert_int_equal(dispatch_inflight(f.d), 0);
+	assert_int_equal(dispatch_counts(f.d).inflight, 0);
 	dispatch_free(f.d);
 }
 
@@ -281,8 +281,8 @@ static void test_forget(void **state)
 	dispatch_retry(f.d, &f.ents[5]);
 	dispatch_forget(f.d, &f.ents[0]);
 	dispatch_forget(f.d, &f.ents[5]);
-	assert_int_equal(dispatch_inflight(f.d), 0);
-	assert_int_equal(dispatch_queued(f.d), 0);
+	assert_int_equal(dispatch_counts(f.d).inflight, 0);
+	assert_int_equal(dispatch_counts(f.d).queued, 0);
 	assert_int_equal(count_on(&f, 0), 0);
 	dispatch_free(f.d);
 }
