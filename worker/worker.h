@@ -135,5 +135,13 @@ int64_t api_retry_policy(struct worker *w, const char *method, struct api_retry 
  * until `method` to the chat in `params` may go. 0, or ECANCELED.
  */
 int api_throttle(struct worker *w, const char *method, const json_t *params);
+/*
+ * Send the prepared Bot API request `r` (for `method`; `params` names the
+ * chat for [throttle]) until it has an answer or the retry policy gives up,
+ * each attempt through the transfer core and counted in the worker's stats.
+ * Yields. The result (new reference), or NULL with `err` filled.
+ */
+json_t *api_send(struct tgrun_ctx *ctx, const char *method, const json_t *params,
+    struct botapi_req *r, struct tgrun_error *err);
 
 #endif
