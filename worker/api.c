@@ -23,6 +23,13 @@ struct attempt {
 	int decoded;		/* botapi_decode(): 0 Bot API answer, -1 not */
 };
 
+/* The state of one call's retries. */
+struct api_retry {
+	struct backoff bo;
+	int attempt;		/* attempts made, less one */
+	int maybe_delivered;	/* an earlier attempt may have run */
+};
+
 void api_set_err(struct tgrun_error *err, enum tgrun_error_kind kind,
     int code, int retry_after, const char *desc)
 {
@@ -87,7 +94,11 @@ static int64_t throttle_chat(const json_t *params)
 	return *s != '\0' && *end == '\0' && errno == 0 ? n : 0;
 }
 
-int api_throttle(struct worker *w, const char *method, const json_t *params)
+/*
+ * Before each attempt of a Bot API call: under [throttle], wait (yielding)
+ * until `method` to the chat in `params` may go. 0, or ECANCELED.
+ */
+static int api_throttle(struct worker *w, const char *method, const json_t *params)
 {
 	int64_t chat, wait_us;
 	int r;
@@ -122,7 +133,7 @@ static void count_attempt(struct worker *w, const char *method, const struct att
 	    a->decoded == 0 && !a->res.ok && a->res.error_code == 429);
 }
 
-void api_retry_init(struct api_retry *rs, const void *seed)
+static void api_retry_init(struct api_retry *rs, const void *seed)
 {
 	memset(rs, 0, sizeof(*rs));
 	backoff_init(&rs->bo, 200, 5000, (uint64_t)(uintptr_t)seed ^ (uint64_t)clock_ms());
@@ -144,7 +155,13 @@ static void retry_fail(struct api_retry *rs, const char *method, int decoded,
 		err->maybe_delivered = maybe || rs->maybe_delivered;
 }
 
-int64_t api_retry_policy(struct worker *w, const char *method, struct api_retry *rs,
+/*
+ * The retry policy tgrun.h states for tgrun_call and tgrun_upload, given one
+ * attempt's outcome on `easy` (decoded: botapi_decode's return): the
+ * milliseconds to wait before the next attempt, or -1 when the call ends
+ * here with `err` filled.
+ */
+static int64_t api_retry_policy(struct worker *w, const char *method, struct api_retry *rs,
     CURL *easy, int decoded, const struct botapi_result *res, CURLcode cc,
     struct tgrun_error *err)
 {

@@ -5,7 +5,6 @@
 #include <stdint.h>
 #include <jansson.h>
 
-#include "backoff.h"
 #include "botapi.h"
 #include "handler.h"
 #include "tgrun.h"
@@ -114,27 +113,6 @@ void api_free_requests(struct worker *w);
 /* Fill `err` (may be NULL). */
 void api_set_err(struct tgrun_error *err, enum tgrun_error_kind kind,
     int code, int retry_after, const char *desc);
-/* The state of one call's retries. */
-struct api_retry {
-	struct backoff bo;
-	int attempt;		/* attempts made, less one */
-	int maybe_delivered;	/* an earlier attempt may have run */
-};
-void api_retry_init(struct api_retry *rs, const void *seed);
-/*
- * The retry policy of tgrun_call and tgrun_upload (tgrun.h says it), given
- * one attempt's outcome on `easy` (decoded: botapi_decode's return): the
- * milliseconds to wait before the next attempt, or -1 when the call ends
- * here with `err` filled.
- */
-int64_t api_retry_policy(struct worker *w, const char *method, struct api_retry *rs,
-    CURL *easy, int decoded, const struct botapi_result *res, CURLcode cc,
-    struct tgrun_error *err);
-/*
- * Before each attempt of a Bot API call: under [throttle], wait (yielding)
- * until `method` to the chat in `params` may go. 0, or ECANCELED.
- */
-int api_throttle(struct worker *w, const char *method, const json_t *params);
 /*
  * Send the prepared Bot API request `r` (for `method`; `params` names the
  * chat for [throttle]) until it has an answer or the retry policy gives up,
