@@ -181,7 +181,7 @@ static void update_done(struct task *t, void *arg)
 
 	ctx->task = NULL;
 	ctx_free(ctx);
-	runtime_release_handles(u);
+	spawn_release_handles(u);
 	if (u->status == FRAME_ST_ERROR)
 		log_info("update %lld (%s, attempt %d): handler failed",
 		    (long long)u->id, u->type, u->attempt);
@@ -278,7 +278,7 @@ static void on_cancel(struct worker *w, const struct frame *f)
 			return;
 		}
 	}
-	runtime_cancel_update(w, u);
+	ctx_cancel_update(w, u);
 }
 
 /* ---- STATS: API counts and fiber dumps ------------------------------------------ */
@@ -352,7 +352,7 @@ static void on_read(struct bufferevent *bev, void *arg)
 		case FRAME_DRAIN:
 			log_debug("DRAIN: %zu updates to finish", w->updates.count);
 			w->draining = 1;
-			runtime_cancel_background(w);
+			ctx_cancel_background(w);
 			maybe_exit(w);
 			break;
 		default:

@@ -7,6 +7,7 @@
 
 #include "botapi.h"
 #include "handler.h"
+#include "sched.h"
 #include "tgrun.h"
 #include "u64map.h"
 
@@ -96,15 +97,31 @@ void settings_free(struct worker_settings *s);
 /* Fill the update's type, chat and user. */
 void wupdate_describe(struct wupdate *u);
 
-/* worker/runtime.c */
+/* worker/ctx.c */
 struct tgrun_ctx *ctx_new(struct tgrun_bot *bot, struct wupdate *u);
+/* Free a context whose fiber ended; the locks it still holds are released. */
 void ctx_free(struct tgrun_ctx *ctx);
-void runtime_cancel_update(struct worker *w, struct wupdate *u);
-void runtime_cancel_background(struct worker *w);
-/* The update ended: drop its references to the fiber handles it made. */
-void runtime_release_handles(struct wupdate *u);
 /* 1 when the calling context may yield (it runs on its own fiber). */
 int ctx_in_fiber(const struct tgrun_ctx *ctx);
+/* Cancel the update's fibers, or every background fiber (shutdown). */
+void ctx_cancel_update(struct worker *w, struct wupdate *u);
+void ctx_cancel_background(struct worker *w);
+/*
+ * Park the calling fiber as sched_park() does, after checking that ctx is
+ * the running fiber (EPERM) and not cancelled (ECANCELED, abort run first).
+ * 0 when woken, else -1 with errno.
+ */
+int ctx_park(struct tgrun_ctx *ctx, const char *what, task_abort_fn abort,
+    void *obj, int64_t timeout_ms);
+/* A timeout in seconds as sched_park() takes it: < 0 is -1 (none). */
+int64_t ctx_timeout_ms(double seconds);
+
+/* worker/spawn.c */
+/* The update ended: drop its references to the fiber handles it made. */
+void spawn_release_handles(struct wupdate *u);
+
+/* worker/locks.c */
+/* Hand every lock `ctx` holds to its next waiter (the fiber ended). */
 void locks_release_all(struct tgrun_ctx *ctx);
 void locks_free(struct worker *w);
 

@@ -1,4 +1,4 @@
-/* Unit tests for worker/fiber.c, worker/sched.c and the waiter/all parts of worker/runtime.c. */
+/* Unit tests for worker/fiber.c, worker/sched.c, and waiters and tgrun_all (worker/waiter.c, worker/spawn.c). */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
