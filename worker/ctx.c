@@ -39,6 +39,7 @@ struct tgrun_ctx *ctx_new(struct tgrun_bot *bot, struct wupdate *u)
 		return NULL;
 	c->bot = bot;
 	c->u = u;
+	LIST_INIT(&c->locks);
 	ctx_link(u ? &u->ctxs : &bot->w->background, c);
 	return c;
 }

@@ -1,118 +1,177 @@
-/* Per-worker named locks for fibers (tgrun_lock): a map of keys, each with its owner and a FIFO of waiters. */
+/* Per-worker named locks for fibers (tgrun_lock): a hash map of held keys, a FIFO of waiters each. */
 #include "tgrun.h"
 #include "worker.h"
 #include "log.h"
 #include "sched.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 
+#define MAP_MIN_BUCKETS 16
+
+/* A fiber waiting for a lock; on that fiber's stack while it waits. */
 struct lockwait {
-	struct lockwait *next;
-	struct task *t;
-	int granted;
-};
-
-struct lock {
-	struct lock *next;	/* in the worker's list */
-	char *key;
-	struct tgrun_ctx *owner;
-	struct lockwait *head, *tail;
-};
-
-struct lockheld {
-	struct lockheld *next;
+	TAILQ_ENTRY(lockwait) link;
 	struct lock *lock;
+	struct task *t;
 };
 
+/*
+ * A lock exists exactly while it has an owner: releasing it hands it to the
+ * first waiter at once, or drops it from the map when nobody waits. So a
+ * lock is never free with waiters, and the map holds only locks in use.
+ */
+struct lock {
+	LIST_ENTRY(lock) chain;			/* in its map bucket */
+	LIST_ENTRY(lock) held;			/* in owner->locks */
+	struct tgrun_ctx *owner;
+	TAILQ_HEAD(, lockwait) waiters;		/* in arrival order */
+	uint64_t hash;
+	char key[];
+};
+
+LIST_HEAD(lock_chain, lock);
+
+/* Chained hash map; buckets double as locks outnumber them and halve as they go. */
 struct lockmap {
-	struct lock *all;
+	struct lock_chain *buckets;
+	size_t nbuckets;			/* a power of two */
+	size_t count;
 };
 
-static struct lock *lock_find(struct worker *w, const char *key, int create)
+/* FNV-1a, 64-bit. */
+static uint64_t key_hash(const char *key)
 {
+	uint64_t h = 0xcbf29ce484222325ULL;
+
+	for (const unsigned char *p = (const unsigned char *)key; *p; p++) {
+		h ^= *p;
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
+static struct lock_chain *chain_of(const struct lockmap *m, uint64_t h)
+{
+	return &m->buckets[h & (m->nbuckets - 1)];
+}
+
+/* Rehash into n buckets; on failure the map stays as it is (only slower). */
+static void map_resize(struct lockmap *m, size_t n)
+{
+	struct lock_chain *old = m->buckets;
+	size_t oldn = m->nbuckets;
 	struct lock *l;
 
-	if (w->locks == NULL) {
-		if (!create || (w->locks = calloc(1, sizeof(*w->locks))) == NULL)
-			return NULL;
+	m->buckets = calloc(n, sizeof(*m->buckets));
+	if (m->buckets == NULL) {
+		m->buckets = old;
+		return;
 	}
-	for (l = w->locks->all; l; l = l->next)
-		if (strcmp(l->key, key) == 0)
+	m->nbuckets = n;
+	for (size_t i = 0; i < oldn; i++) {
+		while ((l = LIST_FIRST(&old[i])) != NULL) {
+			LIST_REMOVE(l, chain);
+			LIST_INSERT_HEAD(chain_of(m, l->hash), l, chain);
+		}
+	}
+	free(old);
+}
+
+static struct lock *lock_find(const struct worker *w, const char *key)
+{
+	const struct lockmap *m = w->locks;
+	uint64_t h;
+	struct lock *l;
+
+	if (m == NULL)
+		return NULL;
+	h = key_hash(key);
+	LIST_FOREACH(l, chain_of(m, h), chain)
+		if (l->hash == h && strcmp(l->key, key) == 0)
 			return l;
-	if (!create || (l = calloc(1, sizeof(*l))) == NULL)
-		return NULL;
-	if ((l->key = strdup(key)) == NULL) {
-		free(l);
-		return NULL;
+	return NULL;
+}
+
+/* A new lock on `key` held by `owner`; NULL with errno when out of memory. */
+static struct lock *lock_new(struct worker *w, const char *key, struct tgrun_ctx *owner)
+{
+	struct lockmap *m = w->locks;
+	size_t len = strlen(key);
+	struct lock *l;
+
+	if (m == NULL) {
+		m = calloc(1, sizeof(*m));
+		if (m == NULL || (m->buckets = calloc(MAP_MIN_BUCKETS,
+		    sizeof(*m->buckets))) == NULL) {
+			free(m);
+			return NULL;
+		}
+		m->nbuckets = MAP_MIN_BUCKETS;
+		w->locks = m;
 	}
-	l->next = w->locks->all;
-	w->locks->all = l;
+	l = malloc(sizeof(*l) + len + 1);
+	if (l == NULL)
+		return NULL;
+	memcpy(l->key, key, len + 1);
+	l->hash = key_hash(key);
+	TAILQ_INIT(&l->waiters);
+	l->owner = owner;
+	LIST_INSERT_HEAD(&owner->locks, l, held);
+	LIST_INSERT_HEAD(chain_of(m, l->hash), l, chain);
+	if (++m->count > m->nbuckets)
+		map_resize(m, m->nbuckets * 2);
 	return l;
 }
 
-static void lock_drop_if_idle(struct worker *w, struct lock *l)
+/* Hand the lock to its first waiter, or drop it when nobody waits. */
+static void lock_release(struct worker *w, struct lock *l)
 {
-	struct lock **pp;
+	struct lockmap *m = w->locks;
+	struct lockwait *next = TAILQ_FIRST(&l->waiters);
+	struct tgrun_ctx *owner;
 
-	if (l->owner != NULL || l->head != NULL)
+	LIST_REMOVE(l, held);
+	if (next == NULL) {
+		LIST_REMOVE(l, chain);
+		free(l);
+		if (--m->count < m->nbuckets / 8 && m->nbuckets > MAP_MIN_BUCKETS)
+			map_resize(m, m->nbuckets / 2);
 		return;
-	for (pp = &w->locks->all; *pp; pp = &(*pp)->next) {
-		if (*pp == l) {
-			*pp = l->next;
-			break;
-		}
 	}
-	free(l->key);
-	free(l);
+	/* Ownership moves now, so no other fiber can take it in between. */
+	TAILQ_REMOVE(&l->waiters, next, link);
+	owner = task_data(next->t);
+	if (owner == NULL)
+		fatalx("%s: lock hand-over to a task without a context", __func__);
+	l->owner = owner;
+	LIST_INSERT_HEAD(&owner->locks, l, held);
+	sched_wake(next->t);
 }
 
+/* The wait ended without the lock (timeout, cancel): leave the queue. */
 static void lockwait_abort(struct task *t, void *obj)
 {
-	struct lock *l = obj;
-	struct lockwait **pp;
+	struct lockwait *me = obj;
 
-	for (pp = &l->head; *pp; pp = &(*pp)->next) {
-		if ((*pp)->t == t) {
-			*pp = (*pp)->next;
-			break;
-		}
-	}
-	l->tail = NULL;
-	for (struct lockwait *x = l->head; x; x = x->next)
-		l->tail = x;
-}
-
-static int hold(struct tgrun_ctx *ctx, struct lock *l)
-{
-	struct lockheld *h = malloc(sizeof(*h));
-
-	if (h == NULL)
-		return -1;
-	l->owner = ctx;
-	h->lock = l;
-	h->next = ctx->locks;
-	ctx->locks = h;
-	return 0;
+	TAILQ_REMOVE(&me->lock->waiters, me, link);
 }
 
 int tgrun_lock(struct tgrun_ctx *ctx, const char *key, double timeout)
 {
-	struct worker *w;
+	struct lockwait me;
 	struct lock *l;
-	struct lockwait me = { NULL, NULL, 0 };
 
 	if (ctx == NULL || key == NULL) {
 		errno = EINVAL;
 		return -1;
 	}
-	w = ctx->bot->w;
-	l = lock_find(w, key, 1);
+	l = lock_find(ctx->bot->w, key);
 	if (l == NULL)
-		return -1;
-	if (l->owner == NULL)
-		return hold(ctx, l);
+		return lock_new(ctx->bot->w, key, ctx) != NULL ? 0 : -1;
 	if (l->owner == ctx) {
 		errno = EDEADLK;
 		return -1;
@@ -122,90 +181,50 @@ int tgrun_lock(struct tgrun_ctx *ctx, const char *key, double timeout)
 		errno = EPERM;
 		return -1;
 	}
+	me.lock = l;
 	me.t = ctx->task;
-	if (l->tail)
-		l->tail->next = &me;
-	else
-		l->head = &me;
-	l->tail = &me;
-	if (ctx_park(ctx, "lock", lockwait_abort, l, ctx_timeout_ms(timeout)) != 0) {
-		lock_drop_if_idle(w, l);
-		return -1;
-	}
-	/* The unlocker handed the lock over and removed us from the queue. */
-	return 0;
-}
-
-static void lock_handover(struct worker *w, struct lock *l)
-{
-	struct lockwait *next = l->head;
-
-	l->owner = NULL;
-	if (next == NULL) {
-		lock_drop_if_idle(w, l);
-		return;
-	}
-	l->head = next->next;
-	if (l->head == NULL)
-		l->tail = NULL;
-	next->granted = 1;
-	sched_wake(next->t);
-	/* Ownership moves now, so no other fiber can take it in between. */
-	{
-		struct tgrun_ctx *owner = task_data(next->t);
-
-		if (owner == NULL || hold(owner, l) != 0)
-			fatalx("lock hand-over without a context");
-	}
+	TAILQ_INSERT_TAIL(&l->waiters, &me, link);
+	/* Woken without error only by lock_release(), which made us the owner. */
+	return ctx_park(ctx, "lock", lockwait_abort, &me, ctx_timeout_ms(timeout));
 }
 
 int tgrun_unlock(struct tgrun_ctx *ctx, const char *key)
 {
-	struct worker *w = ctx->bot->w;
-	struct lock *l = key ? lock_find(w, key, 0) : NULL;
-	struct lockheld **pp;
+	struct lock *l = ctx != NULL && key != NULL ? lock_find(ctx->bot->w, key) : NULL;
 
 	if (l == NULL || l->owner != ctx) {
 		errno = EPERM;
 		return -1;
 	}
-	for (pp = &ctx->locks; *pp; pp = &(*pp)->next) {
-		if ((*pp)->lock == l) {
-			struct lockheld *h = *pp;
-
-			*pp = h->next;
-			free(h);
-			break;
-		}
-	}
-	lock_handover(w, l);
+	lock_release(ctx->bot->w, l);
 	return 0;
 }
 
 void locks_release_all(struct tgrun_ctx *ctx)
 {
-	struct worker *w = ctx->bot->w;
-	struct lockheld *h;
+	struct lock *l;
 
-	while ((h = ctx->locks) != NULL) {
-		ctx->locks = h->next;
-		log_warn("a fiber ended holding lock \"%s\"; released", h->lock->key);
-		lock_handover(w, h->lock);
-		free(h);
+	while ((l = LIST_FIRST(&ctx->locks)) != NULL) {
+		log_warn("a fiber ended holding lock \"%s\"; released", l->key);
+		lock_release(ctx->bot->w, l);
 	}
 }
 
 void locks_free(struct worker *w)
 {
-	struct lock *l, *next;
+	struct lockmap *m = w->locks;
+	struct lock *l;
 
-	if (w->locks == NULL)
+	if (m == NULL)
 		return;
-	for (l = w->locks->all; l; l = next) {
-		next = l->next;
-		free(l->key);
-		free(l);
+	for (size_t i = 0; i < m->nbuckets; i++) {
+		while ((l = LIST_FIRST(&m->buckets[i])) != NULL) {
+			LIST_REMOVE(l, chain);
+			LIST_REMOVE(l, held);
+			free(l);
+		}
 	}
-	free(w->locks);
+	free(m->buckets);
+	free(m);
 	w->locks = NULL;
 }

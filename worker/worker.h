@@ -3,6 +3,7 @@
 #define TGRUN_WORKER_H
 
 #include <stdint.h>
+#include <sys/queue.h>
 #include <jansson.h>
 
 #include "botapi.h"
@@ -18,6 +19,9 @@ struct fiber_pool;
 struct wstats;
 struct sched;
 struct task;
+struct lock;
+
+LIST_HEAD(lock_list, lock);
 
 /* Settings the master sends in the CONFIG frame. */
 struct worker_settings {
@@ -68,7 +72,7 @@ struct tgrun_ctx {
 	struct wupdate *u;		/* NULL for background fibers */
 	struct task *task;
 	struct tgrun_ctx *next, *prev;	/* in u->ctxs or the worker's background list */
-	struct lockheld *locks;		/* tgrun_lock()s held by this fiber */
+	struct lock_list locks;		/* tgrun_lock()s held by this fiber */
 };
 
 struct worker {
