@@ -11,26 +11,6 @@ int64_t ctx_timeout_ms(double s)
 	return s < 0 ? -1 : (int64_t)(s * 1000.0 + 0.5);
 }
 
-static void ctx_link(struct tgrun_ctx **head, struct tgrun_ctx *c)
-{
-	c->prev = NULL;
-	c->next = *head;
-	if (*head)
-		(*head)->prev = c;
-	*head = c;
-}
-
-static void ctx_unlink(struct tgrun_ctx **head, struct tgrun_ctx *c)
-{
-	if (c->prev)
-		c->prev->next = c->next;
-	else if (*head == c)
-		*head = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
-	c->next = c->prev = NULL;
-}
-
 struct tgrun_ctx *ctx_new(struct tgrun_bot *bot, struct wupdate *u)
 {
 	struct tgrun_ctx *c = calloc(1, sizeof(*c));
@@ -40,7 +20,7 @@ struct tgrun_ctx *ctx_new(struct tgrun_bot *bot, struct wupdate *u)
 	c->bot = bot;
 	c->u = u;
 	LIST_INIT(&c->locks);
-	ctx_link(u ? &u->ctxs : &bot->w->background, c);
+	LIST_INSERT_HEAD(u ? &u->ctxs : &bot->w->background, c, link);
 	return c;
 }
 
@@ -49,7 +29,7 @@ void ctx_free(struct tgrun_ctx *c)
 	if (c == NULL)
 		return;
 	locks_release_all(c);
-	ctx_unlink(c->u ? &c->u->ctxs : &c->bot->w->background, c);
+	LIST_REMOVE(c, link);
 	free(c);
 }
 
@@ -66,15 +46,19 @@ int tgrun_cancelled(struct tgrun_ctx *ctx)
 
 void ctx_cancel_update(struct worker *w, struct wupdate *u)
 {
+	struct tgrun_ctx *c;
+
 	u->cancelled = 1;
-	for (struct tgrun_ctx *c = u->ctxs; c; c = c->next)
+	LIST_FOREACH(c, &u->ctxs, link)
 		if (c->task != NULL)
 			sched_cancel(c->task);
 }
 
 void ctx_cancel_background(struct worker *w)
 {
-	for (struct tgrun_ctx *c = w->background; c; c = c->next)
+	struct tgrun_ctx *c;
+
+	LIST_FOREACH(c, &w->background, link)
 		if (c->task != NULL)
 			sched_cancel(c->task);
 }

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/queue.h>
 #include <ucontext.h>
 #include <unistd.h>
 
@@ -44,17 +45,19 @@ void __sanitizer_finish_switch_fiber(void *fake_stack_save,
 #define FIBER_WARM 64
 
 struct stack {
-	struct stack *next;
+	SLIST_ENTRY(stack) link;	/* in the pool's warm or cold list while idle */
 	char *map;		/* guard page, then the usable stack */
 	size_t map_len;
 };
+
+SLIST_HEAD(stack_list, stack);
 
 struct fiber_pool {
 	size_t stack_size;	/* usable bytes, page multiple */
 	size_t page;
 	size_t keep;
 	/* Idle stacks: warm ones keep their pages, cold ones gave them back. */
-	struct stack *warm, *cold;
+	struct stack_list warm, cold;
 	size_t nwarm, nfree, nused;
 };
 
@@ -97,22 +100,28 @@ struct fiber_pool *fiber_pool_new(size_t stack_size, size_t keep)
 	if (p->stack_size < 4 * p->page)
 		p->stack_size = 4 * p->page;
 	p->keep = keep;
+	SLIST_INIT(&p->warm);
+	SLIST_INIT(&p->cold);
 	return p;
+}
+
+static void stacks_unmap(struct stack_list *l)
+{
+	struct stack *s;
+
+	while ((s = SLIST_FIRST(l)) != NULL) {
+		SLIST_REMOVE_HEAD(l, link);
+		munmap(s->map, s->map_len);
+		free(s);
+	}
 }
 
 void fiber_pool_free(struct fiber_pool *p)
 {
-	struct stack *s, *next;
-
 	if (p == NULL)
 		return;
-	for (int cold = 0; cold < 2; cold++) {
-		for (s = cold ? p->cold : p->warm; s; s = next) {
-			next = s->next;
-			munmap(s->map, s->map_len);
-			free(s);
-		}
-	}
+	stacks_unmap(&p->warm);
+	stacks_unmap(&p->cold);
 	free(p);
 }
 
@@ -124,11 +133,11 @@ static struct stack *stack_get(struct fiber_pool *p)
 {
 	struct stack *s;
 
-	if ((s = p->warm) != NULL) {
-		p->warm = s->next;
+	if ((s = SLIST_FIRST(&p->warm)) != NULL) {
+		SLIST_REMOVE_HEAD(&p->warm, link);
 		p->nwarm--;
-	} else if ((s = p->cold) != NULL) {
-		p->cold = s->next;
+	} else if ((s = SLIST_FIRST(&p->cold)) != NULL) {
+		SLIST_REMOVE_HEAD(&p->cold, link);
 	}
 	if (s != NULL) {
 		p->nfree--;
@@ -167,16 +176,14 @@ static void stack_put(struct fiber_pool *p, struct stack *s)
 	}
 	p->nfree++;
 	if (p->nwarm < FIBER_WARM) {
-		s->next = p->warm;
-		p->warm = s;
+		SLIST_INSERT_HEAD(&p->warm, s, link);
 		p->nwarm++;
 		return;
 	}
 	/* Give the pages back but keep the mapping (and its guard page). */
 	if (p->stack_size > FIBER_HOT_BYTES)
 		madvise(s->map + p->page, p->stack_size - FIBER_HOT_BYTES, MADV_DONTNEED);
-	s->next = p->cold;
-	p->cold = s;
+	SLIST_INSERT_HEAD(&p->cold, s, link);
 }
 
 /* The first code a fiber runs, on its own stack; it never returns. */

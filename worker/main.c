@@ -188,12 +188,11 @@ static void update_done(struct task *t, void *arg)
 	send_frame(w, FRAME_DONE, (uint16_t)u->status, (uint64_t)u->id, ms, NULL, 0);
 	update_free(w, u);
 	w->running--;
-	while (w->qhead != NULL && w->running < w->bot.set.worker_concurrency) {
-		struct wupdate *next = w->qhead;
+	while (!TAILQ_EMPTY(&w->queue) && w->running < w->bot.set.worker_concurrency) {
+		struct wupdate *next = TAILQ_FIRST(&w->queue);
 
-		w->qhead = next->qnext;
-		if (w->qhead == NULL)
-			w->qtail = NULL;
+		TAILQ_REMOVE(&w->queue, next, queue);
+		next->waiting = 0;
 		start_update(w, next);
 	}
 	maybe_exit(w);
@@ -253,30 +252,22 @@ static void on_update(struct worker *w, const struct frame *f)
 		start_update(w, u);
 		return;
 	}
-	if (w->qtail)
-		w->qtail->qnext = u;
-	else
-		w->qhead = u;
-	w->qtail = u;
+	TAILQ_INSERT_TAIL(&w->queue, u, queue);
+	u->waiting = 1;
 }
 
 static void on_cancel(struct worker *w, const struct frame *f)
 {
-	struct wupdate *u = u64map_get(&w->updates, f->seq), **pp;
+	struct wupdate *u = u64map_get(&w->updates, f->seq);
 
 	if (u == NULL)
 		return;
-	for (pp = &w->qhead; *pp; pp = &(*pp)->qnext) {
-		if (*pp == u) {
-			/* Never started: answer at once. */
-			*pp = u->qnext;
-			w->qtail = NULL;
-			for (struct wupdate *x = w->qhead; x; x = x->qnext)
-				w->qtail = x;
-			send_frame(w, FRAME_DONE, FRAME_ST_CANCELLED, f->seq, 0, NULL, 0);
-			update_free(w, u);
-			return;
-		}
+	if (u->waiting) {
+		/* Never started: answer at once. */
+		TAILQ_REMOVE(&w->queue, u, queue);
+		send_frame(w, FRAME_DONE, FRAME_ST_CANCELLED, f->seq, 0, NULL, 0);
+		update_free(w, u);
+		return;
 	}
 	ctx_cancel_update(w, u);
 }
@@ -508,6 +499,7 @@ int main(int argc, char **argv)
 
 	w.bot.w = &w;
 	u64map_init(&w.updates);
+	TAILQ_INIT(&w.queue);
 	w.base = event_base_new();
 	if (w.base == NULL)
 		fatalx("event_base_new failed");

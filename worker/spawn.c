@@ -20,7 +20,7 @@ struct tgrun_fiber {
 	struct all_group *group;	/* set by tgrun_all */
 	size_t slot;
 	struct wupdate *owner;		/* update whose end releases the handle */
-	struct tgrun_fiber *next;	/* in owner->handles */
+	SLIST_ENTRY(tgrun_fiber) link;	/* in owner->handles */
 };
 
 struct all_group {
@@ -137,8 +137,7 @@ struct tgrun_fiber *tgrun_spawn(struct tgrun_ctx *ctx, tgrun_fn fn, void *arg,
 		/* The handle stays valid until the spawning update ends. */
 		f->refs++;
 		f->owner = ctx->u;
-		f->next = ctx->u->handles;
-		ctx->u->handles = f;
+		SLIST_INSERT_HEAD(&ctx->u->handles, f, link);
 		if (!f->detached)
 			ctx->u->live_children++;
 	}
@@ -147,13 +146,12 @@ struct tgrun_fiber *tgrun_spawn(struct tgrun_ctx *ctx, tgrun_fn fn, void *arg,
 
 void spawn_release_handles(struct wupdate *u)
 {
-	struct tgrun_fiber *f, *next;
+	struct tgrun_fiber *f;
 
-	for (f = u->handles; f; f = next) {
-		next = f->next;
+	while ((f = SLIST_FIRST(&u->handles)) != NULL) {
+		SLIST_REMOVE_HEAD(&u->handles, link);
 		handle_release(f);
 	}
-	u->handles = NULL;
 }
 
 static void join_abort(struct task *t, void *obj)

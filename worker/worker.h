@@ -20,8 +20,11 @@ struct wstats;
 struct sched;
 struct task;
 struct lock;
+struct tgrun_fiber;
 
 LIST_HEAD(lock_list, lock);
+LIST_HEAD(ctx_list, tgrun_ctx);
+SLIST_HEAD(handle_list, tgrun_fiber);
 
 /* Settings the master sends in the CONFIG frame. */
 struct worker_settings {
@@ -60,18 +63,21 @@ struct wupdate {
 	int live_children;		/* attached children not finished */
 	struct task *main;		/* parked waiting for children, or NULL */
 	int main_waiting;
-	struct tgrun_ctx *ctxs;		/* main and attached children, alive */
-	struct tgrun_fiber *handles;	/* released when the update ends */
+	struct ctx_list ctxs;		/* main and attached children, alive */
+	struct handle_list handles;	/* released when the update ends */
 	int status;			/* enum frame_status */
 	int64_t t0;
-	struct wupdate *qnext;		/* waiting for a running slot */
+	int waiting;			/* in the worker's queue, not started */
+	TAILQ_ENTRY(wupdate) queue;
 };
+
+TAILQ_HEAD(wupdate_queue, wupdate);
 
 struct tgrun_ctx {
 	struct tgrun_bot *bot;
 	struct wupdate *u;		/* NULL for background fibers */
 	struct task *task;
-	struct tgrun_ctx *next, *prev;	/* in u->ctxs or the worker's background list */
+	LIST_ENTRY(tgrun_ctx) link;	/* in u->ctxs or the worker's background list */
 	struct lock_list locks;		/* tgrun_lock()s held by this fiber */
 };
 
@@ -85,8 +91,8 @@ struct worker {
 	int configured, draining, quit, exit_status;
 	struct u64map updates;		/* id -> struct wupdate, running or queued */
 	int running;			/* updates whose fibers run */
-	struct wupdate *qhead, *qtail;	/* over worker_concurrency: waiting */
-	struct tgrun_ctx *background;	/* detached and periodic fibers */
+	struct wupdate_queue queue;	/* over worker_concurrency: waiting */
+	struct ctx_list background;	/* detached and periodic fibers */
 	struct botapi_req *req_free[64];	/* idle easy handles (keep-alive) */
 	int nreq_free;
 	struct lockmap *locks;

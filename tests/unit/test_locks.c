@@ -31,7 +31,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	assert_int_equal(sched_count(W.sched), 0);
-	assert_null(W.background);
+	assert_true(LIST_EMPTY(&W.background));
 	locks_free(&W);
 	sched_free(W.sched);
 	fiber_pool_free(W.pool);

@@ -353,9 +353,9 @@ static int rt_setup(void **state)
 static int rt_teardown(void **state)
 {
 	/* Contexts of finished test tasks. */
-	while (W.background != NULL) {
-		W.background->task = NULL;
-		ctx_free(W.background);
+	while (!LIST_EMPTY(&W.background)) {
+		LIST_FIRST(&W.background)->task = NULL;
+		ctx_free(LIST_FIRST(&W.background));
 	}
 	return teardown(state);
 }

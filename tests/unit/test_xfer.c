@@ -50,9 +50,9 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-	while (W.background != NULL) {
-		W.background->task = NULL;
-		ctx_free(W.background);
+	while (!LIST_EMPTY(&W.background)) {
+		LIST_FIRST(&W.background)->task = NULL;
+		ctx_free(LIST_FIRST(&W.background));
 	}
 	api_free_requests(&W);
 	throttle_close(W.throttle);
