@@ -108,6 +108,11 @@ static void on_config(struct worker *w, const struct frame *f)
 	if (w->bot.set.log_level >= LOG_LVL_ERR && w->bot.set.log_level <= LOG_LVL_DEBUG)
 		log_set_level((enum log_level)w->bot.set.log_level);
 	w->pool = fiber_pool_new((size_t)w->bot.set.stack_size, STACK_POOL_KEEP);
+	snprintf(err, sizeof(err), "worker %d: stack overflow in a fiber (stack_size %ld "
+	    "bytes): the guard region was hit; raise [workers] stack_size or use less "
+	    "stack\n", w->bot.set.slot, w->bot.set.stack_size);
+	if (fiber_report_overflow(err) != 0)
+		log_warn("cannot catch stack overflows in fibers: %s", strerror(errno));
 	w->sched = w->pool ? sched_new(w->base, w->pool) : NULL;
 	/* One kept connection per call this worker may have in flight. */
 	w->ec = evcurl_new(w->base, w->bot.set.worker_concurrency);
@@ -402,46 +407,6 @@ static void worker_exit(struct worker *w, int status)
 	exit(status);
 }
 
-/* ---- stack overflow --------------------------------------------------------- */
-
-static struct worker *crash_worker;
-
-static void on_segv(int sig, siginfo_t *si, void *uc)
-{
-	char msg[256];
-	int n;
-
-	if (fiber_addr_in_guard(si->si_addr)) {
-		n = snprintf(msg, sizeof(msg), "worker %d: stack overflow in a fiber "
-		    "(stack_size %ld bytes): the guard page was hit; raise "
-		    "[workers] stack_size or use less stack\n",
-		    crash_worker ? crash_worker->bot.set.slot : -1,
-		    crash_worker ? crash_worker->bot.set.stack_size : 0L);
-		if (n > 0 && write(STDERR_FILENO, msg, (size_t)n) < 0) {
-			/* nothing more to do */
-		}
-	}
-	signal(sig, SIG_DFL);
-	raise(sig);
-}
-
-static void install_segv_handler(struct worker *w)
-{
-	static char altstack[64 * 1024];
-	stack_t ss = { .ss_sp = altstack, .ss_size = sizeof(altstack) };
-	struct sigaction sa;
-
-	crash_worker = w;
-	if (sigaltstack(&ss, NULL) != 0)
-		log_warn("sigaltstack: %s", strerror(errno));
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_sigaction = on_segv;
-	sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESETHAND;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGSEGV, &sa, NULL);
-	sigaction(SIGBUS, &sa, NULL);
-}
-
 /* `tgrun-worker --check PATH`: load the handler and check its ABI, run nothing. */
 static int check_handler(const char *path)
 {
@@ -503,7 +468,6 @@ int main(int argc, char **argv)
 	w.base = event_base_new();
 	if (w.base == NULL)
 		fatalx("event_base_new failed");
-	install_segv_handler(&w);
 	evutil_make_socket_nonblocking(FRAME_WORKER_FD);
 	w.bev = bufferevent_socket_new(w.base, FRAME_WORKER_FD, 0);
 	usr1 = evsignal_new(w.base, SIGUSR1, on_usr1, &w);
