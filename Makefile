@@ -46,6 +46,14 @@ endif
 # system <sched.h> that <pthread.h> includes (common/throttle.c).
 $(B)/obj/common/%.o: BASEFLAGS := $(filter-out -Iworker -Idaemon,$(BASEFLAGS))
 
+# Handlers are built as tgrun.pc tells handler authors to build theirs: with
+# stack clash protection, so a large frame is probed page by page and cannot
+# step over the guard region below a fiber's stack into other memory.
+HANDLER_CFLAGS := -fstack-clash-protection
+# The test handler for the guard region shows what code built without it does.
+# (private: not inherited by its prerequisites, such as $(B)/.flags)
+$(B)/handlers/bigframe.so: private HANDLER_CFLAGS := -fno-stack-clash-protection
+
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 ALL_CFLAGS = $(BASEFLAGS) $(PKG_CFLAGS) $(CFLAGS)
@@ -87,7 +95,8 @@ build-all: $(PROGRAMS) $(HANDLERS) $(UNIT_BINS) $(BENCH_BINS)
 # Rebuild everything when the flags change (e.g. switching SANITIZE on or off).
 $(B)/.flags: FORCE
 	@mkdir -p $(B)
-	@echo '$(ALL_CFLAGS) $(ALL_LDFLAGS)' | cmp -s - $@ || echo '$(ALL_CFLAGS) $(ALL_LDFLAGS)' > $@
+	@echo '$(ALL_CFLAGS) $(ALL_LDFLAGS) $(HANDLER_CFLAGS)' | cmp -s - $@ || \
+		echo '$(ALL_CFLAGS) $(ALL_LDFLAGS) $(HANDLER_CFLAGS)' > $@
 .PHONY: FORCE
 FORCE:
 
@@ -134,12 +143,14 @@ $(B)/tgrun-fakeapi: $(FAKEAPI_OBJ)
 $(B)/handlers/%.so: worker/examples/%.c worker/tgrun.h $(B)/.flags
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  SO      $@")
-	$(Q)$(CC) $(ALL_CFLAGS) -fPIC -shared -Wl,-z,noexecstack -o $@ $< $(ALL_LDFLAGS)
+	$(Q)$(CC) $(ALL_CFLAGS) $(HANDLER_CFLAGS) -fPIC -shared -Wl,-z,noexecstack -o $@ $< \
+		$(ALL_LDFLAGS)
 	$(Q)sh tests/noexecstack.sh $@ || { rm -f $@; exit 1; }
 $(B)/handlers/%.so: tests/handlers/%.c worker/tgrun.h $(B)/.flags
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  SO      $@")
-	$(Q)$(CC) $(ALL_CFLAGS) -fPIC -shared -Wl,-z,noexecstack -o $@ $< $(ALL_LDFLAGS)
+	$(Q)$(CC) $(ALL_CFLAGS) $(HANDLER_CFLAGS) -fPIC -shared -Wl,-z,noexecstack -o $@ $< \
+		$(ALL_LDFLAGS)
 	$(Q)sh tests/noexecstack.sh $@ || { rm -f $@; exit 1; }
 
 $(B)/tests/%: tests/unit/%.c $(B)/libdaemon.a $(B)/libworker.a $(B)/libcommon.a $(B)/.flags
@@ -230,7 +241,7 @@ install: build-all
 	install -m 755 $(B)/tgrunctl $(DESTDIR)$(BINDIR)/
 	install -m 755 $(B)/tgrun-worker $(DESTDIR)$(LIBEXECDIR)/
 	install -m 644 worker/tgrun.h $(DESTDIR)$(INCLUDEDIR)/
-	printf 'prefix=%s\nincludedir=%s\n\nName: tgrun\nDescription: tgrun handler API\nVersion: 0.1\nRequires: jansson\nCflags: -I$${includedir}\n' \
+	printf 'prefix=%s\nincludedir=%s\n\nName: tgrun\nDescription: tgrun handler API\nVersion: 0.1\nRequires: jansson\nCflags: -I$${includedir} -fstack-clash-protection\n' \
 		'$(PREFIX)' '$(INCLUDEDIR)' > $(DESTDIR)$(PKGCONFIGDIR)/tgrun.pc
 	chmod 644 $(DESTDIR)$(PKGCONFIGDIR)/tgrun.pc
 	install -m 755 $(patsubst %,$(B)/handlers/%.so,$(basename $(notdir $(wildcard worker/examples/*.c)))) \

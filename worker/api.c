@@ -1,4 +1,4 @@
-/* The handler API's Bot API side: calls with retries on curl multi, accessors, settings. */
+/* The handler API's Bot API side: calls with retries through the transfer core, accessors, settings. */
 #include "tgrun.h"
 #include "clock.h"
 #include "worker.h"
@@ -8,6 +8,7 @@
 #include "sched.h"
 #include "throttle.h"
 #include "wstats.h"
+#include "xfer.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -15,15 +16,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* One transfer; lives on the heap so an aborted wait never leaves it dangling. */
-struct call {
-	struct worker *w;
-	struct botapi_req *req;
+/* One attempt's answer, decoded on the scheduler's stack when its transfer ends. */
+struct attempt {
+	struct botapi_req *r;
 	struct botapi_result res;
-	CURLcode cc;
 	int decoded;		/* botapi_decode(): 0 Bot API answer, -1 not */
-	int added, aborted;
-	struct task *t;
+};
+
+/* The state of one call's retries. */
+struct api_retry {
+	struct backoff bo;
+	int attempt;		/* attempts made, less one */
+	int maybe_delivered;	/* an earlier attempt may have run */
 };
 
 void api_set_err(struct tgrun_error *err, enum tgrun_error_kind kind,
@@ -90,7 +94,11 @@ static int64_t throttle_chat(const json_t *params)
 	return *s != '\0' && *end == '\0' && errno == 0 ? n : 0;
 }
 
-int api_throttle(struct worker *w, const char *method, const json_t *params)
+/*
+ * Before each attempt of a Bot API call: under [throttle], wait (yielding)
+ * until `method` to the chat in `params` may go. 0, or ECANCELED.
+ */
+static int api_throttle(struct worker *w, const char *method, const json_t *params)
 {
 	int64_t chat, wait_us;
 	int r;
@@ -109,75 +117,23 @@ int api_throttle(struct worker *w, const char *method, const json_t *params)
 }
 
 /* On the scheduler's stack: the answer is decoded here, not on the fiber. */
-static void call_done(CURL *easy, CURLcode res, void *arg)
+static void attempt_decode(CURL *easy, CURLcode cc, void *arg)
 {
-	struct call *c = arg;
+	struct attempt *a = arg;
 
-	c->added = 0;
-	c->cc = res;
-	c->decoded = botapi_decode(c->req, res, &c->res);
-	sched_wake(c->t);
-}
-
-static void call_start(void *arg)
-{
-	struct call *c = arg;
-
-	if (c->aborted)
-		return;
-	if (evcurl_add(c->w->ec, c->req->easy, call_done, c) != 0) {
-		c->cc = CURLE_FAILED_INIT;
-		c->decoded = -1;
-		snprintf(c->res.description, sizeof(c->res.description),
-		    "cannot start the transfer");
-		sched_wake(c->t);
-		return;
-	}
-	c->added = 1;
-}
-
-static void call_abort(struct task *t, void *obj)
-{
-	struct call *c = obj;
-
-	c->aborted = 1;
-	if (c->added) {
-		evcurl_remove(c->w->ec, c->req->easy);
-		c->added = 0;
-	}
+	a->decoded = botapi_decode(a->r, cc, &a->res);
 }
 
 /* Metrics: the outcome of one attempt that ran to an answer or an error. */
-static void count_attempt(struct worker *w, const char *method, const struct call *c)
+static void count_attempt(struct worker *w, const char *method, const struct attempt *a,
+    CURLcode cc)
 {
-	wstats_api(w->stats, method, c->decoded == 0 ? (c->res.ok ? WS_OK : WS_API_ERROR) :
-	    c->cc == CURLE_OPERATION_TIMEDOUT ? WS_TIMEOUT : WS_NETWORK_ERROR,
-	    c->decoded == 0 && !c->res.ok && c->res.error_code == 429);
+	wstats_api(w->stats, method, a->decoded == 0 ? (a->res.ok ? WS_OK : WS_API_ERROR) :
+	    cc == CURLE_OPERATION_TIMEDOUT ? WS_TIMEOUT : WS_NETWORK_ERROR,
+	    a->decoded == 0 && !a->res.ok && a->res.error_code == 429);
 }
 
-/* One attempt; 0 when it ran to an answer (or error), ECANCELED otherwise. */
-static int call_once(struct call *c, const char *method, const json_t *params)
-{
-	struct worker *w = c->w;
-
-	memset(&c->res, 0, sizeof(c->res));
-	c->aborted = c->added = 0;
-	c->decoded = -1;
-	if (botapi_req_prepare(c->req, &w->bot.set.net, BOTAPI_CALL,
-	    method, params, w->bot.set.api_timeout_ms) != 0) {
-		c->cc = CURLE_OUT_OF_MEMORY;
-		snprintf(c->res.description, sizeof(c->res.description),
-		    "cannot encode the request");
-		return 0;
-	}
-	c->t = sched_current();
-	if (sched_defer(w->sched, call_start, c) != 0)
-		fatalx("out of memory");
-	/* The transfer's own timeout ([api] timeout) bounds this wait. */
-	return sched_park(method, call_abort, c, -1);
-}
-
-void api_retry_init(struct api_retry *rs, const void *seed)
+static void api_retry_init(struct api_retry *rs, const void *seed)
 {
 	memset(rs, 0, sizeof(*rs));
 	backoff_init(&rs->bo, 200, 5000, (uint64_t)(uintptr_t)seed ^ (uint64_t)clock_ms());
@@ -199,7 +155,13 @@ static void retry_fail(struct api_retry *rs, const char *method, int decoded,
 		err->maybe_delivered = maybe || rs->maybe_delivered;
 }
 
-int64_t api_retry_policy(struct worker *w, const char *method, struct api_retry *rs,
+/*
+ * The retry policy tgrun.h states for tgrun_call and tgrun_upload, given one
+ * attempt's outcome on `easy` (decoded: botapi_decode's return): the
+ * milliseconds to wait before the next attempt, or -1 when the call ends
+ * here with `err` filled.
+ */
+static int64_t api_retry_policy(struct worker *w, const char *method, struct api_retry *rs,
     CURL *easy, int decoded, const struct botapi_result *res, CURLcode cc,
     struct tgrun_error *err)
 {
@@ -247,12 +209,52 @@ int64_t api_retry_policy(struct worker *w, const char *method, struct api_retry 
 	return wait_ms;
 }
 
+json_t *api_send(struct tgrun_ctx *ctx, const char *method, const json_t *params,
+    struct botapi_req *r, struct tgrun_error *err)
+{
+	struct worker *w = ctx->bot->w;
+	struct attempt a = { .r = r };
+	struct api_retry rs;
+	json_t *result = NULL;
+	CURLcode cc;
+
+	api_retry_init(&rs, ctx);
+	for (;;) {
+		int64_t wait_ms;
+
+		a.decoded = -1;
+		r->resp.len = 0;
+		r->errbuf[0] = '\0';
+		if (tgrun_cancelled(ctx) || api_throttle(w, method, params) == ECANCELED ||
+		    xfer_run(ctx, r->easy, method, attempt_decode, &a, &cc) != 0) {
+			wstats_api(w->stats, method, WS_CANCELLED, 0);
+			api_set_err(err, TGRUN_ERR_CANCELLED, 0, 0, "cancelled");
+			break;
+		}
+		count_attempt(w, method, &a, cc);
+		if (a.decoded == 0 && a.res.ok) {
+			result = a.res.result;
+			a.res.result = NULL;
+			break;
+		}
+		wait_ms = api_retry_policy(w, method, &rs, r->easy, a.decoded, &a.res, cc, err);
+		if (wait_ms < 0)
+			break;
+		botapi_result_clear(&a.res);
+		if (sched_park("retry wait", NULL, NULL, wait_ms) == ECANCELED) {
+			api_set_err(err, TGRUN_ERR_CANCELLED, 0, 0, "cancelled");
+			break;
+		}
+	}
+	botapi_result_clear(&a.res);
+	return result;
+}
+
 json_t *tgrun_call(struct tgrun_ctx *ctx, const char *method, json_t *params,
     struct tgrun_error *err)
 {
 	struct worker *w;
-	struct api_retry rs;
-	struct call c;
+	struct botapi_req *r;
 	json_t *result = NULL;
 
 	api_set_err(err, TGRUN_ERR_NONE, 0, 0, "");
@@ -265,42 +267,19 @@ json_t *tgrun_call(struct tgrun_ctx *ctx, const char *method, json_t *params,
 	w = ctx->bot->w;
 	if (params == NULL)
 		params = json_object();
-	memset(&c, 0, sizeof(c));
-	c.w = w;
-	c.req = req_get(w);
-	if (c.req == NULL) {
+	r = req_get(w);
+	if (r == NULL) {
 		json_decref(params);
 		api_set_err(err, TGRUN_ERR_INVALID, 0, 0, "out of memory");
 		return NULL;
 	}
-	api_retry_init(&rs, ctx);
-	for (;;) {
-		int64_t wait_ms;
-
-		if (tgrun_cancelled(ctx) || api_throttle(w, method, params) == ECANCELED ||
-		    call_once(&c, method, params) == ECANCELED) {
-			wstats_api(w->stats, method, WS_CANCELLED, 0);
-			api_set_err(err, TGRUN_ERR_CANCELLED, 0, 0, "cancelled");
-			break;
-		}
-		count_attempt(w, method, &c);
-		if (c.decoded == 0 && c.res.ok) {
-			result = c.res.result;
-			c.res.result = NULL;
-			break;
-		}
-		wait_ms = api_retry_policy(w, method, &rs, c.req->easy, c.decoded,
-		    &c.res, c.cc, err);
-		if (wait_ms < 0)
-			break;
-		botapi_result_clear(&c.res);
-		if (sched_park("retry wait", NULL, NULL, wait_ms) == ECANCELED) {
-			api_set_err(err, TGRUN_ERR_CANCELLED, 0, 0, "cancelled");
-			break;
-		}
-	}
-	botapi_result_clear(&c.res);
-	req_put(w, c.req);
+	/* Once: every attempt sends the same request. */
+	if (botapi_req_prepare(r, &w->bot.set.net, BOTAPI_CALL, method, params,
+	    w->bot.set.api_timeout_ms) != 0)
+		api_set_err(err, TGRUN_ERR_INVALID, 0, 0, "cannot encode the request");
+	else
+		result = api_send(ctx, method, params, r, err);
+	req_put(w, r);
 	json_decref(params);
 	return result;
 }

@@ -1,12 +1,14 @@
-/* Fibers: a register-only switch (x86-64; ucontext elsewhere) on mmap'd stacks with a guard page, pooled. */
+/* Fibers: a register-only switch (x86-64; ucontext elsewhere) on mmap'd stacks above a guard region, pooled. */
 #include "fiber.h"
 #include "log.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/queue.h>
 #include <ucontext.h>
 #include <unistd.h>
 
@@ -42,19 +44,31 @@ void __sanitizer_finish_switch_fiber(void *fake_stack_save,
  * while steady traffic makes no system call per update.
  */
 #define FIBER_WARM 64
+/*
+ * Inaccessible bytes below each stack. Code built without
+ * -fstack-clash-protection allocates a large frame in one step and may
+ * write its far end first: a frame larger than the guard then steps over
+ * it into whatever lies below. 64 KiB is far more than a handler's frame
+ * should be. It costs address space only: never accessible, the guard is
+ * neither committed nor resident memory.
+ */
+#define FIBER_GUARD (64 * 1024)
 
 struct stack {
-	struct stack *next;
-	char *map;		/* guard page, then the usable stack */
+	SLIST_ENTRY(stack) link;	/* in the pool's warm or cold list while idle */
+	char *map;		/* the guard region, then the usable stack */
 	size_t map_len;
 };
 
+SLIST_HEAD(stack_list, stack);
+
 struct fiber_pool {
 	size_t stack_size;	/* usable bytes, page multiple */
+	size_t guard;		/* FIBER_GUARD, page multiple */
 	size_t page;
 	size_t keep;
 	/* Idle stacks: warm ones keep their pages, cold ones gave them back. */
-	struct stack *warm, *cold;
+	struct stack_list warm, cold;
 	size_t nwarm, nfree, nused;
 };
 
@@ -96,23 +110,30 @@ struct fiber_pool *fiber_pool_new(size_t stack_size, size_t keep)
 	p->stack_size = (stack_size + p->page - 1) / p->page * p->page;
 	if (p->stack_size < 4 * p->page)
 		p->stack_size = 4 * p->page;
+	p->guard = (FIBER_GUARD + p->page - 1) / p->page * p->page;
 	p->keep = keep;
+	SLIST_INIT(&p->warm);
+	SLIST_INIT(&p->cold);
 	return p;
+}
+
+static void stacks_unmap(struct stack_list *l)
+{
+	struct stack *s;
+
+	while ((s = SLIST_FIRST(l)) != NULL) {
+		SLIST_REMOVE_HEAD(l, link);
+		munmap(s->map, s->map_len);
+		free(s);
+	}
 }
 
 void fiber_pool_free(struct fiber_pool *p)
 {
-	struct stack *s, *next;
-
 	if (p == NULL)
 		return;
-	for (int cold = 0; cold < 2; cold++) {
-		for (s = cold ? p->cold : p->warm; s; s = next) {
-			next = s->next;
-			munmap(s->map, s->map_len);
-			free(s);
-		}
-	}
+	stacks_unmap(&p->warm);
+	stacks_unmap(&p->cold);
 	free(p);
 }
 
@@ -124,11 +145,11 @@ static struct stack *stack_get(struct fiber_pool *p)
 {
 	struct stack *s;
 
-	if ((s = p->warm) != NULL) {
-		p->warm = s->next;
+	if ((s = SLIST_FIRST(&p->warm)) != NULL) {
+		SLIST_REMOVE_HEAD(&p->warm, link);
 		p->nwarm--;
-	} else if ((s = p->cold) != NULL) {
-		p->cold = s->next;
+	} else if ((s = SLIST_FIRST(&p->cold)) != NULL) {
+		SLIST_REMOVE_HEAD(&p->cold, link);
 	}
 	if (s != NULL) {
 		p->nfree--;
@@ -138,17 +159,22 @@ static struct stack *stack_get(struct fiber_pool *p)
 	s = calloc(1, sizeof(*s));
 	if (s == NULL)
 		return NULL;
-	s->map_len = p->stack_size + p->page;
-	s->map = mmap(NULL, s->map_len, PROT_READ | PROT_WRITE,
+	s->map_len = p->guard + p->stack_size;
+	/*
+	 * Stacks grow down: the guard is the lowest part. Mapped inaccessible
+	 * as a whole, then the stack above the guard opened, so the guard is
+	 * never writable and never charged as committed memory.
+	 */
+	s->map = mmap(NULL, s->map_len, PROT_NONE,
 	    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
 	if (s->map == MAP_FAILED) {
 		log_err("fiber: mmap(%zu bytes): %s", s->map_len, strerror(errno));
 		free(s);
 		return NULL;
 	}
-	/* Stacks grow down: the lowest page catches an overflow. */
-	if (mprotect(s->map, p->page, PROT_NONE) != 0) {
-		log_err("fiber: mprotect(guard page): %s", strerror(errno));
+	if (mprotect(s->map + p->guard, p->stack_size, PROT_READ | PROT_WRITE) != 0) {
+		log_err("fiber: mprotect(stack of %zu bytes): %s", p->stack_size,
+		    strerror(errno));
 		munmap(s->map, s->map_len);
 		free(s);
 		return NULL;
@@ -167,16 +193,14 @@ static void stack_put(struct fiber_pool *p, struct stack *s)
 	}
 	p->nfree++;
 	if (p->nwarm < FIBER_WARM) {
-		s->next = p->warm;
-		p->warm = s;
+		SLIST_INSERT_HEAD(&p->warm, s, link);
 		p->nwarm++;
 		return;
 	}
-	/* Give the pages back but keep the mapping (and its guard page). */
+	/* Give the pages back but keep the mapping (and its guard region). */
 	if (p->stack_size > FIBER_HOT_BYTES)
-		madvise(s->map + p->page, p->stack_size - FIBER_HOT_BYTES, MADV_DONTNEED);
-	s->next = p->cold;
-	p->cold = s;
+		madvise(s->map + p->guard, p->stack_size - FIBER_HOT_BYTES, MADV_DONTNEED);
+	SLIST_INSERT_HEAD(&p->cold, s, link);
 }
 
 /* The first code a fiber runs, on its own stack; it never returns. */
@@ -250,14 +274,14 @@ struct fiber *fiber_new(struct fiber_pool *p, fiber_fn fn, void *arg)
 		return NULL;
 	}
 #ifdef FIBER_ASM
-	f->sp = initial_sp(f->stack->map + p->page + p->stack_size);
+	f->sp = initial_sp(f->stack->map + p->guard + p->stack_size);
 #else
 	if (getcontext(&f->ctx) != 0) {
 		stack_put(p, f->stack);
 		free(f);
 		return NULL;
 	}
-	f->ctx.uc_stack.ss_sp = f->stack->map + p->page;
+	f->ctx.uc_stack.ss_sp = f->stack->map + p->guard;
 	f->ctx.uc_stack.ss_size = p->stack_size;
 	f->ctx.uc_link = NULL;
 	makecontext(&f->ctx, (void (*)(void))trampoline, 2,
@@ -286,7 +310,7 @@ int fiber_resume(struct fiber *f)
 #ifdef FIBER_ASAN
 	void *fake = NULL;
 
-	__sanitizer_start_switch_fiber(&fake, f->stack->map + f->pool->page,
+	__sanitizer_start_switch_fiber(&fake, f->stack->map + f->pool->guard,
 	    f->pool->stack_size);
 #endif
 #ifdef FIBER_ASM
@@ -334,6 +358,41 @@ int fiber_addr_in_guard(const void *addr)
 
 	if (f == NULL)
 		return 0;
-	/* A frame larger than the guard page can skip it; count a little below too. */
-	return a >= f->stack->map - f->pool->page && a < f->stack->map + f->pool->page;
+	/* A frame larger than the guard can skip it; count a little below too. */
+	return a >= f->stack->map - f->pool->page && a < f->stack->map + f->pool->guard;
+}
+
+static char overflow_msg[256];
+static size_t overflow_len;
+
+static void on_fault(int sig, siginfo_t *si, void *uc)
+{
+	if (overflow_len > 0 && fiber_addr_in_guard(si->si_addr) &&
+	    write(STDERR_FILENO, overflow_msg, overflow_len) < 0) {
+		/* nothing more to do */
+	}
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+int fiber_report_overflow(const char *msg)
+{
+	static char altstack[64 * 1024];
+	stack_t ss = { .ss_sp = altstack, .ss_size = sizeof(altstack) };
+	struct sigaction sa;
+
+	/* The handler cannot format: the message is ready before any fault. */
+	overflow_len = strlen(msg) < sizeof(overflow_msg) ? strlen(msg) :
+	    sizeof(overflow_msg) - 1;
+	memcpy(overflow_msg, msg, overflow_len);
+	/* An overflow leaves no stack to handle it on. */
+	if (sigaltstack(&ss, NULL) != 0)
+		return -1;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_fault;
+	sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESETHAND;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGSEGV, &sa, NULL) != 0 || sigaction(SIGBUS, &sa, NULL) != 0)
+		return -1;
+	return 0;
 }

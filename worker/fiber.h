@@ -1,4 +1,4 @@
-/* Fibers: ucontext switching on mmap'd stacks with a guard page, pooled. */
+/* Fibers: switching between mmap'd stacks above a guard region, pooled. */
 #ifndef TGRUN_FIBER_H
 #define TGRUN_FIBER_H
 
@@ -10,9 +10,9 @@ struct fiber_pool;
 typedef void (*fiber_fn)(void *arg);
 
 /*
- * A pool of stacks of `stack_size` bytes (rounded up to pages) plus a
- * PROT_NONE guard page below each; up to `keep` free stacks are kept for
- * reuse, trimmed with MADV_DONTNEED.
+ * A pool of stacks of `stack_size` bytes (rounded up to pages), each above
+ * a 64 KiB PROT_NONE guard region (address space, not memory); up to `keep`
+ * free stacks are kept for reuse, trimmed with MADV_DONTNEED.
  */
 struct fiber_pool *fiber_pool_new(size_t stack_size, size_t keep);
 void fiber_pool_free(struct fiber_pool *p);
@@ -33,8 +33,15 @@ void fiber_yield(void);
 /* The running fiber, NULL on the scheduler's stack. */
 struct fiber *fiber_current(void);
 
-/* 1 when `addr` lies in the guard page of the running fiber's stack. */
+/* 1 when `addr` lies in the guard region of the running fiber's stack. */
 int fiber_addr_in_guard(const void *addr);
+/*
+ * From now on a SIGSEGV or SIGBUS at an address in the running fiber's
+ * guard region writes `msg` (copied; up to 255 bytes) to stderr, then the
+ * signal kills the process as it would have; other faults are not touched.
+ * The handler runs on an alternate signal stack. 0, or -1 with errno.
+ */
+int fiber_report_overflow(const char *msg) __attribute__((warn_unused_result));
 
 /* Stacks in use and free in the pool, for introspection and tests. */
 size_t fiber_pool_in_use(const struct fiber_pool *p);

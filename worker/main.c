@@ -108,6 +108,11 @@ static void on_config(struct worker *w, const struct frame *f)
 	if (w->bot.set.log_level >= LOG_LVL_ERR && w->bot.set.log_level <= LOG_LVL_DEBUG)
 		log_set_level((enum log_level)w->bot.set.log_level);
 	w->pool = fiber_pool_new((size_t)w->bot.set.stack_size, STACK_POOL_KEEP);
+	snprintf(err, sizeof(err), "worker %d: stack overflow in a fiber (stack_size %ld "
+	    "bytes): the guard region was hit; raise [workers] stack_size or use less "
+	    "stack\n", w->bot.set.slot, w->bot.set.stack_size);
+	if (fiber_report_overflow(err) != 0)
+		log_warn("cannot catch stack overflows in fibers: %s", strerror(errno));
 	w->sched = w->pool ? sched_new(w->base, w->pool) : NULL;
 	/* One kept connection per call this worker may have in flight. */
 	w->ec = evcurl_new(w->base, w->bot.set.worker_concurrency);
@@ -181,19 +186,18 @@ static void update_done(struct task *t, void *arg)
 
 	ctx->task = NULL;
 	ctx_free(ctx);
-	runtime_release_handles(u);
+	spawn_release_handles(u);
 	if (u->status == FRAME_ST_ERROR)
 		log_info("update %lld (%s, attempt %d): handler failed",
 		    (long long)u->id, u->type, u->attempt);
 	send_frame(w, FRAME_DONE, (uint16_t)u->status, (uint64_t)u->id, ms, NULL, 0);
 	update_free(w, u);
 	w->running--;
-	while (w->qhead != NULL && w->running < w->bot.set.worker_concurrency) {
-		struct wupdate *next = w->qhead;
+	while (!TAILQ_EMPTY(&w->queue) && w->running < w->bot.set.worker_concurrency) {
+		struct wupdate *next = TAILQ_FIRST(&w->queue);
 
-		w->qhead = next->qnext;
-		if (w->qhead == NULL)
-			w->qtail = NULL;
+		TAILQ_REMOVE(&w->queue, next, queue);
+		next->waiting = 0;
 		start_update(w, next);
 	}
 	maybe_exit(w);
@@ -253,32 +257,24 @@ static void on_update(struct worker *w, const struct frame *f)
 		start_update(w, u);
 		return;
 	}
-	if (w->qtail)
-		w->qtail->qnext = u;
-	else
-		w->qhead = u;
-	w->qtail = u;
+	TAILQ_INSERT_TAIL(&w->queue, u, queue);
+	u->waiting = 1;
 }
 
 static void on_cancel(struct worker *w, const struct frame *f)
 {
-	struct wupdate *u = u64map_get(&w->updates, f->seq), **pp;
+	struct wupdate *u = u64map_get(&w->updates, f->seq);
 
 	if (u == NULL)
 		return;
-	for (pp = &w->qhead; *pp; pp = &(*pp)->qnext) {
-		if (*pp == u) {
-			/* Never started: answer at once. */
-			*pp = u->qnext;
-			w->qtail = NULL;
-			for (struct wupdate *x = w->qhead; x; x = x->qnext)
-				w->qtail = x;
-			send_frame(w, FRAME_DONE, FRAME_ST_CANCELLED, f->seq, 0, NULL, 0);
-			update_free(w, u);
-			return;
-		}
+	if (u->waiting) {
+		/* Never started: answer at once. */
+		TAILQ_REMOVE(&w->queue, u, queue);
+		send_frame(w, FRAME_DONE, FRAME_ST_CANCELLED, f->seq, 0, NULL, 0);
+		update_free(w, u);
+		return;
 	}
-	runtime_cancel_update(w, u);
+	ctx_cancel_update(w, u);
 }
 
 /* ---- STATS: API counts and fiber dumps ------------------------------------------ */
@@ -352,7 +348,7 @@ static void on_read(struct bufferevent *bev, void *arg)
 		case FRAME_DRAIN:
 			log_debug("DRAIN: %zu updates to finish", w->updates.count);
 			w->draining = 1;
-			runtime_cancel_background(w);
+			ctx_cancel_background(w);
 			maybe_exit(w);
 			break;
 		default:
@@ -409,46 +405,6 @@ static void worker_exit(struct worker *w, int status)
 		send_stats(w);
 	flush_out(w);
 	exit(status);
-}
-
-/* ---- stack overflow --------------------------------------------------------- */
-
-static struct worker *crash_worker;
-
-static void on_segv(int sig, siginfo_t *si, void *uc)
-{
-	char msg[256];
-	int n;
-
-	if (fiber_addr_in_guard(si->si_addr)) {
-		n = snprintf(msg, sizeof(msg), "worker %d: stack overflow in a fiber "
-		    "(stack_size %ld bytes): the guard page was hit; raise "
-		    "[workers] stack_size or use less stack\n",
-		    crash_worker ? crash_worker->bot.set.slot : -1,
-		    crash_worker ? crash_worker->bot.set.stack_size : 0L);
-		if (n > 0 && write(STDERR_FILENO, msg, (size_t)n) < 0) {
-			/* nothing more to do */
-		}
-	}
-	signal(sig, SIG_DFL);
-	raise(sig);
-}
-
-static void install_segv_handler(struct worker *w)
-{
-	static char altstack[64 * 1024];
-	stack_t ss = { .ss_sp = altstack, .ss_size = sizeof(altstack) };
-	struct sigaction sa;
-
-	crash_worker = w;
-	if (sigaltstack(&ss, NULL) != 0)
-		log_warn("sigaltstack: %s", strerror(errno));
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_sigaction = on_segv;
-	sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESETHAND;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGSEGV, &sa, NULL);
-	sigaction(SIGBUS, &sa, NULL);
 }
 
 /* `tgrun-worker --check PATH`: load the handler and check its ABI, run nothing. */
@@ -508,10 +464,10 @@ int main(int argc, char **argv)
 
 	w.bot.w = &w;
 	u64map_init(&w.updates);
+	TAILQ_INIT(&w.queue);
 	w.base = event_base_new();
 	if (w.base == NULL)
 		fatalx("event_base_new failed");
-	install_segv_handler(&w);
 	evutil_make_socket_nonblocking(FRAME_WORKER_FD);
 	w.bev = bufferevent_socket_new(w.base, FRAME_WORKER_FD, 0);
 	usr1 = evsignal_new(w.base, SIGUSR1, on_usr1, &w);

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <sys/queue.h>
 #include <time.h>
 
 #include <event2/event.h>
@@ -21,12 +22,12 @@ struct task {
 	const char *what;
 	int64_t since_ms;
 	struct event *timer;
-	struct task *run_next;
-	struct task *prev, *next;	/* all live tasks */
+	STAILQ_ENTRY(task) run;		/* in the run queue while `queued` */
+	LIST_ENTRY(task) all;		/* live tasks */
 };
 
 struct deferred {
-	struct deferred *next;
+	STAILQ_ENTRY(deferred) link;
 	sched_deferred_fn fn;
 	void *arg;
 };
@@ -34,9 +35,9 @@ struct deferred {
 struct sched {
 	struct event_base *base;
 	struct fiber_pool *pool;
-	struct task *run_head, *run_tail;
-	struct deferred *def_head, *def_tail;
-	struct task *all;
+	STAILQ_HEAD(, task) runq;
+	STAILQ_HEAD(, deferred) deferred;
+	LIST_HEAD(, task) all;
 	int count;
 };
 
@@ -51,17 +52,20 @@ struct sched *sched_new(struct event_base *base, struct fiber_pool *pool)
 		return NULL;
 	s->base = base;
 	s->pool = pool;
+	STAILQ_INIT(&s->runq);
+	STAILQ_INIT(&s->deferred);
+	LIST_INIT(&s->all);
 	return s;
 }
 
 void sched_free(struct sched *s)
 {
-	struct deferred *d, *dn;
+	struct deferred *d;
 
 	if (s == NULL)
 		return;
-	for (d = s->def_head; d; d = dn) {
-		dn = d->next;
+	while ((d = STAILQ_FIRST(&s->deferred)) != NULL) {
+		STAILQ_REMOVE_HEAD(&s->deferred, link);
 		free(d);
 	}
 	free(s);
@@ -76,17 +80,10 @@ int sched_count(const struct sched *s) { return s->count; }
 
 static void enqueue(struct task *t)
 {
-	struct sched *s = t->s;
-
 	if (t->queued)
 		return;
 	t->queued = 1;
-	t->run_next = NULL;
-	if (s->run_tail)
-		s->run_tail->run_next = t;
-	else
-		s->run_head = t;
-	s->run_tail = t;
+	STAILQ_INSERT_TAIL(&t->s->runq, t, run);
 }
 
 static void entry(void *arg)
@@ -113,10 +110,7 @@ struct task *sched_spawn(struct sched *s, task_fn fn, void *arg,
 		free(t);
 		return NULL;
 	}
-	t->next = s->all;
-	if (s->all)
-		s->all->prev = t;
-	s->all = t;
+	LIST_INSERT_HEAD(&s->all, t, all);
 	s->count++;
 	t->since_ms = clock_ms();
 	t->what = "start";
@@ -126,15 +120,8 @@ struct task *sched_spawn(struct sched *s, task_fn fn, void *arg,
 
 static void task_free(struct task *t)
 {
-	struct sched *s = t->s;
-
-	if (t->prev)
-		t->prev->next = t->next;
-	else
-		s->all = t->next;
-	if (t->next)
-		t->next->prev = t->prev;
-	s->count--;
+	LIST_REMOVE(t, all);
+	t->s->count--;
 	if (t->timer)
 		event_free(t->timer);
 	fiber_free(t->f);
@@ -242,12 +229,7 @@ int sched_defer(struct sched *s, sched_deferred_fn fn, void *arg)
 		return -1;
 	d->fn = fn;
 	d->arg = arg;
-	d->next = NULL;
-	if (s->def_tail)
-		s->def_tail->next = d;
-	else
-		s->def_head = d;
-	s->def_tail = d;
+	STAILQ_INSERT_TAIL(&s->deferred, d, link);
 	return 0;
 }
 
@@ -255,10 +237,8 @@ static void run_deferred(struct sched *s)
 {
 	struct deferred *d;
 
-	while ((d = s->def_head) != NULL) {
-		s->def_head = d->next;
-		if (s->def_head == NULL)
-			s->def_tail = NULL;
+	while ((d = STAILQ_FIRST(&s->deferred)) != NULL) {
+		STAILQ_REMOVE_HEAD(&s->deferred, link);
 		d->fn(d->arg);
 		free(d);
 	}
@@ -270,10 +250,8 @@ int sched_run(struct sched *s)
 	struct task *t;
 
 	run_deferred(s);
-	while ((t = s->run_head) != NULL) {
-		s->run_head = t->run_next;
-		if (s->run_head == NULL)
-			s->run_tail = NULL;
+	while ((t = STAILQ_FIRST(&s->runq)) != NULL) {
+		STAILQ_REMOVE_HEAD(&s->runq, run);
 		t->queued = 0;
 		current = t;
 		n++;
@@ -291,14 +269,15 @@ int sched_run(struct sched *s)
 
 int sched_pending(const struct sched *s)
 {
-	return s->run_head != NULL || s->def_head != NULL;
+	return !STAILQ_EMPTY(&s->runq) || !STAILQ_EMPTY(&s->deferred);
 }
 
 void sched_dump(const struct sched *s, sched_dump_fn fn, void *arg)
 {
 	int64_t now = clock_ms();
+	const struct task *t;
 
-	for (const struct task *t = s->all; t; t = t->next)
+	LIST_FOREACH(t, &s->all, all)
 		fn(arg, t, t->parked ? t->what : (t->queued ? "queued" : "running"),
 		    now - t->since_ms);
 }

@@ -3,11 +3,12 @@
 #define TGRUN_WORKER_H
 
 #include <stdint.h>
+#include <sys/queue.h>
 #include <jansson.h>
 
-#include "backoff.h"
 #include "botapi.h"
 #include "handler.h"
+#include "sched.h"
 #include "tgrun.h"
 #include "u64map.h"
 
@@ -18,6 +19,12 @@ struct fiber_pool;
 struct wstats;
 struct sched;
 struct task;
+struct lock;
+struct tgrun_fiber;
+
+LIST_HEAD(lock_list, lock);
+LIST_HEAD(ctx_list, tgrun_ctx);
+SLIST_HEAD(handle_list, tgrun_fiber);
 
 /* Settings the master sends in the CONFIG frame. */
 struct worker_settings {
@@ -56,19 +63,22 @@ struct wupdate {
 	int live_children;		/* attached children not finished */
 	struct task *main;		/* parked waiting for children, or NULL */
 	int main_waiting;
-	struct tgrun_ctx *ctxs;		/* main and attached children, alive */
-	struct tgrun_fiber *handles;	/* released when the update ends */
+	struct ctx_list ctxs;		/* main and attached children, alive */
+	struct handle_list handles;	/* released when the update ends */
 	int status;			/* enum frame_status */
 	int64_t t0;
-	struct wupdate *qnext;		/* waiting for a running slot */
+	int waiting;			/* in the worker's queue, not started */
+	TAILQ_ENTRY(wupdate) queue;
 };
+
+TAILQ_HEAD(wupdate_queue, wupdate);
 
 struct tgrun_ctx {
 	struct tgrun_bot *bot;
 	struct wupdate *u;		/* NULL for background fibers */
 	struct task *task;
-	struct tgrun_ctx *next, *prev;	/* in u->ctxs or the worker's background list */
-	struct lockheld *locks;		/* tgrun_lock()s held by this fiber */
+	LIST_ENTRY(tgrun_ctx) link;	/* in u->ctxs or the worker's background list */
+	struct lock_list locks;		/* tgrun_lock()s held by this fiber */
 };
 
 struct worker {
@@ -81,8 +91,8 @@ struct worker {
 	int configured, draining, quit, exit_status;
 	struct u64map updates;		/* id -> struct wupdate, running or queued */
 	int running;			/* updates whose fibers run */
-	struct wupdate *qhead, *qtail;	/* over worker_concurrency: waiting */
-	struct tgrun_ctx *background;	/* detached and periodic fibers */
+	struct wupdate_queue queue;	/* over worker_concurrency: waiting */
+	struct ctx_list background;	/* detached and periodic fibers */
 	struct botapi_req *req_free[64];	/* idle easy handles (keep-alive) */
 	int nreq_free;
 	struct lockmap *locks;
@@ -97,15 +107,31 @@ void settings_free(struct worker_settings *s);
 /* Fill the update's type, chat and user. */
 void wupdate_describe(struct wupdate *u);
 
-/* worker/runtime.c */
+/* worker/ctx.c */
 struct tgrun_ctx *ctx_new(struct tgrun_bot *bot, struct wupdate *u);
+/* Free a context whose fiber ended; the locks it still holds are released. */
 void ctx_free(struct tgrun_ctx *ctx);
-void runtime_cancel_update(struct worker *w, struct wupdate *u);
-void runtime_cancel_background(struct worker *w);
-/* The update ended: drop its references to the fiber handles it made. */
-void runtime_release_handles(struct wupdate *u);
 /* 1 when the calling context may yield (it runs on its own fiber). */
 int ctx_in_fiber(const struct tgrun_ctx *ctx);
+/* Cancel the update's fibers, or every background fiber (shutdown). */
+void ctx_cancel_update(struct worker *w, struct wupdate *u);
+void ctx_cancel_background(struct worker *w);
+/*
+ * Park the calling fiber as sched_park() does, after checking that ctx is
+ * the running fiber (EPERM) and not cancelled (ECANCELED, abort run first).
+ * 0 when woken, else -1 with errno.
+ */
+int ctx_park(struct tgrun_ctx *ctx, const char *what, task_abort_fn abort,
+    void *obj, int64_t timeout_ms);
+/* A timeout in seconds as sched_park() takes it: < 0 is -1 (none). */
+int64_t ctx_timeout_ms(double seconds);
+
+/* worker/spawn.c */
+/* The update ended: drop its references to the fiber handles it made. */
+void spawn_release_handles(struct wupdate *u);
+
+/* worker/locks.c */
+/* Hand every lock `ctx` holds to its next waiter (the fiber ended). */
 void locks_release_all(struct tgrun_ctx *ctx);
 void locks_free(struct worker *w);
 
@@ -114,26 +140,13 @@ void api_free_requests(struct worker *w);
 /* Fill `err` (may be NULL). */
 void api_set_err(struct tgrun_error *err, enum tgrun_error_kind kind,
     int code, int retry_after, const char *desc);
-/* The state of one call's retries. */
-struct api_retry {
-	struct backoff bo;
-	int attempt;		/* attempts made, less one */
-	int maybe_delivered;	/* an earlier attempt may have run */
-};
-void api_retry_init(struct api_retry *rs, const void *seed);
 /*
- * The retry policy of tgrun_call and tgrun_upload (tgrun.h says it), given
- * one attempt's outcome on `easy` (decoded: botapi_decode's return): the
- * milliseconds to wait before the next attempt, or -1 when the call ends
- * here with `err` filled.
+ * Send the prepared Bot API request `r` (for `method`; `params` names the
+ * chat for [throttle]) until it has an answer or the retry policy gives up,
+ * each attempt through the transfer core and counted in the worker's stats.
+ * Yields. The result (new reference), or NULL with `err` filled.
  */
-int64_t api_retry_policy(struct worker *w, const char *method, struct api_retry *rs,
-    CURL *easy, int decoded, const struct botapi_result *res, CURLcode cc,
-    struct tgrun_error *err);
-/*
- * Before each attempt of a Bot API call: under [throttle], wait (yielding)
- * until `method` to the chat in `params` may go. 0, or ECANCELED.
- */
-int api_throttle(struct worker *w, const char *method, const json_t *params);
+json_t *api_send(struct tgrun_ctx *ctx, const char *method, const json_t *params,
+    struct botapi_req *r, struct tgrun_error *err);
 
 #endif

@@ -30,6 +30,10 @@ def test_make_install_layout(tmp_path):
     assert "ExecStart=/usr/bin/tgrund -c /etc/tgrun/%i.conf" in unit
     pc = open(os.path.join(dest, "usr/lib/pkgconfig/tgrun.pc")).read()
     assert "includedir=/usr/include" in pc and "Requires: jansson" in pc
+    # Handlers built as the .pc says probe large frames page by page: none
+    # can step over the guard region below a fiber's stack.
+    cflags = [line for line in pc.splitlines() if line.startswith("Cflags:")]
+    assert cflags and "-fstack-clash-protection" in cflags[0].split(), pc
     # The installed daemon checks a config with an installed example handler.
     conf = tmp_path / "bot.conf"
     conf.write_text("[bot]\ntoken = 1:abc\n[workers]\nhandler = %s\n[journal]\nenabled = no\n"

@@ -1,5 +1,7 @@
-"""The build refuses handlers with an executable stack (MemoryDenyWriteExecute=)."""
+"""How handlers are built: never with an executable stack (MemoryDenyWriteExecute=),
+always with stack clash protection (a fiber's guard region cannot be stepped over)."""
 import os
+import re
 import subprocess
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -31,3 +33,18 @@ def test_check_accepts_noexecstack_and_every_built_handler(tmp_path):
     r = subprocess.run(["sh", CHECK, good] + handlers, capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 0, r.stderr
+
+
+def test_handlers_are_built_with_stack_clash_protection():
+    build_dir = os.environ.get("TGRUN_BUILD", os.path.join(ROOT, "build"))
+    # bigframe.so is the one exception: it tests what code built without it does.
+    for name, want in (("echo.so", "-fstack-clash-protection"),
+                       ("rt_cmds.so", "-fstack-clash-protection"),
+                       ("bigframe.so", "-fno-stack-clash-protection")):
+        info = subprocess.run(["readelf", "--debug-dump=info",
+                               os.path.join(build_dir, "handlers", name)],
+                              capture_output=True, text=True, timeout=60, check=True).stdout
+        producers = re.findall(r"DW_AT_producer\s*:.*", info)
+        ours = [p for p in producers if "-fPIC" in p]
+        assert ours, "%s: no compile flags in its debug info" % name
+        assert all(want in p.split() for p in ours), (name, ours)

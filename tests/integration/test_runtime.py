@@ -365,6 +365,27 @@ def test_stack_overflow_kills_the_worker_which_is_restarted(fakeapi, tgrund):
     assert d.proc.alive()
 
 
+def test_large_frame_lands_in_the_guard_region(fakeapi, tgrund):
+    # bigframe.so is built without stack clash protection: 12 KiB above the
+    # bottom of its stack it writes the far end of a 32 KiB frame first, some
+    # 20 KiB below the stack. That must fault in the guard region and be
+    # reported as an overflow, not land in (or fault on) other memory.
+    api, d = start(fakeapi, tgrund, handler="bigframe",
+                   conf={"workers": {"stack_size": "64k"}, "handler": {"stack": "65536"},
+                         "limits": {"max_attempts": 1}})
+    uid = push(api, message(86, "#bigframe"))
+    want = "stack overflow in a fiber (stack_size 65536 bytes)"
+    assert wait_until(lambda: "killed by signal" in d.log() or "exited with status" in d.log()
+                      or any(t.startswith("u%d " % uid) for t, _ in texts(api)), 20), d.log()
+    assert not any(t.startswith("u%d " % uid) for t, _ in texts(api)), texts(api)
+    log = d.log()
+    assert want in log or (SANITIZED and "stack-overflow" in log), log
+    # The worker is replaced and serves the next update.
+    nxt = push(api, message(87, "hi"))
+    assert report(api, nxt)["_text"] == "u%d ok" % nxt
+    assert d.proc.alive()
+
+
 def test_sigusr1_dumps_one_line_per_fiber(fakeapi, tgrund):
     api, d = start(fakeapi, tgrund)
     first = push(api, message(91, "sleep 5"), message(92, "sleep 5"), message(93, "lock hold D 5"))

@@ -1,4 +1,4 @@
-/* Unit tests for worker/fiber.c, worker/sched.c and the waiter/all parts of worker/runtime.c. */
+/* Unit tests for worker/fiber.c, worker/sched.c, and waiters and tgrun_all (worker/waiter.c, worker/spawn.c). */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -81,6 +81,87 @@ static void test_pool_reuses_stacks(void **state)
 	assert_int_equal(fiber_resume(f[0]), 1);
 	fiber_free(f[0]);
 	assert_int_equal(fiber_pool_idle(p), 2);
+	fiber_pool_free(p);
+}
+
+/* ---- the guard region below each stack ---------------------------------------------- */
+
+#define GUARD_MIN (64 * 1024)
+
+struct guard_probe {
+	uintptr_t frame;		/* an address in the fiber's own stack */
+	uintptr_t addr[4];		/* asked about once the test filled them in */
+	int in_guard[4];
+};
+
+static void guard_body(void *arg)
+{
+	struct guard_probe *g = arg;
+
+	/* The frame address, not a local's: a sanitizer may keep locals elsewhere. */
+	g->frame = (uintptr_t)__builtin_frame_address(0);
+	fiber_yield();
+	for (int i = 0; i < 4; i++)
+		g->in_guard[i] = fiber_addr_in_guard((const void *)g->addr[i]);
+}
+
+/* The line of /proc/self/maps containing addr, or (ending_at) ending at it. */
+static int find_mapping(uintptr_t addr, int ending_at, uintptr_t *lo, uintptr_t *hi,
+    char perms[5])
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	char line[512];
+	int found = 0;
+
+	assert_non_null(f);
+	while (!found && fgets(line, sizeof(line), f) != NULL) {
+		unsigned long a, b;
+
+		if (sscanf(line, "%lx-%lx %4s", &a, &b, perms) != 3)
+			continue;
+		found = ending_at ? b == addr : a <= addr && addr < b;
+		*lo = a;
+		*hi = b;
+	}
+	fclose(f);
+	return found;
+}
+
+/*
+ * Below every stack lies an inaccessible region of at least 64 KiB, so a
+ * frame up to that size cannot step over it into other memory, and a fault
+ * anywhere in it is reported as a stack overflow.
+ */
+static void test_guard_region_below_each_stack(void **state)
+{
+	struct fiber_pool *p = fiber_pool_new(64 * 1024, 4);
+	struct guard_probe g[2];
+	struct fiber *f[2];
+	uintptr_t lo, hi, glo, ghi;
+	char perms[5];
+
+	memset(g, 0, sizeof(g));
+	for (int i = 0; i < 2; i++) {
+		assert_non_null(f[i] = fiber_new(p, guard_body, &g[i]));
+		assert_int_equal(fiber_resume(f[i]), 0);
+	}
+	for (int i = 0; i < 2; i++) {
+		assert_true(find_mapping(g[i].frame, 0, &lo, &hi, perms));
+		assert_memory_equal(perms, "rw", 2);
+		assert_true(find_mapping(lo, 1, &glo, &ghi, perms));
+		assert_string_equal(perms, "---p");
+		assert_true(ghi - glo >= GUARD_MIN);
+		g[i].addr[0] = lo - 1;
+		g[i].addr[1] = lo - 32 * 1024;
+		g[i].addr[2] = lo - GUARD_MIN;
+		g[i].addr[3] = lo;		/* the stack's own last byte */
+		assert_int_equal(fiber_resume(f[i]), 1);
+		assert_int_equal(g[i].in_guard[0], 1);
+		assert_int_equal(g[i].in_guard[1], 1);
+		assert_int_equal(g[i].in_guard[2], 1);
+		assert_int_equal(g[i].in_guard[3], 0);
+		fiber_free(f[i]);
+	}
 	fiber_pool_free(p);
 }
 
@@ -353,9 +434,9 @@ static int rt_setup(void **state)
 static int rt_teardown(void **state)
 {
 	/* Contexts of finished test tasks. */
-	while (W.background != NULL) {
-		W.background->task = NULL;
-		ctx_free(W.background);
+	while (!LIST_EMPTY(&W.background)) {
+		LIST_FIRST(&W.background)->task = NULL;
+		ctx_free(LIST_FIRST(&W.background));
 	}
 	return teardown(state);
 }
@@ -479,6 +560,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fiber_switch_and_return),
 		cmocka_unit_test(test_pool_reuses_stacks),
+		cmocka_unit_test(test_guard_region_below_each_stack),
 		cmocka_unit_test_setup_teardown(test_park_and_wake_only_queues, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_park_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_parked_and_before_park, setup, teardown),
