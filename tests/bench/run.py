@@ -108,6 +108,9 @@ def print_burst(label, r, count):
     print("  master CPU            %.3f s = %.1f us per update"
           % (r["master_cpu"], r["master_cpu"] * 1e6 / count))
     print("  worker CPU            %s s" % ", ".join("%.2f" % x for x in r["worker_cpu"]))
+    print("  API connections       %s opened, %s open at most, for %d calls"
+          % (st.get("api_connections"), st.get("api_connections_peak"),
+             sum(st["calls"].values())))
 
 
 SYSTEM_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
@@ -158,7 +161,7 @@ def tls_burst(build, count, mode, tls, baseline, limit):
              "cpu": cpu_seconds(d.pid) + sum(cpu_seconds(p) for p in wpids) - cpu0,
              "master_cpu": cpu_seconds(d.pid),
              "rss_workers": [proc_status(p, "VmHWM") for p in wpids],
-             "conns": front.connections() if front else None,
+             "conns": front.connections() if front else st.get("api_connections"),
              "calls": sum(st["calls"].values())}
     finally:
         d.stop()
@@ -236,10 +239,13 @@ def latency(build, count=5000, chats=500, latency_ms=50):
     rate = st["echoed"] / elapsed
     print("== latency: %d updates, %d chats, every call %d ms: %.0f updates/s; "
           "critical-path bound %.0f/s (busiest chat %d updates x %d ms; concurrency "
-          "500 / %d ms = %.0f/s): %.0f%% of it; missing/dup/inv %d/%d/%d"
+          "500 / %d ms = %.0f/s): %.0f%% of it; missing/dup/inv %d/%d/%d; "
+          "API connections %s opened, %s open at most, for %d calls"
           % (count, chats, latency_ms, rate, bound, max(per_chat.values()), latency_ms,
              latency_ms, 500 / (latency_ms / 1000.0), 100.0 * rate / bound,
-             st["missing"], st["duplicates"], st["inversions"]))
+             st["missing"], st["duplicates"], st["inversions"],
+             st.get("api_connections"), st.get("api_connections_peak"),
+             sum(st["calls"].values())))
     sys.stdout.flush()
 
 

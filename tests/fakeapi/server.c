@@ -5,6 +5,7 @@
 #include "methods.h"
 #include "poll.h"
 #include "stats.h"
+#include "hmap.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,9 +22,11 @@
 struct server {
 	struct evhttp_bound_socket *sock;
 	struct call *calls;	/* every call not yet answered */
+	struct hmap conns;	/* client port -> the connection seen on it */
 };
 
 static void call_execute(struct call *c);
+static void note_api_connection(struct app *app, struct evhttp_request *req);
 
 static const char *
 reason(int code)
@@ -318,8 +321,10 @@ route(struct evhttp_request *req, void *arg)
 		} else if (!valid_method(rest, strlen(rest))) {
 			stats_count_response(app->stats, 404);
 			server_error(app, req, 404, "Not Found");
-		} else
+		} else {
+			note_api_connection(app, req);
 			call_start(app, req, rest, strlen(rest), q);
+		}
 		return;
 	}
 	if (strncmp(path, "/file/bot", 9) == 0 && (ok = token_ok(app, path + 9, &rest)) >= 0) {
@@ -333,6 +338,49 @@ route(struct evhttp_request *req, void *arg)
 	server_error(app, req, 404, "Not Found");
 }
 
+/* Called for every accepted connection: count it, let evhttp make its bufferevent. */
+static struct bufferevent *
+on_accept(struct event_base *base, void *arg)
+{
+	struct app *app = arg;
+
+	stats_count_connection(app->stats);
+	return NULL;
+}
+
+/*
+ * Count the connections that carry Bot API calls (tests read connections
+ * per 1,000 calls; their own control requests do not count). An open
+ * connection is known by its client port and its evhttp connection.
+ */
+static void
+api_connection_closed(struct evhttp_connection *conn, void *arg)
+{
+	struct app *app = arg;
+
+	if (app->server != NULL)
+		stats_count_api_connection(app->stats, 0);
+}
+
+static void
+note_api_connection(struct app *app, struct evhttp_request *req)
+{
+	struct evhttp_connection *conn = evhttp_request_get_connection(req);
+	char *addr = NULL;
+	ev_uint16_t port = 0;
+	int64_t *seen;
+
+	if (conn == NULL)
+		return;
+	evhttp_connection_get_peer(conn, &addr, &port);
+	seen = hmap_put(&app->server->conns, (int64_t)port, 0);
+	if (*seen != (int64_t)(intptr_t)conn) {
+		*seen = (int64_t)(intptr_t)conn;
+		stats_count_api_connection(app->stats, 1);
+		evhttp_connection_set_closecb(conn, api_connection_closed, app);
+	}
+}
+
 int
 server_start(struct app *app, int port)
 {
@@ -342,6 +390,7 @@ server_start(struct app *app, int port)
 	socklen_t sl = sizeof(ss);
 
 	app->server = srv;
+	hmap_init(&srv->conns);
 	app->http = evhttp_new(app->base);
 	if (app->http == NULL)
 		return -1;
@@ -350,6 +399,7 @@ server_start(struct app *app, int port)
 	evhttp_set_max_body_size(app->http, 256 << 20);
 	evhttp_set_timeout(app->http, 120);
 	evhttp_set_gencb(app->http, route, app);
+	evhttp_set_bevcb(app->http, on_accept, app);
 	srv->sock = evhttp_bind_socket_with_handle(app->http, "127.0.0.1",
 	    (ev_uint16_t)port);
 	if (srv->sock == NULL)
@@ -383,6 +433,7 @@ server_stop(struct app *app)
 	if (app->http != NULL)
 		evhttp_free(app->http);
 	app->http = NULL;
+	hmap_free(&srv->conns);
 	free(srv);
 	app->server = NULL;
 }

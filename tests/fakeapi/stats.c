@@ -32,6 +32,9 @@ struct stats {
 	uint64_t responses[MAX_CODE];
 	uint64_t confirmed, handed_out, handed_out_total;
 	uint64_t echoed, echoed_expected, echo_events, inversions, conflicts;
+	uint64_t connections;		/* TCP connections accepted */
+	uint64_t api_connections;	/* of them, those that carried Bot API calls */
+	uint64_t api_open, api_open_peak;	/* such connections open now, at most */
 	uint64_t concurrent, peak_concurrent;
 	struct hmap chat_max;	/* chat id -> highest update id echoed first so far */
 	struct echo_ev *ev;
@@ -132,6 +135,25 @@ void
 stats_count_fault(struct stats *st, int mid)
 {
 	st->methods[mid].faults++;
+}
+
+void
+stats_count_connection(struct stats *st)
+{
+	st->connections++;
+}
+
+void
+stats_count_api_connection(struct stats *st, int opened)
+{
+	if (!opened) {
+		if (st->api_open > 0)
+			st->api_open--;
+		return;
+	}
+	st->api_connections++;
+	if (++st->api_open > st->api_open_peak)
+		st->api_open_peak = st->api_open;
 }
 
 void
@@ -292,7 +314,10 @@ stats_dump(struct stats *st, struct stream *s, const char *webhook, struct evbuf
 	}
 	evbuffer_add(buf, "},\"faults_injected\":", 20);
 	dump_methods(st, buf, 1);
-	evbuffer_add_printf(buf, ",\"conflicts\":%" PRIu64 ",\"webhook\":", st->conflicts);
+	evbuffer_add_printf(buf, ",\"conflicts\":%" PRIu64 ",\"connections\":%" PRIu64
+	    ",\"api_connections\":%" PRIu64 ",\"api_connections_peak\":%" PRIu64
+	    ",\"webhook\":", st->conflicts, st->connections, st->api_connections,
+	    st->api_open_peak);
 	if (webhook != NULL)
 		util_evbuffer_add_json_string(buf, webhook, strlen(webhook));
 	else
@@ -349,7 +374,8 @@ stats_reset(struct stats *st, struct stream *s)
 	memset(st->responses, 0, sizeof(st->responses));
 	st->confirmed = st->handed_out = st->handed_out_total = 0;
 	st->echoed = st->echoed_expected = st->echo_events = 0;
-	st->inversions = st->conflicts = 0;
+	st->inversions = st->conflicts = st->connections = st->api_connections = 0;
+	st->api_open_peak = st->api_open;
 	st->peak_concurrent = st->concurrent;
 	hmap_clear(&st->chat_max);
 	st->nev = st->nfirst = st->nlat = 0;

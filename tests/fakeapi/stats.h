@@ -22,6 +22,10 @@ void stats_count_call(struct stats *st, int mid);
 void stats_count_response(struct stats *st, int code);
 void stats_count_fault(struct stats *st, int mid);
 void stats_count_conflict(struct stats *st);
+/* A TCP connection was accepted. */
+void stats_count_connection(struct stats *st);
+/* A connection carried its first Bot API call (opened 1), or closed (0). */
+void stats_count_api_connection(struct stats *st, int opened);
 void stats_concurrent_inc(struct stats *st);
 void stats_concurrent_dec(struct stats *st);
 void stats_count_confirmed(struct stats *st, size_t n);
