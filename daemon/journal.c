@@ -313,10 +313,14 @@ static int precreate(const char *path, char *err, size_t errlen)
 	struct stat sb;
 	int fd, e;
 
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	/* A link in its place could make the daemon write wherever it points. */
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd == -1) {
 		e = errno;
-		if (e == EISDIR)
+		if (e == ELOOP)
+			snprintf(err, errlen, "journal %s: is a symbolic link; give the "
+			    "path of the file itself", path);
+		else if (e == EISDIR)
 			snprintf(err, errlen, "journal %s: is a directory", path);
 		else if ((e == EACCES || e == EPERM || e == EROFS) &&
 		    stat(path, &sb) == 0)
@@ -485,7 +489,7 @@ struct journal *journal_open(const char *path, enum cfg_sync sync, char *err,
 	if (precreate(path, err, errlen) == -1)
 		goto fail;
 	rc = sqlite3_open_v2(path, &j->db, SQLITE_OPEN_READWRITE |
-	    SQLITE_OPEN_NOMUTEX, NULL);
+	    SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW, NULL);
 	if (rc != SQLITE_OK) {
 		if (j->db != NULL) {
 			note(j);

@@ -650,6 +650,18 @@ static void test_second_open_refused(void **state)
 	assert_open_fails(tmpdir, "is a directory");
 }
 
+/* A symbolic link where the journal should be is refused, not followed. */
+static void test_symlink_refused(void **state)
+{
+	const char *target = tpath(0, "elsewhere.db");
+	char link[4096];
+
+	snprintf(link, sizeof(link), "%s", tpath(1, "link.db"));
+	assert_int_equal(symlink(target, link), 0);
+	assert_open_fails(link, "is a symbolic link");
+	assert_int_equal(access(target, F_OK), -1);	/* nothing created there */
+}
+
 /*
  * Permission cases. As root (CI) permissions do not bind, so a child drops
  * to uid/gid 65534 first; as anyone else the modes alone refuse. The child
@@ -951,6 +963,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_open_creates_schema),
+		cmocka_unit_test(test_symlink_refused),
 		cmocka_unit_test(test_reopen_keeps_data),
 		cmocka_unit_test(test_batch_and_offset_together),
 		cmocka_unit_test(test_duplicates_ignored),
