@@ -3,6 +3,8 @@
 #include "log.h"
 
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 #include <event2/event_struct.h>
@@ -14,12 +16,20 @@ struct evcurl {
 	struct event *timer;
 	int running;
 	int active;		/* transfers added and not finished */
+	struct ec_sock **socks;	/* by descriptor: every socket curl opened */
+	size_t nsocks;
 };
 
+/*
+ * A socket curl opened, from its opening to its closing (both through our
+ * callbacks). An idle keep-alive connection stays registered for reading, so
+ * its next use costs no epoll_ctl.
+ */
 struct ec_sock {
 	struct evcurl *ec;
 	curl_socket_t fd;
-	short kind;		/* the events asked for; 0 before the first */
+	short kind;		/* the events registered; 0 = none */
+	int wanted;		/* curl watches it now (not idle in its cache) */
 	struct event ev;	/* assigned in place: no allocation per change */
 };
 
@@ -56,10 +66,21 @@ static void check_done(struct evcurl *ec)
 
 static void on_event(evutil_socket_t fd, short what, void *arg)
 {
-	struct evcurl *ec = arg;
+	struct ec_sock *sk = arg;
+	struct evcurl *ec = sk->ec;
 	int action = (what & EV_READ ? CURL_CSELECT_IN : 0) |
 	    (what & EV_WRITE ? CURL_CSELECT_OUT : 0);
 
+	if (!sk->wanted) {
+		/*
+		 * An idle connection became readable: the server closed it (or
+		 * sent what it should not). curl sees that at its next use; stop
+		 * watching until then.
+		 */
+		event_del(&sk->ev);
+		sk->kind = 0;
+		return;
+	}
 	curl_multi_socket_action(ec->multi, fd, action, &ec->running);
 	check_done(ec);
 }
@@ -72,29 +93,83 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	check_done(ec);
 }
 
+static struct ec_sock *sock_find(struct evcurl *ec, curl_socket_t s)
+{
+	return s >= 0 && (size_t)s < ec->nsocks ? ec->socks[s] : NULL;
+}
+
+static void sock_forget(struct evcurl *ec, curl_socket_t s)
+{
+	struct ec_sock *sk = sock_find(ec, s);
+
+	if (sk == NULL)
+		return;
+	if (sk->kind != 0)
+		event_del(&sk->ev);
+	free(sk);
+	ec->socks[s] = NULL;
+}
+
+/* CURLOPT_OPENSOCKETFUNCTION: every socket curl uses starts here. */
+static curl_socket_t open_cb(void *clientp, curlsocktype purpose,
+    struct curl_sockaddr *a)
+{
+	struct evcurl *ec = clientp;
+	curl_socket_t s = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+	struct ec_sock *sk;
+
+	if (s < 0)
+		return CURL_SOCKET_BAD;
+	sock_forget(ec, s);	/* a descriptor closed behind our back */
+	if ((size_t)s >= ec->nsocks) {
+		size_t n = ec->nsocks ? ec->nsocks : 64;
+		struct ec_sock **t;
+
+		while (n <= (size_t)s)
+			n *= 2;
+		if ((t = realloc(ec->socks, n * sizeof(*t))) == NULL)
+			goto fail;
+		for (size_t i = ec->nsocks; i < n; i++)
+			t[i] = NULL;
+		ec->socks = t;
+		ec->nsocks = n;
+	}
+	if ((sk = calloc(1, sizeof(*sk))) == NULL)
+		goto fail;
+	sk->ec = ec;
+	sk->fd = s;
+	ec->socks[s] = sk;
+	return s;
+fail:
+	close(s);
+	return CURL_SOCKET_BAD;
+}
+
+/* CURLOPT_CLOSESOCKETFUNCTION: the event goes before the descriptor. */
+static int close_cb(void *clientp, curl_socket_t s)
+{
+	sock_forget(clientp, s);
+	return close(s);
+}
+
 static int sock_cb(CURL *e, curl_socket_t s, int what, void *userp, void *sockp)
 {
 	struct evcurl *ec = userp;
-	struct ec_sock *sk = sockp;
+	struct ec_sock *sk = sock_find(ec, s);
 	short kind;
 
+	if (sk == NULL)
+		return what == CURL_POLL_REMOVE ? 0 : -1;	/* not opened by us */
 	if (what == CURL_POLL_REMOVE) {
-		if (sk != NULL) {
-			if (sk->kind != 0)
-				event_del(&sk->ev);
-			free(sk);
-			curl_multi_assign(ec->multi, s, NULL);
+		/* Idle in curl's cache: keep reading registered, never writing. */
+		sk->wanted = 0;
+		if (sk->kind & EV_WRITE) {
+			event_del(&sk->ev);
+			sk->kind = 0;
 		}
 		return 0;
 	}
-	if (sk == NULL) {
-		sk = calloc(1, sizeof(*sk));
-		if (sk == NULL)
-			return -1;
-		sk->ec = ec;
-		sk->fd = s;
-		curl_multi_assign(ec->multi, s, sk);
-	}
+	sk->wanted = 1;
 	kind = EV_PERSIST | (what & CURL_POLL_IN ? EV_READ : 0) |
 	    (what & CURL_POLL_OUT ? EV_WRITE : 0);
 	if (kind == sk->kind)
@@ -102,7 +177,7 @@ static int sock_cb(CURL *e, curl_socket_t s, int what, void *userp, void *sockp)
 	if (sk->kind != 0)
 		event_del(&sk->ev);
 	sk->kind = kind;
-	if (event_assign(&sk->ev, ec->base, s, kind, on_event, ec) != 0 ||
+	if (event_assign(&sk->ev, ec->base, s, kind, on_event, sk) != 0 ||
 	    event_add(&sk->ev, NULL) != 0)
 		return -1;
 	return 0;
@@ -163,6 +238,10 @@ void evcurl_free(struct evcurl *ec)
 		curl_share_cleanup(ec->share);
 	if (ec->timer != NULL)
 		event_free(ec->timer);
+	/* Sockets of handles never added again (the cleanup closed the rest). */
+	for (size_t i = 0; i < ec->nsocks; i++)
+		sock_forget(ec, (curl_socket_t)i);
+	free(ec->socks);
 	free(ec);
 }
 
@@ -183,6 +262,11 @@ int evcurl_add(struct evcurl *ec, CURL *easy, evcurl_done_cb cb, void *arg)
 	curl_easy_setopt(easy, CURLOPT_PRIVATE, rq);
 	/* A TLS session from any earlier handshake resumes on a new connection. */
 	curl_easy_setopt(easy, CURLOPT_SHARE, ec->share);
+	/* Connections keep these for life: their sockets stay known to us. */
+	curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, open_cb);
+	curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, ec);
+	curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, close_cb);
+	curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, ec);
 	mc = curl_multi_add_handle(ec->multi, easy);
 	if (mc != CURLM_OK) {
 		log_warn("curl_multi_add_handle: %s", curl_multi_strerror(mc));
