@@ -1,5 +1,6 @@
 /* Logging to stderr: levels, process role, journald priorities, secret redaction. */
 #include "log.h"
+#include "escape.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -133,6 +134,14 @@ void log_vmsg(enum log_level lvl, const char *fmt, va_list ap)
 		lg.journal = getenv("JOURNAL_STREAM") != NULL;
 	n = vsnprintf(raw, sizeof(raw), fmt, ap);
 	redact(raw, n >= (int)sizeof(raw), line, sizeof(line));
+	/*
+	 * Text from outside (a handler's message, an update's type, an API
+	 * error) must not start a line of its own: under journald "\n<0>..."
+	 * would be a second entry at any priority it likes. Redaction comes
+	 * first, so that escaping cannot split a secret it must find. (raw is
+	 * reused: fibers log from small stacks.)
+	 */
+	escape_text(raw, sizeof(raw), line, strlen(line));
 	if (lg.journal) {
 		n = snprintf(head, sizeof(head), "<%d>%s: ", (int)lvl, lg.role);
 	} else {
@@ -150,7 +159,7 @@ void log_vmsg(enum log_level lvl, const char *fmt, va_list ap)
 	/* One write per line keeps lines from several processes whole. */
 	{
 		char out[LOG_LINE_MAX + 128];
-		int m = snprintf(out, sizeof(out), "%.*s%s\n", n, head, line);
+		int m = snprintf(out, sizeof(out), "%.*s%s\n", n, head, raw);
 
 		if (m > (int)sizeof(out) - 1)
 			m = (int)sizeof(out) - 1;

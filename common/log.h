@@ -24,6 +24,10 @@ int log_level_parse(const char *s);
  */
 void log_add_secret(const char *secret);
 
+/*
+ * One call writes exactly one line: control characters in the formatted
+ * text are escaped (\n, \t, \xHH; see escape.h), secrets redacted.
+ */
 void log_msg(enum log_level lvl, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 void log_vmsg(enum log_level lvl, const char *fmt, va_list ap)
