@@ -194,6 +194,32 @@ def test_dead_letters_list_show_retry_drop(fakeapi, tgrund):
     assert d.proc.alive()
 
 
+def test_tgrunctl_escapes_control_characters_of_updates(fakeapi, tgrund):
+    """An update's type key is outside text: tgrunctl shows its control
+    characters escaped, never as terminal escape sequences or extra lines."""
+    api = fakeapi()
+    d = tgrund(api, handler="crash", conf={"limits": {"max_attempts": 1}}).wait_ready()
+    evil = "\x1b]0;owned\x07\x1b[2J\nFAKE 1 message 9 x y\x7f\u009b"
+    msg = message(964, "#crash")["message"]
+    # The first key after update_id is what the dead letter calls its type.
+    r = api.push_updates([{evil: {"chat": msg["chat"]}, "message": msg}])
+    uid = r["first_id"]
+    assert wait_until(lambda: ctl_json(d, "status")["dead_letters"] == 1, 30)
+    assert ctl_json(d, "dead-letters", "list")["dead_letters"][0]["type"] == evil
+    shown = "\\x1b]0;owned\\x07\\x1b[2J\\nFAKE 1 message 9 x y\\x7f\\xc2\\x9b"
+    st, out, _ = ctl(d, "dead-letters", "list")
+    assert st == 0
+    for bad in ("\x1b", "\x07", "\x7f", "\u009b", "\r"):
+        assert bad not in out, repr(out)
+    assert len(out.splitlines()) == 2, repr(out)
+    assert shown in out, repr(out)
+    st, out, _ = ctl(d, "dead-letters", "show", uid)
+    assert st == 0
+    for bad in ("\x1b", "\x07", "\x7f", "\u009b"):
+        assert bad not in out, repr(out)
+    assert out.splitlines()[0] == "update:    %d (%s)" % (uid, shown), repr(out)
+
+
 def test_dead_letters_without_journal(fakeapi, tgrund):
     api = fakeapi()
     d = tgrund(api, conf={"journal": {"enabled": "no"}}).wait_ready()
