@@ -51,12 +51,9 @@ struct control {
 	uint64_t next_req;
 };
 
-struct cmd {
-	const char *name;
-	/* A reply object (ok is added) or NULL with *err set; *async: no reply now. */
-	json_t *(*fn)(struct client *cl, const json_t *req, const char **err,
-	    int *async);
-};
+/* A reply object (ok is added) or NULL with *err set; *async: no reply now. */
+typedef json_t *cmd_fn(struct client *cl, const struct control_req *req,
+    const char **err, int *async);
 
 static void process(struct client *cl);
 
@@ -183,8 +180,8 @@ static void on_accept_error(struct evconnlistener *lev, void *arg)
 
 /* ---- commands --------------------------------------------------------------- */
 
-static json_t *cmd_status(struct client *cl, const json_t *req, const char **err,
-    int *async)
+static json_t *cmd_status(struct client *cl, const struct control_req *req,
+    const char **err, int *async)
 {
 	struct control *c = cl->c;
 	struct status st;
@@ -238,8 +235,8 @@ static int64_t rss_bytes(pid_t pid)
 	return n == 2 ? (int64_t)resident * sysconf(_SC_PAGESIZE) : -1;
 }
 
-static json_t *cmd_workers(struct client *cl, const json_t *req, const char **err,
-    int *async)
+static json_t *cmd_workers(struct client *cl, const struct control_req *req,
+    const char **err, int *async)
 {
 	struct control *c = cl->c;
 	struct status st;
@@ -264,8 +261,8 @@ static json_t *cmd_workers(struct client *cl, const json_t *req, const char **er
 	return a ? json_pack("{s:o}", "workers", a) : NULL;
 }
 
-static json_t *cmd_reload(struct client *cl, const json_t *req, const char **err,
-    int *async)
+static json_t *cmd_reload(struct client *cl, const struct control_req *req,
+    const char **err, int *async)
 {
 	int r = cl->c->ops.reload(cl->c->ops.arg);
 
@@ -285,14 +282,14 @@ static json_t *set_paused(struct control *c, int paused)
 	return json_pack("{s:s}", "state", st.polling);
 }
 
-static json_t *cmd_pause(struct client *cl, const json_t *req, const char **err,
-    int *async)
+static json_t *cmd_pause(struct client *cl, const struct control_req *req,
+    const char **err, int *async)
 {
 	return set_paused(cl->c, 1);
 }
 
-static json_t *cmd_resume(struct client *cl, const json_t *req, const char **err,
-    int *async)
+static json_t *cmd_resume(struct client *cl, const struct control_req *req,
+    const char **err, int *async)
 {
 	return set_paused(cl->c, 0);
 }
@@ -331,33 +328,15 @@ static int on_dead_show(void *arg, const struct store_dead *d)
 	return 0;
 }
 
-/* "id": N, or "all" where `all_ok`. 0, or -1 with *err set. */
-static int dead_id(const json_t *req, int all_ok, int64_t *id, const char **err)
-{
-	const json_t *v = json_object_get(req, "id");
-
-	if (all_ok && json_is_string(v) && strcmp(json_string_value(v), "all") == 0) {
-		*id = STATUS_ALL;
-		return 0;
-	}
-	if (!json_is_integer(v) || json_integer_value(v) < 0) {
-		*err = all_ok ? "dead-letters: \"id\" must be an update id or \"all\"" :
-		    "dead-letters: \"id\" must be an update id";
-		return -1;
-	}
-	*id = json_integer_value(v);
-	return 0;
-}
-
-static json_t *cmd_dead(struct client *cl, const json_t *req, const char **err,
-    int *async)
+static json_t *cmd_dead(struct client *cl, const struct control_req *req,
+    const char **err, int *async)
 {
 	const struct status_ops *ops = &cl->c->ops;
-	const char *action = json_string_value(json_object_get(req, "action"));
+	int retry = req->action == CONTROL_DEAD_RETRY;
 	json_t *j = NULL;
-	int64_t id, n;
+	int64_t n;
 
-	if (action == NULL || strcmp(action, "list") == 0) {
+	if (req->action == CONTROL_DEAD_LIST) {
 		json_t *a = json_array();
 
 		if (a == NULL) {
@@ -370,31 +349,23 @@ static json_t *cmd_dead(struct client *cl, const json_t *req, const char **err,
 		}
 		return json_pack("{s:o}", "dead_letters", a);
 	}
-	if (strcmp(action, "show") == 0) {
-		if (dead_id(req, 0, &id, err) != 0)
-			return NULL;
-		n = ops->dead_show(ops->arg, id, on_dead_show, &j, err);
+	if (req->action == CONTROL_DEAD_SHOW) {
+		n = ops->dead_show(ops->arg, req->id, on_dead_show, &j, err);
 		if (n == 0)
 			*err = "no such dead letter";
 		return n == 1 && j ? json_pack("{s:o}", "dead_letter", j) : NULL;
 	}
-	if (strcmp(action, "retry") != 0 && strcmp(action, "drop") != 0) {
-		*err = "dead-letters: unknown action (accepted: list, show, retry, drop)";
-		return NULL;
-	}
-	if (dead_id(req, 1, &id, err) != 0)
-		return NULL;
-	n = action[0] == 'r' ? ops->dead_retry(ops->arg, id, err) :
-	    ops->dead_drop(ops->arg, id, err);
+	n = retry ? ops->dead_retry(ops->arg, req->id, err) :
+	    ops->dead_drop(ops->arg, req->id, err);
 	if (n < 0)
 		return NULL;
-	if (n == 0 && id != STATUS_ALL) {
+	if (n == 0 && req->id != STATUS_ALL) {
 		*err = "no such dead letter";
 		return NULL;
 	}
-	log_notice("control: %s %lld dead letter%s", action[0] == 'r' ? "retrying" :
-	    "dropped", (long long)n, n == 1 ? "" : "s");
-	return json_pack("{s:I}", action[0] == 'r' ? "retried" : "dropped", (json_int_t)n);
+	log_notice("control: %s %lld dead letter%s", retry ? "retrying" : "dropped",
+	    (long long)n, n == 1 ? "" : "s");
+	return json_pack("{s:I}", retry ? "retried" : "dropped", (json_int_t)n);
 }
 
 static void on_dump_timeout(evutil_socket_t fd, short what, void *arg)
@@ -412,43 +383,36 @@ static void on_dump_timeout(evutil_socket_t fd, short what, void *arg)
 		process(cl);
 }
 
-static json_t *cmd_fibers(struct client *cl, const json_t *req, const char **err,
-    int *async)
+static json_t *cmd_fibers(struct client *cl, const struct control_req *req,
+    const char **err, int *async)
 {
 	struct control *c = cl->c;
-	const json_t *v = json_object_get(req, "worker");
 	struct timeval tv = { DUMP_TIMEOUT_MS / 1000, (DUMP_TIMEOUT_MS % 1000) * 1000 };
 	pid_t pid;
 
-	if (!json_is_integer(v) || json_integer_value(v) < 0 ||
-	    json_integer_value(v) > INT_MAX) {
-		*err = "fibers: \"worker\" must be a worker slot number";
-		return NULL;
-	}
 	if (cl->timer == NULL &&
 	    (cl->timer = evtimer_new(c->base, on_dump_timeout, cl)) == NULL) {
 		*err = "out of memory";
 		return NULL;
 	}
-	if (c->ops.dump(c->ops.arg, (int)json_integer_value(v), ++c->next_req, &pid,
-	    err) != 0)
+	if (c->ops.dump(c->ops.arg, req->worker, ++c->next_req, &pid, err) != 0)
 		return NULL;
 	cl->waiting = c->next_req;
-	cl->wslot = (int)json_integer_value(v);
+	cl->wslot = req->worker;
 	cl->wpid = (long)pid;
 	evtimer_add(cl->timer, &tv);
 	*async = 1;
 	return NULL;
 }
 
-static const struct cmd cmds[] = {
-	{ "status", cmd_status },
-	{ "workers", cmd_workers },
-	{ "reload", cmd_reload },
-	{ "pause", cmd_pause },
-	{ "resume", cmd_resume },
-	{ "dead-letters", cmd_dead },
-	{ "fibers", cmd_fibers },
+static cmd_fn *const cmds[] = {
+	[CONTROL_STATUS] = cmd_status,
+	[CONTROL_WORKERS] = cmd_workers,
+	[CONTROL_RELOAD] = cmd_reload,
+	[CONTROL_PAUSE] = cmd_pause,
+	[CONTROL_RESUME] = cmd_resume,
+	[CONTROL_DEAD_LETTERS] = cmd_dead,
+	[CONTROL_FIBERS] = cmd_fibers,
 };
 
 void control_dump_answer(struct control *c, uint64_t req, const char *payload,
@@ -482,38 +446,17 @@ void control_dump_answer(struct control *c, uint64_t req, const char *payload,
 
 static void handle_line(struct client *cl, const char *line, size_t len)
 {
-	const char *err = NULL, *name;
-	json_error_t je;
-	json_t *req, *res = NULL, *v;
-	int async = 0;
+	struct control_req req;
+	const char *err = NULL;
 	char msg[256];
-	size_t i;
+	json_t *res;
+	int async = 0;
 
-	req = json_loadb(line, len, JSON_REJECT_DUPLICATES, &je);
-	if (req == NULL) {
-		snprintf(msg, sizeof(msg), "not JSON: %s", je.text);
+	if (control_parse(line, len, &req, msg, sizeof(msg)) != 0) {
 		reply_err(cl, msg);
 		return;
 	}
-	v = json_object_get(req, "v");
-	name = json_string_value(json_object_get(req, "cmd"));
-	if (!json_is_object(req)) {
-		err = "a request is a JSON object {\"v\":1,\"cmd\":...}";
-	} else if (!json_is_integer(v) || json_integer_value(v) != CONTROL_VERSION) {
-		err = "unsupported protocol version (accepted: \"v\":1)";
-	} else if (name == NULL) {
-		err = "\"cmd\" missing or not a string";
-	} else {
-		for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
-			if (strcmp(name, cmds[i].name) == 0)
-				break;
-		if (i == sizeof(cmds) / sizeof(cmds[0]))
-			err = "unknown command (accepted: status, workers, reload, pause, "
-			    "resume, dead-letters, fibers)";
-		else
-			res = cmds[i].fn(cl, req, &err, &async);
-	}
-	json_decref(req);
+	res = cmds[req.cmd](cl, &req, &err, &async);
 	if (async)
 		return;
 	if (res != NULL)
