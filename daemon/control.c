@@ -23,6 +23,14 @@
 #include <jansson.h>
 
 #define MAX_CLIENTS 32
+/*
+ * Replies queued for one client: past OUT_HIGH its next requests wait
+ * (unread, so the kernel pushes back on it) until the output drains to
+ * OUT_LOW. A client that writes without reading costs this much, not a
+ * reply per request it sent.
+ */
+#define OUT_HIGH (256 * 1024)
+#define OUT_LOW (64 * 1024)
 /* A connection idle this long is closed. */
 #define IDLE_S 60
 /* How long a worker gets to answer a DUMP. */
@@ -35,6 +43,7 @@ struct client {
 	int wslot;
 	long wpid;
 	struct event *timer;	/* bounds the wait for a DUMP */
+	int eof;		/* the client sent all it will send */
 	int closing;		/* free once the output is written */
 	struct client *next, *prev;
 };
@@ -118,6 +127,7 @@ static void on_client_read(struct bufferevent *bev, void *arg)
 	process(arg);
 }
 
+/* The output drained to OUT_LOW or below (the write low-water mark). */
 static void on_client_write(struct bufferevent *bev, void *arg)
 {
 	struct client *cl = arg;
@@ -125,16 +135,21 @@ static void on_client_write(struct bufferevent *bev, void *arg)
 	if (cl->closing && cl->waiting == 0 &&
 	    evbuffer_get_length(bufferevent_get_output(bev)) == 0)
 		client_free(cl);
+	else if (!cl->closing)
+		process(cl);
 }
 
 static void on_client_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct client *cl = arg;
 
-	/* A client that shut down its side still gets the replies it asked for. */
-	if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) &&
-	    (cl->waiting != 0 || evbuffer_get_length(bufferevent_get_output(bev)) > 0)) {
-		cl->closing = 1;
+	/*
+	 * A client that shut down its side still gets the replies to every
+	 * whole line it sent; process() closes after the last one.
+	 */
+	if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR)) {
+		cl->eof = 1;
+		process(cl);
 		return;
 	}
 	client_free(cl);
@@ -169,6 +184,7 @@ static void on_accept(struct evconnlistener *lev, evutil_socket_t fd,
 	bufferevent_setcb(cl->bev, on_client_read, on_client_write, on_client_event, cl);
 	/* Stop reading well past one line: a longer one is refused anyway. */
 	bufferevent_setwatermark(cl->bev, EV_READ, 0, 2 * CONTROL_MAX_LINE);
+	bufferevent_setwatermark(cl->bev, EV_WRITE, OUT_LOW, 0);
 	bufferevent_set_timeouts(cl->bev, &idle, &idle);
 	bufferevent_enable(cl->bev, EV_READ | EV_WRITE);
 }
@@ -377,10 +393,7 @@ static void on_dump_timeout(evutil_socket_t fd, short what, void *arg)
 	    DUMP_TIMEOUT_MS);
 	cl->waiting = 0;
 	reply_err(cl, msg);
-	if (cl->closing)
-		close_after_write(cl);
-	else
-		process(cl);
+	process(cl);
 }
 
 static json_t *cmd_fibers(struct client *cl, const struct control_req *req,
@@ -438,10 +451,7 @@ void control_dump_answer(struct control *c, uint64_t req, const char *payload,
 		reply_ok(cl, json_pack("{s:i, s:i, s:o}", "worker", cl->wslot, "pid",
 		    (int)cl->wpid, "fibers", a));
 	}
-	if (cl->closing)
-		close_after_write(cl);
-	else
-		process(cl);
+	process(cl);
 }
 
 static void handle_line(struct client *cl, const char *line, size_t len)
@@ -465,20 +475,23 @@ static void handle_line(struct client *cl, const char *line, size_t len)
 		reply_err(cl, err ? err : "failed");
 }
 
-/* Handle whole lines while no reply is outstanding. */
+/* Handle whole lines while no reply is outstanding and the output has room. */
 static void process(struct client *cl)
 {
 	struct evbuffer *in = bufferevent_get_input(cl->bev);
+	struct evbuffer *out = bufferevent_get_output(cl->bev);
 	size_t n;
 	char *line;
 
-	while (cl->waiting == 0 && !cl->closing) {
+	while (cl->waiting == 0 && !cl->closing && evbuffer_get_length(out) < OUT_HIGH) {
 		line = evbuffer_readln(in, &n, EVBUFFER_EOL_LF);
 		if (line == NULL) {
-			if (evbuffer_get_length(in) <= CONTROL_MAX_LINE)
-				return;
-			reply_err(cl, "request line longer than 8192 bytes");
-			close_after_write(cl);
+			if (evbuffer_get_length(in) > CONTROL_MAX_LINE) {
+				reply_err(cl, "request line longer than 8192 bytes");
+				close_after_write(cl);
+			} else if (cl->eof) {
+				close_after_write(cl);
+			}
 			return;
 		}
 		if (n > CONTROL_MAX_LINE) {

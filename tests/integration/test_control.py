@@ -254,6 +254,62 @@ def test_fibers_shows_a_sleeping_update(fakeapi, tgrund):
     assert st == 1 and "no ready worker" in err
 
 
+# ---- clients that misbehave -------------------------------------------------------------------
+
+def vmrss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for ln in f:
+            if ln.startswith("VmRSS:"):
+                return int(ln.split()[1])
+    raise AssertionError("no VmRSS for pid %d" % pid)
+
+
+def test_client_that_writes_without_reading(fakeapi, tgrund):
+    """Replies to a client that does not read are bounded: the master stops
+    reading its requests instead of queueing a reply for each."""
+    api = fakeapi()
+    d = tgrund(api).wait_ready()
+    path = sock_path(d)
+    one = b'{"v":1,"cmd":"status"}\n'
+    rss0 = vmrss_kib(d.pid)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(path)
+    s.setblocking(False)
+    sent = blocked = 0
+    end = time.monotonic() + 4
+    while time.monotonic() < end:
+        try:
+            sent += s.send(one * 512)
+        except BlockingIOError:
+            blocked += 1
+            time.sleep(0.01)
+    grown = vmrss_kib(d.pid) - rss0
+    print("sent %d requests, the master grew by %d KiB" % (sent // len(one), grown))
+    assert blocked > 0, "the master read every request it was sent"
+    assert grown < 20 * 1024, "the master grew by %d KiB" % grown
+    # Others are still served meanwhile.
+    r = request(path, {"v": 1, "cmd": "status"})
+    assert r["ok"] and r["state"] == "polling"
+    # Requests were held back, not dropped: reading gets a reply to each whole
+    # line, in order, even after the client shut down its side.
+    s.setblocking(True)
+    s.settimeout(30)
+    s.shutdown(socket.SHUT_WR)
+    want = sent // len(one)
+    got = 0
+    tail = b""
+    while True:
+        chunk = s.recv(1 << 20)
+        if not chunk:
+            break
+        got += chunk.count(b"\n")
+        tail = (tail + chunk)[-4096:]
+    s.close()
+    assert got == want, (got, want)
+    assert json.loads(tail.split(b"\n")[-2])["ok"] is True
+    assert d.proc.alive()
+
+
 # ---- tgrunctl itself ---------------------------------------------------------------------------
 
 def test_tgrunctl_exit_statuses(fakeapi, tgrund, procs):
