@@ -1,5 +1,6 @@
 /* Logging to stderr: levels, process role, journald priorities, secret redaction. */
 #include "log.h"
+#include "clock.h"
 #include "escape.h"
 
 #include <errno.h>
@@ -177,6 +178,20 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 	va_start(ap, fmt);
 	log_vmsg(lvl, fmt, ap);
 	va_end(ap);
+}
+
+int log_rate_pass(struct log_rate *r, int64_t interval_ms, unsigned long *held)
+{
+	int64_t now = clock_ms();
+
+	if (r->next_ms != 0 && now < r->next_ms) {
+		r->held++;
+		return 0;
+	}
+	*held = r->held;
+	r->held = 0;
+	r->next_ms = now + interval_ms;
+	return 1;
 }
 
 void fatal_at(const char *func, const char *fmt, ...)

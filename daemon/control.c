@@ -2,6 +2,7 @@
 #include "control.h"
 #include "clock.h"
 #include "journal.h"
+#include "listener.h"
 #include "log.h"
 #include "status.h"
 
@@ -19,7 +20,6 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <event2/listener.h>
 #include <jansson.h>
 
 #define MAX_CLIENTS 32
@@ -51,7 +51,8 @@ struct client {
 struct control {
 	struct event_base *base;
 	struct status_ops ops;
-	struct evconnlistener *lev;
+	struct listener *listener;
+	struct log_rate refused;	/* "refusing another" lines */
 	char *path;
 	dev_t dev;
 	ino_t ino;
@@ -155,15 +156,21 @@ static void on_client_event(struct bufferevent *bev, short what, void *arg)
 	client_free(cl);
 }
 
-static void on_accept(struct evconnlistener *lev, evutil_socket_t fd,
-    struct sockaddr *sa, int salen, void *arg)
+/*
+ * Past MAX_CLIENTS a connection is closed at once, so that tgrunctl says so
+ * rather than waiting in the backlog; the log says it once a minute at most.
+ */
+static void on_accept(void *arg, evutil_socket_t fd)
 {
 	struct control *c = arg;
 	struct timeval idle = { IDLE_S, 0 };
 	struct client *cl;
+	unsigned long held;
 
 	if (c->nclients >= MAX_CLIENTS) {
-		log_warn("control: %d connections open; refusing another", c->nclients);
+		if (log_rate_pass(&c->refused, 60000, &held))
+			log_warn("control: %d connections open; refusing more (%lu "
+			    "refused since the last line like this)", c->nclients, held);
 		close(fd);
 		return;
 	}
@@ -187,11 +194,6 @@ static void on_accept(struct evconnlistener *lev, evutil_socket_t fd,
 	bufferevent_setwatermark(cl->bev, EV_WRITE, OUT_LOW, 0);
 	bufferevent_set_timeouts(cl->bev, &idle, &idle);
 	bufferevent_enable(cl->bev, EV_READ | EV_WRITE);
-}
-
-static void on_accept_error(struct evconnlistener *lev, void *arg)
-{
-	log_warn("control: accept: %s", strerror(errno));
 }
 
 /* ---- commands --------------------------------------------------------------- */
@@ -582,15 +584,12 @@ struct control *control_new(struct event_base *base, const struct status_ops *op
 		c->dev = st.st_dev;
 		c->ino = st.st_ino;
 	}
-	c->lev = evconnlistener_new(base, on_accept, c,
-	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
-	if (c->lev == NULL) {
+	if ((c->listener = listener_new(base, fd, "control", 0, on_accept, c)) == NULL) {
 		snprintf(err, errlen, "control socket %s: cannot listen", path);
 		unlink(path);
 		close(fd);
 		goto fail;
 	}
-	evconnlistener_set_error_cb(c->lev, on_accept_error);
 	log_info("control: listening on %s", path);
 	return c;
 fail:
@@ -608,7 +607,7 @@ void control_free(struct control *c)
 		return;
 	while (c->clients != NULL)
 		client_free(c->clients);
-	evconnlistener_free(c->lev);
+	listener_free(c->listener);
 	/* A successor may have replaced it already: remove only our own. */
 	if (stat(c->path, &st) == 0 && st.st_dev == c->dev && st.st_ino == c->ino)
 		unlink(c->path);
