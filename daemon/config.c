@@ -268,6 +268,32 @@ config_path_absolute(const char *path)
 	return s;
 }
 
+/*
+ * A path from the file: a relative one is taken from the config file's
+ * directory, so that one file names the same files for tgrund and tgrunctl
+ * whatever their current directory. NULL + errno.
+ */
+char *
+config_path_value(const struct loader *ld, const char *path)
+{
+	const char *dir = ld->cfg->path, *slash = strrchr(dir, '/');
+	char *s;
+
+	if (path[0] == '/')
+		return strdup(path);
+	while (path[0] == '.' && path[1] == '/') {
+		path += 2;
+		while (*path == '/')
+			path++;
+	}
+	/* ld->cfg->path is absolute: slash is at least its first byte. */
+	if (asprintf(&s, "%.*s/%s", (int)(slash - dir), dir, path) == -1) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	return s;
+}
+
 /* The bot name goes into file and unit names: keep it to a safe alphabet. */
 int
 config_name_ok(const char *s)
@@ -418,3 +444,4 @@ config_fail_key(struct loader *ld, const struct key *k, const char *fmt, ...)
 	config_fail(ld, ld->line, "[%s] %s: %s", k->section, k->name, msg);
 	return -1;
 }
+

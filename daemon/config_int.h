@@ -86,6 +86,8 @@ int config_fail_key(struct loader *ld, const struct key *k, const char *fmt, ...
 	__attribute__((format(printf, 3, 4)));
 /* `path` joined to the current directory if relative; NULL + errno. */
 char *config_path_absolute(const char *path);
+/* A path from the file: relative to the file's directory. NULL + errno. */
+char *config_path_value(const struct loader *ld, const char *path);
 /* 1 if `s` is accepted as a bot name. */
 int config_name_ok(const char *s);
 

@@ -96,7 +96,7 @@ set_string(struct loader *ld, const struct key *k, const char *value)
 		s = strndup(value, n);
 		break;
 	default:		/* KT_PATH */
-		s = config_path_absolute(value);
+		s = config_path_value(ld, value);
 		break;
 	}
 	if (s == NULL)
@@ -113,7 +113,7 @@ set_file_path(struct loader *ld, const struct key *k, const char *value)
 	char *abs;
 	int fd;
 
-	if ((abs = config_path_absolute(value)) == NULL)
+	if ((abs = config_path_value(ld, value)) == NULL)
 		return config_fail_key(ld, k, "%s: %s", value, strerror(errno));
 	if (stat(abs, &st) == -1) {
 		config_fail_key(ld, k, "%s: %s", value, strerror(errno));
