@@ -3,12 +3,15 @@
 #include "config_int.h"
 #include "units.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -99,6 +102,7 @@ _Static_assert(sizeof(config_keys) / sizeof(config_keys[0]) <= CONFIG_MAX_KEYS,
 _Static_assert(UPD__COUNT <= 32, "bypass is a 32-bit set of update types");
 
 static int finish(struct loader *ld);
+static void warn_plain_http(const struct loader *ld);
 static char *default_in_dir(const char *env, const char *file, const char *name,
     const char *suffix);
 
@@ -175,6 +179,7 @@ config_load(const char *path, char *err, size_t errlen)
 		log_warn("%s:%d: [bot] token: a token in the config file is "
 		    "discouraged; use LoadCredential= or token_file",
 		    path, cfg->token_line);
+	warn_plain_http(&ld);
 	return cfg;
 
 fail:
@@ -445,3 +450,42 @@ config_fail_key(struct loader *ld, const struct key *k, const char *fmt, ...)
 	return -1;
 }
 
+/*
+ * An http:// api_url sends the token, which is part of every request's
+ * path, as clear text: fine to a local Bot API server, worth a warning to
+ * anywhere else. The host is named, never the URL (it may hold a password).
+ */
+static void
+warn_plain_http(const struct loader *ld)
+{
+	const char *host = ld->cfg->api_url + 7, *at, *end;
+	char name[256];
+	struct in6_addr a6;
+	struct in_addr a4;
+	size_t n;
+
+	if (strncmp(ld->cfg->api_url, "http://", 7) != 0)
+		return;
+	n = strcspn(host, "/?#");		/* the authority */
+	if ((at = memrchr(host, '@', n)) != NULL) {	/* user:password@ */
+		n -= (size_t)(at + 1 - host);
+		host = at + 1;
+	}
+	if (*host == '[')
+		n = (end = memchr(host, ']', n)) != NULL ? (size_t)(end + 1 - host) : n;
+	else if ((end = memchr(host, ':', n)) != NULL)
+		n = (size_t)(end - host);
+	snprintf(name, sizeof(name), "%.*s", (int)n, host);
+	if (strcasecmp(name, "localhost") == 0 ||
+	    (inet_pton(AF_INET, name, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127))
+		return;
+	if (n >= 2 && name[0] == '[' && name[n - 1] == ']' && n < sizeof(name)) {
+		name[n - 1] = '\0';
+		if (inet_pton(AF_INET6, name + 1, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6))
+			return;
+		name[n - 1] = ']';
+	}
+	log_warn("%s:%d: [bot] api_url: http:// to %s, which is not a loopback "
+	    "address: the bot token crosses the network unencrypted; use https://",
+	    ld->file, ld->seen[config_key_find("bot", "api_url") - config_keys], name);
+}

@@ -1087,6 +1087,51 @@ test_relative_to_the_file(void **state)
 	rmdir("etc");
 }
 
+/* http:// to anywhere but loopback sends the token in clear: a warning. */
+static void
+test_api_url_warning(void **state)
+{
+	static const char *const quiet[] = {
+		"https://api.telegram.org", "https://10.0.0.1:8081", "http://127.0.0.1:8081",
+		"http://127.1.2.3", "http://localhost:8081/x", "http://LOCALHOST",
+		"http://[::1]:8081", "http://u:p@127.0.0.1",
+	};
+	static const struct { const char *url, *host; } loud[] = {
+		{ "http://api.telegram.org", "api.telegram.org" },
+		{ "http://10.0.0.1:8081", "10.0.0.1" },
+		{ "http://user:SECRETPW@192.168.1.9:81/", "192.168.1.9" },
+		{ "http://[2001:db8::1]:8081", "[2001:db8::1]" },
+		{ "http://localhost.example.org", "localhost.example.org" },
+		{ "http://127.0.0.1@evil.example", "evil.example" },
+	};
+	struct config *cfg;
+	char text[256], err[512], out[4096], want[256];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(quiet) / sizeof(quiet[0]); i++) {
+		snprintf(text, sizeof(text), H "[bot]\napi_url = %s\n", quiet[i]);
+		cfg = load_capturing(text, err, sizeof(err), out, sizeof(out));
+		if (cfg == NULL)
+			fail_msg("%s: %s", quiet[i], err);
+		if (out[0] != '\0')
+			fail_msg("%s: warned: %s", quiet[i], out);
+		config_free(cfg);
+	}
+	for (size_t i = 0; i < sizeof(loud) / sizeof(loud[0]); i++) {
+		snprintf(text, sizeof(text), H "[bot]\napi_url = %s\n", loud[i].url);
+		cfg = load_capturing(text, err, sizeof(err), out, sizeof(out));
+		if (cfg == NULL)
+			fail_msg("%s: %s", loud[i].url, err);
+		snprintf(want, sizeof(want), "bot.conf:4: [bot] api_url: http:// to %s, "
+		    "which is not a loopback address: the bot token crosses the network "
+		    "unencrypted; use https://\n", loud[i].host);
+		if (strstr(out, want) == NULL)
+			fail_msg("%s: logged \"%s\"", loud[i].url, out);
+		assert_null(strstr(out, "SECRETPW"));
+		config_free(cfg);
+	}
+}
+
 static void
 test_cannot_open(void **state)
 {
@@ -1359,6 +1404,7 @@ static const struct CMUnitTest others[] = {
 	cmocka_unit_test(test_runtime_directory),
 	cmocka_unit_test(test_token_warning),
 	cmocka_unit_test(test_relative_to_the_file),
+	cmocka_unit_test(test_api_url_warning),
 	cmocka_unit_test(test_cannot_open),
 	cmocka_unit_test(test_handler_unreadable),
 	cmocka_unit_test(test_line_length),
