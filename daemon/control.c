@@ -7,8 +7,6 @@
 #include "status.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,7 +50,7 @@ struct control {
 	struct event_base *base;
 	struct status_ops ops;
 	struct listener *listener;
-	struct log_rate refused;	/* "refusing another" lines */
+	struct log_rate refused;	/* log lines about refused connections */
 	char *path;
 	dev_t dev;
 	ino_t ino;
