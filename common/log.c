@@ -1,5 +1,7 @@
 /* Logging to stderr: levels, process role, journald priorities, secret redaction. */
 #include "log.h"
+#include "clock.h"
+#include "escape.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -133,6 +135,14 @@ void log_vmsg(enum log_level lvl, const char *fmt, va_list ap)
 		lg.journal = getenv("JOURNAL_STREAM") != NULL;
 	n = vsnprintf(raw, sizeof(raw), fmt, ap);
 	redact(raw, n >= (int)sizeof(raw), line, sizeof(line));
+	/*
+	 * Text from outside (a handler's message, an update's type, an API
+	 * error) must not start a line of its own: under journald "\n<0>..."
+	 * would be a second entry at any priority it likes. Redaction comes
+	 * first, so that escaping cannot split a secret it must find. (raw is
+	 * reused: fibers log from small stacks.)
+	 */
+	escape_text(raw, sizeof(raw), line, strlen(line));
 	if (lg.journal) {
 		n = snprintf(head, sizeof(head), "<%d>%s: ", (int)lvl, lg.role);
 	} else {
@@ -150,7 +160,7 @@ void log_vmsg(enum log_level lvl, const char *fmt, va_list ap)
 	/* One write per line keeps lines from several processes whole. */
 	{
 		char out[LOG_LINE_MAX + 128];
-		int m = snprintf(out, sizeof(out), "%.*s%s\n", n, head, line);
+		int m = snprintf(out, sizeof(out), "%.*s%s\n", n, head, raw);
 
 		if (m > (int)sizeof(out) - 1)
 			m = (int)sizeof(out) - 1;
@@ -168,6 +178,20 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 	va_start(ap, fmt);
 	log_vmsg(lvl, fmt, ap);
 	va_end(ap);
+}
+
+int log_rate_pass(struct log_rate *r, int64_t interval_ms, unsigned long *held)
+{
+	int64_t now = clock_ms();
+
+	if (r->next_ms != 0 && now < r->next_ms) {
+		r->held++;
+		return 0;
+	}
+	*held = r->held;
+	r->held = 0;
+	r->next_ms = now + interval_ms;
+	return 1;
 }
 
 void fatal_at(const char *func, const char *fmt, ...)

@@ -21,6 +21,8 @@ int units_parse_size(const char *s, int64_t *bytes);	/* "256k", "8m", "65536" */
 int units_parse_rate(const char *s, int64_t *n, int64_t *period_ms);	/* "30/s", "20/m" */
 /* yes/no, true/false, on/off, 1/0: 0 or -1. */
 int units_parse_bool(const char *s, int *out);
+/* What units_parse_bool() accepts, for messages. */
+#define UNITS_BOOL_ACCEPTED "yes, no, true, false, on, off, 1, 0"
 
 /* The shortest exact form: "5m", "30s", "250ms"; "8m", "256k", "100". */
 void units_say_duration(int64_t ms, char *buf, size_t len);

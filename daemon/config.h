@@ -108,8 +108,10 @@ struct config {
  * `err` (size errlen) of the form
  *   "FILE:LINE: [section] key: what is wrong (accepted: ...)"
  * (LINE is omitted for whole-file problems such as a missing handler key).
- * Relative `handler` and `journal.path` are resolved against the current
- * directory at load time and made absolute.
+ * Relative paths in the file are taken from the file's directory and made
+ * absolute; the journal and control socket defaults (no key) from the
+ * current directory. Logs a warning for a token in the file and for an
+ * http:// api_url to a host that is not loopback.
  */
 struct config *config_load(const char *path, char *err, size_t errlen)
 	__attribute__((warn_unused_result));

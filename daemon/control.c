@@ -2,12 +2,11 @@
 #include "control.h"
 #include "clock.h"
 #include "journal.h"
+#include "listener.h"
 #include "log.h"
 #include "status.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,10 +18,17 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <event2/listener.h>
 #include <jansson.h>
 
 #define MAX_CLIENTS 32
+/*
+ * Replies queued for one client: past OUT_HIGH its next requests wait
+ * (unread, so the kernel pushes back on it) until the output drains to
+ * OUT_LOW. A client that writes without reading costs this much, not a
+ * reply per request it sent.
+ */
+#define OUT_HIGH (256 * 1024)
+#define OUT_LOW (64 * 1024)
 /* A connection idle this long is closed. */
 #define IDLE_S 60
 /* How long a worker gets to answer a DUMP. */
@@ -35,6 +41,7 @@ struct client {
 	int wslot;
 	long wpid;
 	struct event *timer;	/* bounds the wait for a DUMP */
+	int eof;		/* the client sent all it will send */
 	int closing;		/* free once the output is written */
 	struct client *next, *prev;
 };
@@ -42,7 +49,8 @@ struct client {
 struct control {
 	struct event_base *base;
 	struct status_ops ops;
-	struct evconnlistener *lev;
+	struct listener *listener;
+	struct log_rate refused;	/* log lines about refused connections */
 	char *path;
 	dev_t dev;
 	ino_t ino;
@@ -51,12 +59,9 @@ struct control {
 	uint64_t next_req;
 };
 
-struct cmd {
-	const char *name;
-	/* A reply object (ok is added) or NULL with *err set; *async: no reply now. */
-	json_t *(*fn)(struct client *cl, const json_t *req, const char **err,
-	    int *async);
-};
+/* A reply object (ok is added) or NULL with *err set; *async: no reply now. */
+typedef json_t *cmd_fn(struct client *cl, const struct control_req *req,
+    const char **err, int *async);
 
 static void process(struct client *cl);
 
@@ -121,6 +126,7 @@ static void on_client_read(struct bufferevent *bev, void *arg)
 	process(arg);
 }
 
+/* The output drained to OUT_LOW or below (the write low-water mark). */
 static void on_client_write(struct bufferevent *bev, void *arg)
 {
 	struct client *cl = arg;
@@ -128,30 +134,41 @@ static void on_client_write(struct bufferevent *bev, void *arg)
 	if (cl->closing && cl->waiting == 0 &&
 	    evbuffer_get_length(bufferevent_get_output(bev)) == 0)
 		client_free(cl);
+	else if (!cl->closing)
+		process(cl);
 }
 
 static void on_client_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct client *cl = arg;
 
-	/* A client that shut down its side still gets the replies it asked for. */
-	if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) &&
-	    (cl->waiting != 0 || evbuffer_get_length(bufferevent_get_output(bev)) > 0)) {
-		cl->closing = 1;
+	/*
+	 * A client that shut down its side still gets the replies to every
+	 * whole line it sent; process() closes after the last one.
+	 */
+	if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR)) {
+		cl->eof = 1;
+		process(cl);
 		return;
 	}
 	client_free(cl);
 }
 
-static void on_accept(struct evconnlistener *lev, evutil_socket_t fd,
-    struct sockaddr *sa, int salen, void *arg)
+/*
+ * Past MAX_CLIENTS a connection is closed at once, so that tgrunctl says so
+ * rather than waiting in the backlog; the log says it once a minute at most.
+ */
+static void on_accept(void *arg, evutil_socket_t fd)
 {
 	struct control *c = arg;
 	struct timeval idle = { IDLE_S, 0 };
 	struct client *cl;
+	unsigned long held;
 
 	if (c->nclients >= MAX_CLIENTS) {
-		log_warn("control: %d connections open; refusing another", c->nclients);
+		if (log_rate_pass(&c->refused, 60000, &held))
+			log_warn("control: %d connections open; refusing more (%lu "
+			    "refused since the last line like this)", c->nclients, held);
 		close(fd);
 		return;
 	}
@@ -172,19 +189,15 @@ static void on_accept(struct evconnlistener *lev, evutil_socket_t fd,
 	bufferevent_setcb(cl->bev, on_client_read, on_client_write, on_client_event, cl);
 	/* Stop reading well past one line: a longer one is refused anyway. */
 	bufferevent_setwatermark(cl->bev, EV_READ, 0, 2 * CONTROL_MAX_LINE);
+	bufferevent_setwatermark(cl->bev, EV_WRITE, OUT_LOW, 0);
 	bufferevent_set_timeouts(cl->bev, &idle, &idle);
 	bufferevent_enable(cl->bev, EV_READ | EV_WRITE);
 }
 
-static void on_accept_error(struct evconnlistener *lev, void *arg)
-{
-	log_warn("control: accept: %s", strerror(errno));
-}
-
 /* ---- commands --------------------------------------------------------------- */
 
-static json_t *cmd_status(struct client *cl, const json_t *req, const char **err,
-    int *async)
+static json_t *cmd_status(struct client *cl, const struct control_req *req,
+    const char **err, int *async)
 {
 	struct control *c = cl->c;
 	struct status st;
@@ -238,8 +251,8 @@ static int64_t rss_bytes(pid_t pid)
 	return n == 2 ? (int64_t)resident * sysconf(_SC_PAGESIZE) : -1;
 }
 
-static json_t *cmd_workers(struct client *cl, const json_t *req, const char **err,
-    int *async)
+static json_t *cmd_workers(struct client *cl, const struct control_req *req,
+    const char **err, int *async)
 {
 	struct control *c = cl->c;
 	struct status st;
@@ -264,8 +277,8 @@ static json_t *cmd_workers(struct client *cl, const json_t *req, const char **er
 	return a ? json_pack("{s:o}", "workers", a) : NULL;
 }
 
-static json_t *cmd_reload(struct client *cl, const json_t *req, const char **err,
-    int *async)
+static json_t *cmd_reload(struct client *cl, const struct control_req *req,
+    const char **err, int *async)
 {
 	int r = cl->c->ops.reload(cl->c->ops.arg);
 
@@ -285,14 +298,14 @@ static json_t *set_paused(struct control *c, int paused)
 	return json_pack("{s:s}", "state", st.polling);
 }
 
-static json_t *cmd_pause(struct client *cl, const json_t *req, const char **err,
-    int *async)
+static json_t *cmd_pause(struct client *cl, const struct control_req *req,
+    const char **err, int *async)
 {
 	return set_paused(cl->c, 1);
 }
 
-static json_t *cmd_resume(struct client *cl, const json_t *req, const char **err,
-    int *async)
+static json_t *cmd_resume(struct client *cl, const struct control_req *req,
+    const char **err, int *async)
 {
 	return set_paused(cl->c, 0);
 }
@@ -331,33 +344,15 @@ static int on_dead_show(void *arg, const struct store_dead *d)
 	return 0;
 }
 
-/* "id": N, or "all" where `all_ok`. 0, or -1 with *err set. */
-static int dead_id(const json_t *req, int all_ok, int64_t *id, const char **err)
-{
-	const json_t *v = json_object_get(req, "id");
-
-	if (all_ok && json_is_string(v) && strcmp(json_string_value(v), "all") == 0) {
-		*id = STATUS_ALL;
-		return 0;
-	}
-	if (!json_is_integer(v) || json_integer_value(v) < 0) {
-		*err = all_ok ? "dead-letters: \"id\" must be an update id or \"all\"" :
-		    "dead-letters: \"id\" must be an update id";
-		return -1;
-	}
-	*id = json_integer_value(v);
-	return 0;
-}
-
-static json_t *cmd_dead(struct client *cl, const json_t *req, const char **err,
-    int *async)
+static json_t *cmd_dead(struct client *cl, const struct control_req *req,
+    const char **err, int *async)
 {
 	const struct status_ops *ops = &cl->c->ops;
-	const char *action = json_string_value(json_object_get(req, "action"));
+	int retry = req->action == CONTROL_DEAD_RETRY;
 	json_t *j = NULL;
-	int64_t id, n;
+	int64_t n;
 
-	if (action == NULL || strcmp(action, "list") == 0) {
+	if (req->action == CONTROL_DEAD_LIST) {
 		json_t *a = json_array();
 
 		if (a == NULL) {
@@ -370,31 +365,23 @@ static json_t *cmd_dead(struct client *cl, const json_t *req, const char **err,
 		}
 		return json_pack("{s:o}", "dead_letters", a);
 	}
-	if (strcmp(action, "show") == 0) {
-		if (dead_id(req, 0, &id, err) != 0)
-			return NULL;
-		n = ops->dead_show(ops->arg, id, on_dead_show, &j, err);
+	if (req->action == CONTROL_DEAD_SHOW) {
+		n = ops->dead_show(ops->arg, req->id, on_dead_show, &j, err);
 		if (n == 0)
 			*err = "no such dead letter";
 		return n == 1 && j ? json_pack("{s:o}", "dead_letter", j) : NULL;
 	}
-	if (strcmp(action, "retry") != 0 && strcmp(action, "drop") != 0) {
-		*err = "dead-letters: unknown action (accepted: list, show, retry, drop)";
-		return NULL;
-	}
-	if (dead_id(req, 1, &id, err) != 0)
-		return NULL;
-	n = action[0] == 'r' ? ops->dead_retry(ops->arg, id, err) :
-	    ops->dead_drop(ops->arg, id, err);
+	n = retry ? ops->dead_retry(ops->arg, req->id, err) :
+	    ops->dead_drop(ops->arg, req->id, err);
 	if (n < 0)
 		return NULL;
-	if (n == 0 && id != STATUS_ALL) {
+	if (n == 0 && req->id != STATUS_ALL) {
 		*err = "no such dead letter";
 		return NULL;
 	}
-	log_notice("control: %s %lld dead letter%s", action[0] == 'r' ? "retrying" :
-	    "dropped", (long long)n, n == 1 ? "" : "s");
-	return json_pack("{s:I}", action[0] == 'r' ? "retried" : "dropped", (json_int_t)n);
+	log_notice("control: %s %lld dead letter%s", retry ? "retrying" : "dropped",
+	    (long long)n, n == 1 ? "" : "s");
+	return json_pack("{s:I}", retry ? "retried" : "dropped", (json_int_t)n);
 }
 
 static void on_dump_timeout(evutil_socket_t fd, short what, void *arg)
@@ -406,49 +393,39 @@ static void on_dump_timeout(evutil_socket_t fd, short what, void *arg)
 	    DUMP_TIMEOUT_MS);
 	cl->waiting = 0;
 	reply_err(cl, msg);
-	if (cl->closing)
-		close_after_write(cl);
-	else
-		process(cl);
+	process(cl);
 }
 
-static json_t *cmd_fibers(struct client *cl, const json_t *req, const char **err,
-    int *async)
+static json_t *cmd_fibers(struct client *cl, const struct control_req *req,
+    const char **err, int *async)
 {
 	struct control *c = cl->c;
-	const json_t *v = json_object_get(req, "worker");
 	struct timeval tv = { DUMP_TIMEOUT_MS / 1000, (DUMP_TIMEOUT_MS % 1000) * 1000 };
 	pid_t pid;
 
-	if (!json_is_integer(v) || json_integer_value(v) < 0 ||
-	    json_integer_value(v) > INT_MAX) {
-		*err = "fibers: \"worker\" must be a worker slot number";
-		return NULL;
-	}
 	if (cl->timer == NULL &&
 	    (cl->timer = evtimer_new(c->base, on_dump_timeout, cl)) == NULL) {
 		*err = "out of memory";
 		return NULL;
 	}
-	if (c->ops.dump(c->ops.arg, (int)json_integer_value(v), ++c->next_req, &pid,
-	    err) != 0)
+	if (c->ops.dump(c->ops.arg, req->worker, ++c->next_req, &pid, err) != 0)
 		return NULL;
 	cl->waiting = c->next_req;
-	cl->wslot = (int)json_integer_value(v);
+	cl->wslot = req->worker;
 	cl->wpid = (long)pid;
 	evtimer_add(cl->timer, &tv);
 	*async = 1;
 	return NULL;
 }
 
-static const struct cmd cmds[] = {
-	{ "status", cmd_status },
-	{ "workers", cmd_workers },
-	{ "reload", cmd_reload },
-	{ "pause", cmd_pause },
-	{ "resume", cmd_resume },
-	{ "dead-letters", cmd_dead },
-	{ "fibers", cmd_fibers },
+static cmd_fn *const cmds[] = {
+	[CONTROL_STATUS] = cmd_status,
+	[CONTROL_WORKERS] = cmd_workers,
+	[CONTROL_RELOAD] = cmd_reload,
+	[CONTROL_PAUSE] = cmd_pause,
+	[CONTROL_RESUME] = cmd_resume,
+	[CONTROL_DEAD_LETTERS] = cmd_dead,
+	[CONTROL_FIBERS] = cmd_fibers,
 };
 
 void control_dump_answer(struct control *c, uint64_t req, const char *payload,
@@ -474,46 +451,22 @@ void control_dump_answer(struct control *c, uint64_t req, const char *payload,
 		reply_ok(cl, json_pack("{s:i, s:i, s:o}", "worker", cl->wslot, "pid",
 		    (int)cl->wpid, "fibers", a));
 	}
-	if (cl->closing)
-		close_after_write(cl);
-	else
-		process(cl);
+	process(cl);
 }
 
 static void handle_line(struct client *cl, const char *line, size_t len)
 {
-	const char *err = NULL, *name;
-	json_error_t je;
-	json_t *req, *res = NULL, *v;
-	int async = 0;
+	struct control_req req;
+	const char *err = NULL;
 	char msg[256];
-	size_t i;
+	json_t *res;
+	int async = 0;
 
-	req = json_loadb(line, len, JSON_REJECT_DUPLICATES, &je);
-	if (req == NULL) {
-		snprintf(msg, sizeof(msg), "not JSON: %s", je.text);
+	if (control_parse(line, len, &req, msg, sizeof(msg)) != 0) {
 		reply_err(cl, msg);
 		return;
 	}
-	v = json_object_get(req, "v");
-	name = json_string_value(json_object_get(req, "cmd"));
-	if (!json_is_object(req)) {
-		err = "a request is a JSON object {\"v\":1,\"cmd\":...}";
-	} else if (!json_is_integer(v) || json_integer_value(v) != CONTROL_VERSION) {
-		err = "unsupported protocol version (accepted: \"v\":1)";
-	} else if (name == NULL) {
-		err = "\"cmd\" missing or not a string";
-	} else {
-		for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
-			if (strcmp(name, cmds[i].name) == 0)
-				break;
-		if (i == sizeof(cmds) / sizeof(cmds[0]))
-			err = "unknown command (accepted: status, workers, reload, pause, "
-			    "resume, dead-letters, fibers)";
-		else
-			res = cmds[i].fn(cl, req, &err, &async);
-	}
-	json_decref(req);
+	res = cmds[req.cmd](cl, &req, &err, &async);
 	if (async)
 		return;
 	if (res != NULL)
@@ -522,20 +475,23 @@ static void handle_line(struct client *cl, const char *line, size_t len)
 		reply_err(cl, err ? err : "failed");
 }
 
-/* Handle whole lines while no reply is outstanding. */
+/* Handle whole lines while no reply is outstanding and the output has room. */
 static void process(struct client *cl)
 {
 	struct evbuffer *in = bufferevent_get_input(cl->bev);
+	struct evbuffer *out = bufferevent_get_output(cl->bev);
 	size_t n;
 	char *line;
 
-	while (cl->waiting == 0 && !cl->closing) {
+	while (cl->waiting == 0 && !cl->closing && evbuffer_get_length(out) < OUT_HIGH) {
 		line = evbuffer_readln(in, &n, EVBUFFER_EOL_LF);
 		if (line == NULL) {
-			if (evbuffer_get_length(in) <= CONTROL_MAX_LINE)
-				return;
-			reply_err(cl, "request line longer than 8192 bytes");
-			close_after_write(cl);
+			if (evbuffer_get_length(in) > CONTROL_MAX_LINE) {
+				reply_err(cl, "request line longer than 8192 bytes");
+				close_after_write(cl);
+			} else if (cl->eof) {
+				close_after_write(cl);
+			}
 			return;
 		}
 		if (n > CONTROL_MAX_LINE) {
@@ -626,15 +582,12 @@ struct control *control_new(struct event_base *base, const struct status_ops *op
 		c->dev = st.st_dev;
 		c->ino = st.st_ino;
 	}
-	c->lev = evconnlistener_new(base, on_accept, c,
-	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
-	if (c->lev == NULL) {
+	if ((c->listener = listener_new(base, fd, "control", 0, on_accept, c)) == NULL) {
 		snprintf(err, errlen, "control socket %s: cannot listen", path);
 		unlink(path);
 		close(fd);
 		goto fail;
 	}
-	evconnlistener_set_error_cb(c->lev, on_accept_error);
 	log_info("control: listening on %s", path);
 	return c;
 fail:
@@ -652,7 +605,7 @@ void control_free(struct control *c)
 		return;
 	while (c->clients != NULL)
 		client_free(c->clients);
-	evconnlistener_free(c->lev);
+	listener_free(c->listener);
 	/* A successor may have replaced it already: remove only our own. */
 	if (stat(c->path, &st) == 0 && st.st_dev == c->dev && st.st_ino == c->ino)
 		unlink(c->path);

@@ -21,6 +21,40 @@
 
 #include "status.h"
 
+enum control_cmd {
+	CONTROL_STATUS,
+	CONTROL_WORKERS,
+	CONTROL_RELOAD,
+	CONTROL_PAUSE,
+	CONTROL_RESUME,
+	CONTROL_DEAD_LETTERS,
+	CONTROL_FIBERS,
+};
+
+enum control_dead_action {
+	CONTROL_DEAD_LIST,
+	CONTROL_DEAD_SHOW,
+	CONTROL_DEAD_RETRY,
+	CONTROL_DEAD_DROP,
+};
+
+/* A request, checked. Members a command does not take are 0. */
+struct control_req {
+	enum control_cmd cmd;
+	enum control_dead_action action;	/* dead-letters; absent = list */
+	int64_t id;		/* dead-letters show: an update id; retry, drop: one
+				 * or STATUS_ALL */
+	int worker;		/* fibers: a worker slot */
+};
+
+/*
+ * Parse one request line of `len` bytes (without its newline) into *req.
+ * 0, or -1 with the error for the reply in `err`: what is wrong, and what
+ * is accepted. Members other than those above are ignored.
+ */
+int control_parse(const char *line, size_t len, struct control_req *req, char *err,
+    size_t errlen) __attribute__((warn_unused_result));
+
 struct event_base;
 struct control;
 

@@ -1,19 +1,14 @@
-/* Prometheus text metrics: counters, gauges and histograms served over evhttp. */
+/* Prometheus text metrics: counters, gauges and histograms, served by metrics_http.c. */
 #include "metrics.h"
 #include "clock.h"
-#include "log.h"
+#include "metrics_http.h"
 #include "wstats.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include <event2/buffer.h>
-#include <event2/http.h>
-#include <event2/util.h>
 
 /* Distinct methods counted by name; the rest is "other". */
 #define API_METHODS 128
@@ -34,7 +29,7 @@ struct histo {
 struct metrics {
 	struct event_base *base;
 	struct status_ops ops;
-	struct evhttp *http;
+	struct metrics_http *http;
 	struct {
 		char name[API_NAME];
 		uint64_t n[WS__COUNT];
@@ -59,8 +54,7 @@ void metrics_free(struct metrics *mt)
 {
 	if (mt == NULL)
 		return;
-	if (mt->http != NULL)
-		evhttp_free(mt->http);
+	metrics_http_free(mt->http);
 	free(mt);
 }
 
@@ -232,82 +226,12 @@ void metrics_render(struct metrics *mt, struct evbuffer *out)
 	    "Time from fetch to first dispatch to a worker.", &mt->dispatch);
 }
 
-static void on_request(struct evhttp_request *req, void *arg)
-{
-	struct metrics *mt = arg;
-	struct evbuffer *out;
-
-	if (evhttp_request_get_command(req) != EVHTTP_REQ_GET &&
-	    evhttp_request_get_command(req) != EVHTTP_REQ_HEAD) {
-		evhttp_send_error(req, 405, "only GET");
-		return;
-	}
-	if (strcmp(evhttp_request_get_uri(req), "/metrics") != 0 &&
-	    strncmp(evhttp_request_get_uri(req), "/metrics?", 9) != 0) {
-		evhttp_send_error(req, 404, "try /metrics");
-		return;
-	}
-	if ((out = evbuffer_new()) == NULL) {
-		evhttp_send_error(req, 500, "out of memory");
-		return;
-	}
-	metrics_render(mt, out);
-	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-	    "text/plain; version=0.0.4; charset=utf-8");
-	evhttp_send_reply(req, 200, "OK", out);
-	evbuffer_free(out);
-}
-
 int metrics_listen(struct metrics *mt, const char *listen, char *err, size_t errlen)
 {
-	struct evhttp_bound_socket *bs;
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-	char host[64], addr[INET6_ADDRSTRLEN];
-	const char *colon, *h = listen;
-	size_t hn;
-	int port;
-
-	if (*listen == '[') {
-		colon = strchr(listen, ']') + 1;
-		h = listen + 1;
-		hn = (size_t)(colon - 1 - h);
-	} else {
-		colon = strrchr(listen, ':');
-		hn = (size_t)(colon - listen);
-	}
-	snprintf(host, sizeof(host), "%.*s", (int)hn, h);
-	port = atoi(colon + 1);
-	mt->http = evhttp_new(mt->base);
-	if (mt->http == NULL) {
-		snprintf(err, errlen, "metrics: evhttp_new failed");
+	if (mt->http != NULL) {
+		snprintf(err, errlen, "metrics: already listening");
 		return -1;
 	}
-	evhttp_set_allowed_methods(mt->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
-	evhttp_set_max_headers_size(mt->http, 8192);
-	evhttp_set_max_body_size(mt->http, 0);
-	evhttp_set_timeout(mt->http, 10);
-	evhttp_set_gencb(mt->http, on_request, mt);
-	bs = evhttp_bind_socket_with_handle(mt->http, host, (ev_uint16_t)port);
-	if (bs == NULL) {
-		snprintf(err, errlen, "metrics: cannot listen on %s (%s)", listen,
-		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-		evhttp_free(mt->http);
-		mt->http = NULL;
-		return -1;
-	}
-	if (getsockname(evhttp_bound_socket_get_fd(bs), (struct sockaddr *)&ss, &sl) == 0) {
-		if (ss.ss_family == AF_INET6) {
-			struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-
-			inet_ntop(AF_INET6, &s6->sin6_addr, addr, sizeof(addr));
-			log_notice("metrics: listening on [%s]:%d", addr, ntohs(s6->sin6_port));
-		} else {
-			struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-
-			inet_ntop(AF_INET, &s4->sin_addr, addr, sizeof(addr));
-			log_notice("metrics: listening on %s:%d", addr, ntohs(s4->sin_port));
-		}
-	}
-	return 0;
+	mt->http = metrics_http_new(mt->base, mt, listen, err, errlen);
+	return mt->http != NULL ? 0 : -1;
 }

@@ -1,4 +1,4 @@
-/* Prometheus text metrics: counters, gauges and histograms served over evhttp. */
+/* Prometheus text metrics: counters, gauges and histograms, served over HTTP. */
 #ifndef TGRUN_METRICS_H
 #define TGRUN_METRICS_H
 
@@ -22,8 +22,8 @@ void metrics_free(struct metrics *mt);
 
 /*
  * Serve GET /metrics on `listen` ("HOST:PORT" or "[V6]:PORT"; port 0 picks a
- * free one) on the master's event base, and log the address bound. 0 or -1
- * with one line in `err`.
+ * free one) on the master's event base (metrics_http.h), and log the address
+ * bound. 0 or -1 with one line in `err`.
  */
 int metrics_listen(struct metrics *mt, const char *listen, char *err, size_t errlen)
 	__attribute__((warn_unused_result));

@@ -1,6 +1,7 @@
 /* tgrunctl: asks a running tgrund over its control socket and prints the answer. */
 #include "config.h"
 #include "control.h"
+#include "escape.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -183,11 +184,30 @@ static int exchange(const char *path, const char *line, char **reply)
 
 /* ---- human-readable output --------------------------------------------------- */
 
+/*
+ * `len` bytes of `s` fit for a terminal: an update's keys and a handler's
+ * error are outside text, and an escape sequence in them must not reach the
+ * screen. Valid until the 8th call after this one.
+ */
+static const char *safe(const char *s, size_t len)
+{
+	static char *ring[8];
+	static unsigned next;
+	char **slot = &ring[next++ % 8];
+
+	free(*slot);
+	/* An escape is at most 4 bytes per byte escaped. */
+	if ((*slot = malloc(4 * len + 1)) == NULL)
+		return "?";
+	escape_text(*slot, 4 * len + 1, s, len);
+	return *slot;
+}
+
 static const char *str(const json_t *o, const char *key)
 {
-	const char *s = json_string_value(json_object_get(o, key));
+	const json_t *v = json_object_get(o, key);
 
-	return s ? s : "-";
+	return json_is_string(v) ? safe(json_string_value(v), json_string_length(v)) : "-";
 }
 
 static long long num(const json_t *o, const char *key)
@@ -289,7 +309,11 @@ static void print_dead_one(const json_t *r)
 	    num(d, "update_id"), str(d, "type"), num(d, "attempts"), t, str(d, "error"));
 	body = json_dumps(json_object_get(d, "update"), JSON_INDENT(2) |
 	    JSON_ENCODE_ANY | JSON_SORT_KEYS);
-	printf("%s\n", body ? body : "");
+	/* Line by line: the indentation's newlines are the only ones left raw. */
+	for (const char *ln = body ? body : "", *nl; ln != NULL; ln = nl ? nl + 1 : NULL) {
+		nl = strchr(ln, '\n');
+		printf("%s\n", safe(ln, nl ? (size_t)(nl - ln) : strlen(ln)));
+	}
 	free(body);
 }
 
@@ -426,8 +450,8 @@ int main(int argc, char **argv)
 	}
 	r = json_loads(reply, 0, NULL);
 	if (!json_is_object(r)) {
-		fprintf(stderr, "tgrunctl: the daemon sent a reply that is not JSON: %.200s\n",
-		    reply);
+		fprintf(stderr, "tgrunctl: the daemon sent a reply that is not JSON: %s\n",
+		    safe(reply, strnlen(reply, 200)));
 		st = CTL_ERROR;
 	} else if (json) {
 		printf("%s\n", reply);

@@ -379,7 +379,11 @@ int tgrun_every(struct tgrun_bot *bot, double interval, tgrun_fn fn, void *arg);
 struct event_base;
 struct event_base *tgrun_event_base(struct tgrun_bot *bot);
 
-/* Log a line through the daemon's logger (level: 3 error .. 7 debug). */
+/*
+ * Log a line through the daemon's logger (level: 3 error .. 7 debug). It
+ * stays one line: newlines and other control characters in the text are
+ * written escaped (\n, \t, \xHH).
+ */
 void tgrun_log(struct tgrun_bot *bot, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 

@@ -2,9 +2,11 @@
  * echo_id.c - test handler: sends "u<update_id>" to the update's chat, so the
  * fake Bot API can check for loss, duplicates and order. Inline queries are
  * answered (the fake server matches them by id); updates without a chat are
- * done without a call. With [handler] tag = X the text is "u<id> X".
+ * done without a call. With [handler] tag = X the text is "u<id> X"; with
+ * log_text = yes a message's text is also logged (tgrun_log, as warning).
  */
 #include <stdio.h>
+#include <string.h>
 #include <tgrun.h>
 
 TGRUN_HANDLER;
@@ -12,10 +14,14 @@ TGRUN_HANDLER;
 int tgrun_handle(struct tgrun_ctx *ctx, const json_t *update)
 {
 	const char *tag = tgrun_config(tgrun_bot(ctx), "tag");
+	const char *log_text = tgrun_config(tgrun_bot(ctx), "log_text");
 	struct tgrun_error err;
 	char text[64];
 	json_t *res, *iq;
 
+	if (log_text != NULL && strcmp(log_text, "yes") == 0)
+		tgrun_log(tgrun_bot(ctx), 4, "echo_id: text: %s", json_string_value(
+		    json_object_get(json_object_get(update, "message"), "text")));
 	snprintf(text, sizeof(text), "u%lld%s%s", (long long)tgrun_update_id(ctx),
 	    tag ? " " : "", tag ? tag : "");
 	iq = json_object_get(update, "inline_query");

@@ -194,6 +194,32 @@ def test_dead_letters_list_show_retry_drop(fakeapi, tgrund):
     assert d.proc.alive()
 
 
+def test_tgrunctl_escapes_control_characters_of_updates(fakeapi, tgrund):
+    """An update's type key is outside text: tgrunctl shows its control
+    characters escaped, never as terminal escape sequences or extra lines."""
+    api = fakeapi()
+    d = tgrund(api, handler="crash", conf={"limits": {"max_attempts": 1}}).wait_ready()
+    evil = "\x1b]0;owned\x07\x1b[2J\nFAKE 1 message 9 x y\x7f\u009b"
+    msg = message(964, "#crash")["message"]
+    # The first key after update_id is what the dead letter calls its type.
+    r = api.push_updates([{evil: {"chat": msg["chat"]}, "message": msg}])
+    uid = r["first_id"]
+    assert wait_until(lambda: ctl_json(d, "status")["dead_letters"] == 1, 30)
+    assert ctl_json(d, "dead-letters", "list")["dead_letters"][0]["type"] == evil
+    shown = "\\x1b]0;owned\\x07\\x1b[2J\\nFAKE 1 message 9 x y\\x7f\\xc2\\x9b"
+    st, out, _ = ctl(d, "dead-letters", "list")
+    assert st == 0
+    for bad in ("\x1b", "\x07", "\x7f", "\u009b", "\r"):
+        assert bad not in out, repr(out)
+    assert len(out.splitlines()) == 2, repr(out)
+    assert shown in out, repr(out)
+    st, out, _ = ctl(d, "dead-letters", "show", uid)
+    assert st == 0
+    for bad in ("\x1b", "\x07", "\x7f", "\u009b"):
+        assert bad not in out, repr(out)
+    assert out.splitlines()[0] == "update:    %d (%s)" % (uid, shown), repr(out)
+
+
 def test_dead_letters_without_journal(fakeapi, tgrund):
     api = fakeapi()
     d = tgrund(api, conf={"journal": {"enabled": "no"}}).wait_ready()
@@ -226,6 +252,62 @@ def test_fibers_shows_a_sleeping_update(fakeapi, tgrund):
     assert st == 0 and str(uid) in out and "sleep" in out
     st, _, err = ctl(d, "fibers", 7)
     assert st == 1 and "no ready worker" in err
+
+
+# ---- clients that misbehave -------------------------------------------------------------------
+
+def vmrss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for ln in f:
+            if ln.startswith("VmRSS:"):
+                return int(ln.split()[1])
+    raise AssertionError("no VmRSS for pid %d" % pid)
+
+
+def test_client_that_writes_without_reading(fakeapi, tgrund):
+    """Replies to a client that does not read are bounded: the master stops
+    reading its requests instead of queueing a reply for each."""
+    api = fakeapi()
+    d = tgrund(api).wait_ready()
+    path = sock_path(d)
+    one = b'{"v":1,"cmd":"status"}\n'
+    rss0 = vmrss_kib(d.pid)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(path)
+    s.setblocking(False)
+    sent = blocked = 0
+    end = time.monotonic() + 4
+    while time.monotonic() < end:
+        try:
+            sent += s.send(one * 512)
+        except BlockingIOError:
+            blocked += 1
+            time.sleep(0.01)
+    grown = vmrss_kib(d.pid) - rss0
+    print("sent %d requests, the master grew by %d KiB" % (sent // len(one), grown))
+    assert blocked > 0, "the master read every request it was sent"
+    assert grown < 20 * 1024, "the master grew by %d KiB" % grown
+    # Others are still served meanwhile.
+    r = request(path, {"v": 1, "cmd": "status"})
+    assert r["ok"] and r["state"] == "polling"
+    # Requests were held back, not dropped: reading gets a reply to each whole
+    # line, in order, even after the client shut down its side.
+    s.setblocking(True)
+    s.settimeout(30)
+    s.shutdown(socket.SHUT_WR)
+    want = sent // len(one)
+    got = 0
+    tail = b""
+    while True:
+        chunk = s.recv(1 << 20)
+        if not chunk:
+            break
+        got += chunk.count(b"\n")
+        tail = (tail + chunk)[-4096:]
+    s.close()
+    assert got == want, (got, want)
+    assert json.loads(tail.split(b"\n")[-2])["ok"] is True
+    assert d.proc.alive()
 
 
 # ---- tgrunctl itself ---------------------------------------------------------------------------

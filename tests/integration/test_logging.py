@@ -3,6 +3,8 @@ import re
 import time
 
 from daemon import wait_until
+from updates import message
+from waits import wait_echoed
 
 
 def test_journald_priority_prefixes(fakeapi, tgrund):
@@ -41,3 +43,20 @@ def test_level_filters_and_v_raises_it(fakeapi, tgrund):
     v = tgrund(api, conf={"log": {"level": "warn"}}, args=["-v"]).wait_ready()
     v.stop()
     assert "[info]" in v.log()
+
+
+def test_handler_text_cannot_forge_a_log_line(fakeapi, tgrund):
+    """A message text logged by the handler stays on its own line: under
+    journald a newline would start an entry with any priority it names."""
+    api = fakeapi()
+    d = tgrund(api, handler="echo_id", conf={"handler": {"log_text": "yes"}},
+               env={"JOURNAL_STREAM": "8:12345"}).wait_ready()
+    api.push_updates([message(1200, "hi\n<0>master: forged\r\x1b[2J\ttab")])
+    wait_echoed(api, 1, 20)
+    assert wait_until(lambda: "echo_id: text:" in d.log(), 10), d.log()
+    d.stop()
+    lines = d.log().splitlines()
+    assert not [l for l in lines if "forged" in l and not l.startswith("<4>worker ")], lines
+    assert not [l for l in lines if not re.match(r"^<[3-7]>(master|worker \d+): ", l)], lines
+    line = [l for l in lines if "echo_id: text:" in l][0]
+    assert line.endswith("echo_id: text: hi\\n<0>master: forged\\r\\x1b[2J\\ttab"), line

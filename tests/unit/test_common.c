@@ -1,4 +1,4 @@
-/* Unit tests for small common modules: u64map, backoff, log redaction, token syntax. */
+/* Unit tests for small common modules: u64map, backoff, log redaction and escaping, token syntax. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +11,7 @@
 
 #include "backoff.h"
 #include "botapi.h"
+#include "escape.h"
 #include "log.h"
 #include "u64map.h"
 
@@ -192,6 +193,84 @@ static void test_log_keeps_many_secrets(void **state)
 	assert_non_null(strstr(out, "a <redacted> b <redacted> c"));
 }
 
+/* One log call is one line: what a handler or the Bot API sends cannot forge another. */
+static void test_log_escapes_control_characters(void **state)
+{
+	static const struct {
+		const char *name, *in, *want;
+	} cases[] = {
+		{ "newline and a forged journald prefix", "hi\n<0>master: forged",
+		    "hi\\n<0>master: forged" },
+		{ "carriage return", "a\rb", "a\\rb" },
+		{ "tab", "a\tb", "a\\tb" },
+		{ "escape sequence", "\x1b[2J\x1b]0;title\x07", "\\x1b[2J\\x1b]0;title\\x07" },
+		{ "other C0 and DEL", "\x01\x1f\x7f", "\\x01\\x1f\\x7f" },
+		{ "UTF-8 kept", "h\xc3\xa9llo \xe2\x9c\x93 \xf0\x9f\x99\x82",
+		    "h\xc3\xa9llo \xe2\x9c\x93 \xf0\x9f\x99\x82" },
+		{ "C1 control (CSI)", "a\xc2\x9b" "2Jb", "a\\xc2\\x9b" "2Jb" },
+		{ "NEL", "a\xc2\x85z", "a\\xc2\\x85z" },
+		{ "stray bytes", "a\xff\xfe\x80z", "a\\xff\\xfe\\x80z" },
+		{ "overlong slash", "\xc0\xaf", "\\xc0\\xaf" },
+		{ "surrogate", "\xed\xa0\x80", "\\xed\\xa0\\x80" },
+		{ "past U+10FFFF", "\xf4\x90\x80\x80", "\\xf4\\x90\\x80\\x80" },
+		{ "cut sequence", "ab\xe2\x9c", "ab\\xe2\\x9c" },
+		{ "backslash kept", "C:\\dir \\n", "C:\\dir \\n" },
+	};
+	const char *out, *body;
+
+	log_init("test", -1);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		out = logged("[%s]", cases[i].in);
+		body = strstr(out, "test: [");
+		if (body == NULL || strncmp(body + 7, cases[i].want, strlen(cases[i].want)) != 0 ||
+		    strcmp(body + 7 + strlen(cases[i].want), "]\n") != 0)
+			fail_msg("%s: logged %s", cases[i].name, out);
+		assert_ptr_equal(strchr(out, '\n'), out + strlen(out) - 1);
+	}
+}
+
+/* Escaping comes after redaction, and a long line is cut between escapes. */
+static void test_log_escaping_with_secrets_and_at_the_limit(void **state)
+{
+	static char line[4200];
+	const char *out;
+	size_t len;
+
+	log_init("test", -1);
+	log_add_secret("555:ESCAPEDsecret");
+	out = logged("a\n555:ESCAPEDsecret\nb");
+	assert_null(strstr(out, "ESCAPED"));
+	assert_non_null(strstr(out, "a\\n<redacted>\\nb\n"));
+
+	memset(line, '\x01', sizeof(line) - 1);
+	line[sizeof(line) - 1] = '\0';
+	out = logged("%s", line);
+	len = strlen(out);
+	assert_ptr_equal(strchr(out, '\n'), out + len - 1);
+	assert_true(len > 4000 && len < 4096 + 128);
+	/* Whole escapes only: the line ends with "\x01\n". */
+	assert_string_equal(out + len - 5, "\\x01\n");
+}
+
+static void test_escape_text_capacity(void **state)
+{
+	char out[8];
+
+	/* "\x01" takes 4 bytes: a second one and the NUL would need 9. */
+	assert_int_equal(escape_text(out, sizeof(out), "\x01\x01", 2), 4);
+	assert_string_equal(out, "\\x01");
+	assert_int_equal(escape_text(out, sizeof(out), "abcdefghij", 10), 7);
+	assert_string_equal(out, "abcdefg");
+	/* A 4-byte character that does not fit whole is left out. */
+	assert_int_equal(escape_text(out, sizeof(out), "abcde\xf0\x9f\x99\x82", 9), 5);
+	assert_string_equal(out, "abcde");
+	assert_int_equal(escape_text(out, 1, "abc", 3), 0);
+	assert_string_equal(out, "");
+	/* Embedded NUL bytes are escaped, not an end. */
+	assert_int_equal(escape_text(out, sizeof(out), "a\0b", 3), 6);
+	assert_string_equal(out, "a\\x00b");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -202,6 +281,9 @@ int main(void)
 		cmocka_unit_test(test_log_redacts_secret),
 		cmocka_unit_test(test_log_redaction_at_the_line_limit),
 		cmocka_unit_test(test_log_keeps_many_secrets),
+		cmocka_unit_test(test_log_escapes_control_characters),
+		cmocka_unit_test(test_log_escaping_with_secrets_and_at_the_limit),
+		cmocka_unit_test(test_escape_text_capacity),
 	};
 	return cmocka_run_group_tests_name("common", tests, NULL, NULL);
 }

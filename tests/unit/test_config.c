@@ -912,12 +912,15 @@ test_name_from_file(void **state)
 	unlink("plainfile");
 
 	assert_int_equal(mkdir("sub", 0700), 0);
+	/* The handler is found next to the file (test_relative_to_the_file). */
+	write_file("sub/h.so", "\x7f" "ELF", 4);
 	load_ok("sub/inner.conf", "[bot]\nname = other\n" H, &cfg);
 	assert_string_equal(cfg->name, "other");
 	assert_string_equal(cfg->path, cwd_join("sub/inner.conf"));
 	assert_string_equal(cfg->journal_path, cwd_join("other.journal.db"));
 	config_free(cfg);
 	unlink("sub/inner.conf");
+	unlink("sub/h.so");
 	rmdir("sub");
 
 	write_file(".conf", H, strlen(H));
@@ -1030,6 +1033,103 @@ test_token_warning(void **state)
 	assert_null(cfg);
 	assert_null(strstr(err, "SECRETTOKEN"));
 	assert_string_equal(out, "");
+}
+
+/*
+ * Relative paths in a file are taken from its directory, whatever the
+ * current directory; the defaults (no key) stay in the current directory.
+ */
+static void
+test_relative_to_the_file(void **state)
+{
+	static const char text[] = "[workers]\nhandler = h.so\n"
+	    "[bot]\ntoken_file = ./tok\n"
+	    "[journal]\npath = ../up.db\n"
+	    "[control]\nsocket = run/c.sock\n"
+	    "[api]\nca_file = ca.pem\nca_path = .\n";
+	struct config *cfg;
+	char path[PATH_MAX + 64], want[PATH_MAX + 64];
+
+	(void)state;
+	assert_int_equal(mkdir("etc", 0700), 0);
+	write_file("etc/h.so", "\x7f" "ELF", 4);
+	write_file("etc/ca.pem", "-", 1);
+	load_ok("etc/rel.conf", text, &cfg);
+	snprintf(want, sizeof(want), "%s", cwd_join("etc/h.so"));
+	assert_string_equal(cfg->handler, want);
+	assert_string_equal(cfg->token_file, cwd_join("etc/tok"));
+	assert_string_equal(cfg->journal_path, cwd_join("etc/../up.db"));
+	assert_string_equal(cfg->control_socket, cwd_join("etc/run/c.sock"));
+	assert_string_equal(cfg->api_ca_file, cwd_join("etc/ca.pem"));
+	assert_string_equal(cfg->api_ca_path, cwd_join("etc/."));
+	config_free(cfg);
+
+	/* The same from elsewhere: the file's directory counts, not the cwd. */
+	snprintf(path, sizeof(path), "%s", cwd_join("etc/rel.conf"));
+	assert_int_equal(chdir("/"), 0);
+	cfg = config_load(path, want, sizeof(want));
+	assert_int_equal(chdir(tmpdir), 0);
+	if (cfg == NULL)
+		fail_msg("%s", want);
+	assert_string_equal(cfg->handler, cwd_join("etc/h.so"));
+	assert_string_equal(cfg->control_socket, cwd_join("etc/run/c.sock"));
+	config_free(cfg);
+
+	/* A file in the cwd without the keys: defaults in the cwd. */
+	load_ok("etc/def.conf", "[workers]\nhandler = h.so\n", &cfg);
+	assert_string_equal(cfg->journal_path, cwd_join("def.journal.db"));
+	assert_string_equal(cfg->control_socket, cwd_join("def.control.sock"));
+	config_free(cfg);
+	unlink("etc/def.conf");
+	unlink("etc/rel.conf");
+	unlink("etc/ca.pem");
+	unlink("etc/h.so");
+	rmdir("etc");
+}
+
+/* http:// to anywhere but loopback sends the token in clear: a warning. */
+static void
+test_api_url_warning(void **state)
+{
+	static const char *const quiet[] = {
+		"https://api.telegram.org", "https://10.0.0.1:8081", "http://127.0.0.1:8081",
+		"http://127.1.2.3", "http://localhost:8081/x", "http://LOCALHOST",
+		"http://[::1]:8081", "http://u:p@127.0.0.1",
+	};
+	static const struct { const char *url, *host; } loud[] = {
+		{ "http://api.telegram.org", "api.telegram.org" },
+		{ "http://10.0.0.1:8081", "10.0.0.1" },
+		{ "http://user:SECRETPW@192.168.1.9:81/", "192.168.1.9" },
+		{ "http://[2001:db8::1]:8081", "[2001:db8::1]" },
+		{ "http://localhost.example.org", "localhost.example.org" },
+		{ "http://127.0.0.1@evil.example", "evil.example" },
+	};
+	struct config *cfg;
+	char text[256], err[512], out[4096], want[256];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(quiet) / sizeof(quiet[0]); i++) {
+		snprintf(text, sizeof(text), H "[bot]\napi_url = %s\n", quiet[i]);
+		cfg = load_capturing(text, err, sizeof(err), out, sizeof(out));
+		if (cfg == NULL)
+			fail_msg("%s: %s", quiet[i], err);
+		if (out[0] != '\0')
+			fail_msg("%s: warned: %s", quiet[i], out);
+		config_free(cfg);
+	}
+	for (size_t i = 0; i < sizeof(loud) / sizeof(loud[0]); i++) {
+		snprintf(text, sizeof(text), H "[bot]\napi_url = %s\n", loud[i].url);
+		cfg = load_capturing(text, err, sizeof(err), out, sizeof(out));
+		if (cfg == NULL)
+			fail_msg("%s: %s", loud[i].url, err);
+		snprintf(want, sizeof(want), "bot.conf:4: [bot] api_url: http:// to %s, "
+		    "which is not a loopback address: the bot token crosses the network "
+		    "unencrypted; use https://\n", loud[i].host);
+		if (strstr(out, want) == NULL)
+			fail_msg("%s: logged \"%s\"", loud[i].url, out);
+		assert_null(strstr(out, "SECRETPW"));
+		config_free(cfg);
+	}
 }
 
 static void
@@ -1303,6 +1403,8 @@ static const struct CMUnitTest others[] = {
 	cmocka_unit_test(test_state_directory),
 	cmocka_unit_test(test_runtime_directory),
 	cmocka_unit_test(test_token_warning),
+	cmocka_unit_test(test_relative_to_the_file),
+	cmocka_unit_test(test_api_url_warning),
 	cmocka_unit_test(test_cannot_open),
 	cmocka_unit_test(test_handler_unreadable),
 	cmocka_unit_test(test_line_length),
