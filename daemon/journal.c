@@ -53,7 +53,9 @@ static const char *const stmt_sql[ST_MAX] = {
 	    " VALUES (?1, ?2, 0, ?3) ON CONFLICT(update_id) DO NOTHING",
 	[ST_SET_OFFSET] = "INSERT INTO meta(key, value) VALUES ('offset', ?1)"
 	    " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-	[ST_GET_OFFSET] = "SELECT value FROM meta WHERE key = 'offset'",
+	[ST_GET_OFFSET] = "SELECT max(coalesce((SELECT value FROM meta WHERE key = 'offset'), 0),"
+	    " coalesce((SELECT max(update_id) FROM updates), -1) + 1,"
+	    " coalesce((SELECT max(update_id) FROM dead), -1) + 1)",
 	[ST_DELETE] = "DELETE FROM updates WHERE update_id = ?1",
 	[ST_SET_ATTEMPT] = "UPDATE updates SET attempt = ?2 WHERE update_id = ?1",
 	[ST_REPLAY] = "SELECT update_id, body, attempt FROM updates ORDER BY update_id",
@@ -98,6 +100,13 @@ struct journal {
 	int cur_sync;			/* level in effect, -1 unknown */
 	sqlite3_stmt *st[ST_MAX];
 	int64_t nrows;			/* rows in `updates`, kept in step with commits */
+	/*
+	 * The offset of the last batch, written to `meta` with the next
+	 * completions rather than with every batch: until then the batch's own
+	 * rows say it (journal_offset() takes the highest id + 1).
+	 */
+	int64_t offset;
+	int offset_unsaved;
 	/* Completions not yet deleted; kept whole until a flush commits. */
 	int64_t *done;
 	size_t ndone, done_cap;
@@ -620,11 +629,22 @@ int journal_add_batch(struct journal *j, const struct store_rec *recs,
 			goto fail;
 		added += sqlite3_changes(j->db);
 	}
-	sqlite3_bind_int64(j->st[ST_SET_OFFSET], 1, next_offset);
-	if (run(j, ST_SET_OFFSET, "store offset %lld", (long long)next_offset) == -1)
-		goto fail;
+	/*
+	 * One page fewer per commit: a batch's rows imply its offset, which
+	 * goes to `meta` with the next completions. Without rows, write it now.
+	 */
+	if (n == 0) {
+		sqlite3_bind_int64(j->st[ST_SET_OFFSET], 1, next_offset);
+		if (run(j, ST_SET_OFFSET, "store offset %lld",
+		    (long long)next_offset) == -1)
+			goto fail;
+	}
 	if (tx_commit(j) == -1)
 		goto fail;
+	if (next_offset > j->offset || n == 0) {
+		j->offset = next_offset;
+		j->offset_unsaved = n > 0;
+	}
 	/* The body pointers belong to the caller. */
 	sqlite3_clear_bindings(ins);
 	j->nrows += added;
@@ -652,6 +672,8 @@ int journal_offset(struct journal *j, int64_t *out)
 		*out = sqlite3_column_int64(st, 0);
 	else if (rc == SQLITE_DONE)
 		*out = 0;
+	if (rc == SQLITE_ROW && j->offset > *out)
+		*out = j->offset;
 	else
 		fail(j, "sqlite3_step", "read offset");
 	sqlite3_reset(st);
@@ -706,8 +728,15 @@ int journal_flush(struct journal *j)
 			goto fail;
 		deleted += sqlite3_changes(j->db);
 	}
+	/* The rows that implied the offset may go now: keep it in `meta`. */
+	if (j->offset_unsaved) {
+		sqlite3_bind_int64(j->st[ST_SET_OFFSET], 1, j->offset);
+		if (run(j, ST_SET_OFFSET, "store offset %lld", (long long)j->offset) == -1)
+			goto fail;
+	}
 	if (tx_commit(j) == -1)
 		goto fail;
+	j->offset_unsaved = 0;
 	j->nrows -= deleted;
 	j->ndone = 0;
 	ok(j);

@@ -650,6 +650,39 @@ static void test_second_open_refused(void **state)
 	assert_open_fails(tmpdir, "is a directory");
 }
 
+/*
+ * A batch's commit writes its rows only; its offset follows from them, and
+ * goes to `meta` with the next completions, in the same transaction as the
+ * deletes that take those rows away.
+ */
+static void test_offset_follows_the_rows(void **state)
+{
+	const char *p = tpath(0, "offset.db");
+	struct journal *j = jopen(p, CFG_SYNC_FULL);
+
+	add(j, (int64_t[]){ 5, 6 }, 2, 7, 2);
+	assert_int_equal(offset_of(j), 7);
+	journal_close(j);		/* nothing flushed: the rows say 7 */
+	j = jopen(p, CFG_SYNC_FULL);
+	assert_int_equal(offset_of(j), 7);
+	add(j, (int64_t[]){ 9 }, 1, 10, 1);
+	assert_int_equal(journal_done(j, 5), 0);
+	assert_int_equal(journal_done(j, 6), 0);
+	assert_int_equal(journal_done(j, 9), 0);
+	assert_int_equal(journal_flush(j), 0);
+	assert_int_equal(journal_count(j), 0);
+	journal_close(j);		/* no rows left: meta says 10 */
+	j = jopen(p, CFG_SYNC_FULL);
+	assert_int_equal(offset_of(j), 10);
+	/* A dead letter keeps its id: it still counts. */
+	add(j, (int64_t[]){ 20 }, 1, 21, 1);
+	assert_int_equal(journal_dead_letter(j, 20, 3, "x"), 0);
+	journal_close(j);
+	j = jopen(p, CFG_SYNC_FULL);
+	assert_int_equal(offset_of(j), 21);
+	journal_close(j);
+}
+
 /* A symbolic link where the journal should be is refused, not followed. */
 static void test_symlink_refused(void **state)
 {
@@ -964,6 +997,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_open_creates_schema),
 		cmocka_unit_test(test_symlink_refused),
+		cmocka_unit_test(test_offset_follows_the_rows),
 		cmocka_unit_test(test_reopen_keeps_data),
 		cmocka_unit_test(test_batch_and_offset_together),
 		cmocka_unit_test(test_duplicates_ignored),
