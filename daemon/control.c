@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/queue.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -43,7 +44,7 @@ struct client {
 	struct event *timer;	/* bounds the wait for a DUMP */
 	int eof;		/* the client sent all it will send */
 	int closing;		/* free once the output is written */
-	struct client *next, *prev;
+	LIST_ENTRY(client) link;	/* in c->clients */
 };
 
 struct control {
@@ -54,7 +55,7 @@ struct control {
 	char *path;
 	dev_t dev;
 	ino_t ino;
-	struct client *clients;
+	LIST_HEAD(, client) clients;
 	int nclients;
 	uint64_t next_req;
 };
@@ -71,12 +72,7 @@ static void client_free(struct client *cl)
 {
 	struct control *c = cl->c;
 
-	if (cl->prev)
-		cl->prev->next = cl->next;
-	else
-		c->clients = cl->next;
-	if (cl->next)
-		cl->next->prev = cl->prev;
+	LIST_REMOVE(cl, link);
 	c->nclients--;
 	if (cl->timer)
 		event_free(cl->timer);
@@ -181,10 +177,7 @@ static void on_accept(void *arg, evutil_socket_t fd)
 		return;
 	}
 	cl->c = c;
-	cl->next = c->clients;
-	if (c->clients)
-		c->clients->prev = cl;
-	c->clients = cl;
+	LIST_INSERT_HEAD(&c->clients, cl, link);
 	c->nclients++;
 	bufferevent_setcb(cl->bev, on_client_read, on_client_write, on_client_event, cl);
 	/* Stop reading well past one line: a longer one is refused anyway. */
@@ -436,7 +429,7 @@ void control_dump_answer(struct control *c, uint64_t req, const char *payload,
 
 	if (c == NULL || req == 0)
 		return;
-	for (cl = c->clients; cl; cl = cl->next)
+	LIST_FOREACH(cl, &c->clients, link)
 		if (cl->waiting == req)
 			break;
 	if (cl == NULL)
@@ -576,6 +569,7 @@ struct control *control_new(struct event_base *base, const struct status_ops *op
 	}
 	c->base = base;
 	c->ops = *ops;
+	LIST_INIT(&c->clients);
 	if ((fd = listen_unix(path, err, errlen)) < 0)
 		goto fail;
 	if (stat(path, &st) == 0) {
@@ -603,8 +597,8 @@ void control_free(struct control *c)
 
 	if (c == NULL)
 		return;
-	while (c->clients != NULL)
-		client_free(c->clients);
+	while (!LIST_EMPTY(&c->clients))
+		client_free(LIST_FIRST(&c->clients));
 	listener_free(c->listener);
 	/* A successor may have replaced it already: remove only our own. */
 	if (stat(c->path, &st) == 0 && st.st_dev == c->dev && st.st_ino == c->ino)
