@@ -23,6 +23,11 @@
 #define SEQ_MIN_BITS 4
 #define SEQ_MIN_CAP ((size_t)1 << SEQ_MIN_BITS)
 
+/*
+ * One key's FIFO. Its links are written out by hand, not <sys/queue.h>: a
+ * slot moves when the table grows or shrinks, and a TAILQ head cannot move
+ * (its first node points back into it).
+ */
 struct seq_slot {
 	uint64_t key;
 	struct seq_node *head, *tail;	/* head == NULL: empty slot */
