@@ -1,5 +1,7 @@
 """Running a private tgrund against a fake Bot API in a test's temporary directory."""
+import json
 import os
+import subprocess
 
 from procs import Proc, TEST_TOKEN
 from waits import wait_until  # noqa: F401 (re-exported)
@@ -77,6 +79,15 @@ class Tgrund:
 
     def log(self):
         return self.proc.log()
+
+    def status(self):
+        """`tgrunctl --json status`: its counters (in_flight, done, ...) and state."""
+        p = subprocess.run([os.path.join(self.build, "tgrunctl"), "-c", self.conf_path,
+                            "--json", "status"], cwd=self.dir, env=self.env,
+                           capture_output=True, text=True, timeout=20)
+        assert p.returncode == 0, "tgrunctl status: %d %s%s" % (p.returncode, p.stdout,
+                                                                p.stderr)
+        return json.loads(p.stdout)
 
     def stop(self, timeout=20):
         return self.proc.stop(timeout) if self.proc else None

@@ -123,18 +123,34 @@ def test_reload_bumps_generation(fakeapi, tgrund):
     assert st == 0 and out.startswith("reload ")
 
 
+def no_poll_in_flight(d, api, t):
+    """Whether the daemon, paused after time.monotonic() `t`, has no getUpdates
+    left: it took in a poll's answer after `t` (its clock is CLOCK_MONOTONIC
+    too, in whole ms), so any poll it sent before the pause has ended, and
+    the fake API holds no call."""
+    now = time.monotonic()
+    since = ctl_json(d, "status")["since_last_poll_s"]
+    if since is None or since + 0.002 >= now - t:
+        return False
+    s = api.stats()
+    return sum(s["calls"].values()) == sum(s["responses"].values())
+
+
 def test_pause_and_resume_polling(fakeapi, tgrund):
     api = fakeapi()
     d = tgrund(api, conf={"poll": {"timeout": "1s"}}).wait_ready()
+    t0 = time.monotonic()
     st, out, _ = ctl(d, "pause")
     assert st == 0 and out.strip() == "paused (control)"
     assert ctl_json(d, "status")["state"] == "paused (control)"
     # The long poll in flight ends within [poll] timeout (1 s); none follows.
-    time.sleep(1.3)
+    wait_until(lambda: no_poll_in_flight(d, api, t0), 10,
+               what="the end of the long poll in flight at the pause")
     before = get_updates_calls(api)
     api.push_updates([message(950, "while paused")])
-    # A negative window: unpaused, the next poll would come at once.
-    time.sleep(1.5)
+    # A negative window: unpaused, the next poll would have gone out with the
+    # answer we just saw taken in, and the update would be echoed at once.
+    time.sleep(0.5)
     assert get_updates_calls(api) == before, "getUpdates called while paused"
     assert api.stats()["echoed"] == 0
     st, out, _ = ctl(d, "resume")

@@ -1,6 +1,5 @@
 """Log format: journald priorities, readable lines with roles and slots, levels."""
 import re
-import time
 
 from daemon import wait_until
 from updates import message
@@ -36,7 +35,9 @@ def test_level_filters_and_v_raises_it(fakeapi, tgrund):
     d = tgrund(api, conf={"log": {"level": "warn"}})
     # "workers ready" is a notice: filtered out; wait for the workers instead.
     assert wait_until(lambda: len(d.worker_pids()) == 2, 15)
-    time.sleep(1)
+    # Polling begins right after "workers ready" would be logged.
+    wait_until(lambda: api.stats()["calls"].get("getUpdates", 0) >= 1, 15,
+               what="the first getUpdates")
     assert d.stop() == 0
     assert "workers ready" not in d.log()
     assert "[info]" not in d.log() and "[notice]" not in d.log()

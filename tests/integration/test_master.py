@@ -110,11 +110,13 @@ def test_polling_pauses_at_max_pending(fakeapi, tgrund):
     tgrund(api, handler="slow", conf={"workers": {"count": 2},
                                       "limits": {"max_pending": 20}})
     samples = []
-    end = time.monotonic() + 6
-    while time.monotonic() < end:
+
+    def sample():
         s = api.stats()
         samples.append(s["handed_out"] - s["echoed"])
-        time.sleep(0.1)
+        return s["echoed"] >= 200
+    # Sampled every 0.1 s over the whole run, until the last update is echoed.
+    wait_until(sample, 60, interval=0.1, what="all 200 updates echoed")
     assert max(samples) <= 20, "more than max_pending updates were fetched: %r" % samples
     assert max(samples) >= 15, "the pending window was not used: %r" % samples
 
@@ -197,7 +199,7 @@ def test_sigterm_drains_in_flight_work(fakeapi, tgrund):
     d = tgrund(api, handler="slow", conf={"workers": {"count": 2}}).wait_ready()
     r = api.push_updates([message(8001, "sleep 2"), message(8002, "sleep 2")])
     api.wait_stats(lambda s: s["handed_out"] >= 2, 10)
-    time.sleep(0.5)
+    wait_until(lambda: d.status()["in_flight"] == 2, 10, what="both updates in the workers")
     t0 = time.monotonic()
     d.proc.signal(signal.SIGTERM)
     assert d.wait_exit(20) == 0
@@ -247,7 +249,7 @@ def test_shutdown_timeout_bounds_the_stop(fakeapi, tgrund):
     d = tgrund(api, handler="slow", conf={"limits": {"shutdown_timeout": "1s"}}).wait_ready()
     api.push_updates([message(9101, "sleep 30")])
     api.wait_stats(lambda s: s["handed_out"] >= 1, 10)
-    time.sleep(0.3)
+    wait_until(lambda: d.status()["in_flight"] == 1, 10, what="the update in a worker")
     t0 = time.monotonic()
     d.proc.signal(signal.SIGTERM)
     assert d.wait_exit(15) == 0

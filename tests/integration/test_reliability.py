@@ -18,6 +18,19 @@ def texts(api, since=0):
     return [(c["t_ms"], c["params"].get("text", "")) for c in api.calls("sendMessage", since)]
 
 
+def wait_tagged(api, tag, since=0, timeout=30):
+    """The seq of the first sendMessage after call `since` that ends with " <tag>"."""
+    last = [since]
+
+    def find():
+        for c in api.calls("sendMessage", last[0]):
+            last[0] = c["seq"]
+            if c["params"].get("text", "").endswith(" " + tag):
+                return c["seq"]
+        return None
+    return wait_until(find, timeout, what="a reply tagged %s" % tag)
+
+
 # ---- kills -------------------------------------------------------------------------
 
 def test_master_sigkill_five_times_loses_nothing(fakeapi, tgrund):
@@ -56,15 +69,15 @@ def test_worker_sigkill_twenty_times(fakeapi, tgrund):
     kills = 0
     end = time.monotonic() + 100
     seen = set()
-    while kills < 20 and time.monotonic() < end:
+    while kills < 20:
         # Kill a random live worker that was not killed before (respawns back off).
-        pids = [p for p in d.worker_pids() if p not in seen]
-        if pids:
-            victim = rng.choice(pids)
-            seen.add(victim)
-            os.kill(victim, signal.SIGKILL)
-            kills += 1
-        time.sleep(0.3)
+        pids = wait_until(lambda: [p for p in d.worker_pids() if p not in seen],
+                          max(end - time.monotonic(), 0),
+                          what="a live worker to kill (%d kills so far)" % kills)
+        victim = rng.choice(pids)
+        seen.add(victim)
+        os.kill(victim, signal.SIGKILL)
+        kills += 1
     assert kills == 20
     st = wait_echoed(api, expected, timeout=120)
     assert st["missing"] == 0 and st["inversions"] == 0
@@ -172,8 +185,10 @@ def test_reload_under_load(fakeapi, tgrund):
     expected = api.stats()["expected_echoes"]
     d = tgrund(api, conf={"workers": {"count": 2}, "handler": {"tag": "v0"}}).wait_ready()
     conf_text = open(d.conf_path).read()
+    seq = 0
     for v in range(1, 6):
-        time.sleep(0.8)
+        # The generation serving now answered under load before it is replaced.
+        seq = wait_tagged(api, "v%d" % (v - 1), seq)
         with open(d.conf_path, "w") as f:
             f.write(conf_text.replace("tag = v0", "tag = v%d" % v))
         d.proc.signal(signal.SIGHUP)
@@ -198,7 +213,8 @@ def test_reload_during_a_reload_is_queued(fakeapi, tgrund):
     d = tgrund(api, handler="crash", conf={"handler": {"init": "slow"}}).wait_ready(20)
     d.proc.signal(signal.SIGHUP)
     assert d.proc.wait_log("starting worker generation 2", 10)
-    time.sleep(0.3)
+    # The second SIGHUP comes while generation 2 starts (its init takes 1.5 s).
+    assert "reload done: generation 2" not in d.log()
     d.proc.signal(signal.SIGHUP)
     assert d.proc.wait_log("SIGHUP during a reload or start-up: queued", 10)
     assert d.proc.wait_log("running the reload queued during the last one", 20)
@@ -230,7 +246,7 @@ def test_sigterm_with_500_slow_updates_then_restart_completes_them(fakeapi, tgru
     d = tgrund(api, handler="slow", conf=conf).wait_ready()
     api.push_updates([message(10000 + i, "sleep 30") for i in range(500)])
     api.wait_stats(lambda s: s["handed_out"] >= 500, 20)
-    time.sleep(1)
+    wait_until(lambda: d.status()["in_flight"] == 500, 20, what="all 500 updates in the workers")
     t0 = time.monotonic()
     d.proc.signal(signal.SIGTERM)
     assert d.wait_exit(20) == 0
@@ -286,6 +302,7 @@ def test_full_disk_pauses_polling_and_resumes_without_loss(fakeapi, tgrund, tmp_
         api.push_updates([message(1200 + i, long_text) for i in range(600)])
         assert d.proc.wait_log("polling paused until it can", 20)
         calls_before = api.stats()["calls"].get("getUpdates", 0)
+        # A negative window: it spans a failed journal retry (one each second).
         time.sleep(1.5)
         # Paused: no getUpdates that would confirm the unwritten batch.
         assert api.stats()["calls"].get("getUpdates", 0) == calls_before

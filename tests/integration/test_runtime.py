@@ -104,7 +104,8 @@ def test_all_fail_fast_cancels_the_slow_sibling(fakeapi, tgrund):
     assert st[2] == (FAILED, 9), r
     assert st[0] == (CANCELLED, -2), r       # its sleep returned -1 (ECANCELED)
     assert int(r["ms"]) < 400, "tgrun_all waited for the cancelled sleep: %r" % r
-    time.sleep(0.8)
+    # A negative window: the sibling would send 0.5 s after the group began, before the report.
+    time.sleep(0.6)
     assert not any(t == "k%d slow" % uid for t, _ in texts(api))
 
 
@@ -301,10 +302,22 @@ def test_all_in_a_detached_fiber(fakeapi, tgrund):
     assert d.worker_pids() and "killed" not in d.log() and "exited" not in d.log()
 
 
+def gone(pid):
+    """Whether process `pid` has exited (a zombie has)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
+
+
 def stop_now(d):
     """SIGTERM twice: a stop that does not wait for the drain."""
+    n = d.log().count(": stopping")
     d.proc.signal(signal.SIGTERM)
-    time.sleep(0.3)
+    # The second must come after the first is taken, or the two are one signal.
+    wait_until(lambda: d.log().count(": stopping") > n or not d.proc.alive(), 10,
+               what="the first SIGTERM taken")
     d.proc.signal(signal.SIGTERM)
     return d.wait_exit(10)
 
@@ -317,9 +330,11 @@ def test_every_runs_on_schedule(fakeapi, tgrund):
     assert m and m.group(1) == str(ERR_INVALID), d.log()
     assert int(m.group(2)) < 100
     n0 = len(texts(api, 71))
-    time.sleep(2)
-    n = len(texts(api, 71)) - n0
-    assert 5 <= n <= 14, "%d runs of a 0.2 s job in 2 s" % n
+    t0 = time.monotonic()
+    wait_until(lambda: len(texts(api, 71)) >= n0 + 10, 10, what="10 more runs of the job")
+    took = time.monotonic() - t0
+    # 5 to 14 runs in 2 s, as the time 10 runs take.
+    assert 10 / 7 <= took <= 10 / 2.5, "10 runs of a 0.2 s job in %.2f s" % took
     ticks = [int(t.split()[1]) for t, _ in texts(api, 71)]
     assert ticks == list(range(1, len(ticks) + 1))
     push(api, message(72, "hi"))
@@ -331,6 +346,7 @@ def test_every_stops_at_shutdown(fakeapi, tgrund):
     api, d = start(fakeapi, tgrund, handler="rt_every",
                    conf={"handler": {"every": "0.2", "chat": "73"}})
     assert wait_until(lambda: len(texts(api, 73)) >= 2, 10)
+    workers = d.worker_pids()
     t0 = time.monotonic()
     d.proc.signal(signal.SIGTERM)
     st = d.wait_exit(4.5)
@@ -339,7 +355,8 @@ def test_every_stops_at_shutdown(fakeapi, tgrund):
     assert st == 0, d.log()
     assert time.monotonic() - t0 < 4.5, "the every job held the worker up"
     n_end = len(texts(api, 73))
-    time.sleep(0.5)
+    # Nothing after the stop: its workers are gone, and sent nothing meanwhile.
+    wait_until(lambda: all(gone(p) for p in workers), 10, what="the workers gone")
     assert len(texts(api, 73)) == n_end
 
 
@@ -390,11 +407,13 @@ def test_sigusr1_dumps_one_line_per_fiber(fakeapi, tgrund):
     api, d = start(fakeapi, tgrund)
     first = push(api, message(91, "sleep 5"), message(92, "sleep 5"), message(93, "lock hold D 5"))
     assert wait_until(lambda: any(t == "g%d got D" % (first + 2) for t, _ in texts(api)), 10)
-    time.sleep(0.3)
+    time.sleep(0.3)  # kept: the sleeping time under test (the dump must show >= 100 ms)
     (pid,) = d.worker_pids()
     os.kill(pid, signal.SIGUSR1)
     assert wait_until(lambda: "fiber dump:" in d.log(), 10), d.log()
-    time.sleep(0.3)
+    # The dump's first line comes before its line for each fiber.
+    wait_until(lambda: all("fiber: update %d (" % u in d.log() for u in range(first, first + 3)),
+               10, what="the dump's line for each of the 3 fibers")
     log = d.log()
     assert re.search(r"fiber dump: 3 fibers, 3 updates running", log), log
     for uid in (first, first + 1, first + 2):

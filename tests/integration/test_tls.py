@@ -3,7 +3,6 @@ import collections
 import os
 import signal
 import subprocess
-import time
 
 
 from conftest import BUILD
@@ -92,6 +91,19 @@ def test_burst_over_http1_reuses_connections_and_sessions(fakeapi, tgrund, nghtt
         front.session_reuse_counts()
 
 
+def traced_by(pid, tracer):
+    """Whether every thread of process `pid` is ptraced by process `tracer`."""
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+        for tid in tids:
+            with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+                if "\nTracerPid:\t%d\n" % tracer not in f.read():
+                    return False
+    except OSError:
+        return False
+    return bool(tids)
+
+
 def test_ca_file_is_read_once_per_process(fakeapi, tgrund, nghttpx, tls_certs, procs):
     """libcurl builds the CA store once per process, not once per connection."""
     api = fakeapi(*BURST)
@@ -100,11 +112,14 @@ def test_ca_file_is_read_once_per_process(fakeapi, tgrund, nghttpx, tls_certs, p
                                                     "worker_concurrency": 40})
     out = os.path.join(procs.tmp, "strace.out")
     argv = ["strace", "-qq", "-f", "-e", "trace=openat", "-o", out]
-    for pid in [d.pid] + d.worker_pids():
+    pids = [d.pid] + d.worker_pids()
+    for pid in pids:
         argv += ["-p", str(pid)]
     tracer = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        time.sleep(1)   # strace attaches before the updates arrive
+        # strace attaches before the updates arrive.
+        wait_until(lambda: all(traced_by(pid, tracer.pid) for pid in pids), 10,
+                   what="strace attached to the daemon and its workers")
         api.push_updates({"count": 1500, "chats": 300})
         assert_clean(wait_echoed(api, api.stats()["expected_echoes"], timeout=60))
     finally:

@@ -206,8 +206,8 @@ def test_reupload_example(fakeapi, tgrund, tmp_path):
     api = fakeapi()
     work = tmp_path / "reupload"
     work.mkdir()
-    tgrund(api, handler="reupload", conf={"workers": {"count": 1},
-                                          "handler": {"dir": str(work)}}).wait_ready()
+    d = tgrund(api, handler="reupload", conf={"workers": {"count": 1},
+                                              "handler": {"dir": str(work)}}).wait_ready()
     data = os.urandom(54321)
     f = seed(api, data, "report.pdf")
     upd = message(CHAT, "ignored")
@@ -230,7 +230,8 @@ def test_reupload_example(fakeapi, tgrund, tmp_path):
     assert status == 200 and got == data
     # Its temporary copy is gone, and the text message sent nothing.
     assert wait_until(lambda: os.listdir(work) == [], 5), os.listdir(work)
-    time.sleep(0.5)
+    # Both updates are done: every call their handler made is recorded by now.
+    wait_until(lambda: d.status()["done"] == 2, 10, what="both updates done")
     assert len(doc_calls(api)) == 1
     assert api.calls("sendMessage") == []
 

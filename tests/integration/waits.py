@@ -26,6 +26,15 @@ def wait_echoed(api, n, timeout=120):
     return st
 
 
+def wait_calls(api, method, n=1, timeout=10):
+    """The fake API's statistics once it has received `n` calls of `method`
+    (counted on arrival: a long poll is then held); fails naming what is missing."""
+    st = api.wait_stats(lambda s: s["calls"].get(method, 0) >= n, timeout)
+    got = st["calls"].get(method, 0)
+    assert got >= n, "only %d of %d %s calls within %gs: %r" % (got, n, method, timeout, st)
+    return st
+
+
 def wait_log(proc, needle, timeout=10):
     """Wait for `needle` in a process's log; fails with the log's tail."""
     if not proc.wait_log(needle, timeout):
