@@ -63,15 +63,18 @@ int keys_extract(const json_t *update, struct update_keys *k);
  * type rule, paths, fallbacks and results for any update jansson loads (a
  * duplicate key counts where it first appears, with its last value, as
  * jansson keeps it). Returns -1 also when json[0..len) is not one valid JSON
- * value (common/jscan.h's rules, surrounding whitespace allowed). Where
- * jansson refuses the text but jscan does not (an integer beyond int64,
- * "\u0000"), that number is not an integer and that key matches nothing.
+ * value (common/jscan.h's rules, surrounding whitespace allowed), which
+ * includes what jansson refuses in well-formed text ("\u0000", an integer
+ * beyond int64, a real that overflows).
  */
 int keys_extract_raw(const char *json, size_t len, struct update_keys *k)
     __attribute__((warn_unused_result));
 /*
  * keys_extract_raw() for bytes already validated as one JSON value (an
  * element jscan_result_array() handed out): it does not check them again.
+ * Well-formed is enough: on an element handed out with a JSCAN_E* code it
+ * still finds update_id and the keys, an integer beyond int64 is not an
+ * integer there and a key holding "\u0000" matches nothing.
  */
 int keys_extract_raw_valid(const char *json, size_t len, struct update_keys *k)
 	__attribute__((warn_unused_result));
