@@ -9,6 +9,7 @@
 #include "poller.h"
 #include "control.h"
 #include "metrics.h"
+#include "seqkeys.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -114,7 +115,7 @@ struct upd *master_add_update(struct master *m, const char *json, size_t len,
 	if (k.type != UPD_UNKNOWN && (m->cfg->bypass & (1u << k.type)))
 		u->se.nkeys = 0;
 	else
-		u->se.nkeys = keys_for(&k, m->cfg->sequentialize, u->se.keys);
+		u->se.nkeys = seqkeys_for(&k, m->cfg->sequentialize, u->se.keys);
 	if (u64map_put(&m->upds, (uint64_t)u->id, u) != 0 || seq_add(m->seq, &u->se) != 0)
 		fatalx("out of memory for update %lld", (long long)u->id);
 	m->pending++;
