@@ -21,8 +21,11 @@
  *   exponent) outside int64_t, a real whose magnitude overflows a double
  *   ("1e400"; an underflow such as "1e-400" is fine, it loads as 0).
  * Inputs are (pointer, length); NUL bytes are ordinary bytes (invalid outside
- * strings, invalid raw inside them). Nothing is allocated, nothing is written
- * outside the caller's out-parameters.
+ * strings, invalid raw inside them). jansson's lexer skips a NUL byte right
+ * after a number or a literal ("[1\0]" loads): that is not JSON, and the
+ * worker refuses any NUL byte before it calls jansson (worker/main.c), so
+ * the two still agree. Nothing is allocated, nothing is written outside the
+ * caller's out-parameters.
  */
 
 /*
