@@ -83,7 +83,7 @@ BENCH_BINS  := $(patsubst tests/bench/%.c,$(B)/bench/%,$(BENCH_SRC))
 PROGRAMS := $(B)/tgrund $(B)/tgrun-worker $(B)/tgrun-fakeapi
 PROGRAMS += $(B)/tgrunctl
 
-.PHONY: all deps check unit integration demo bench install clean
+.PHONY: all deps check unit integration fuzz fuzz-build fuzz-check demo bench install clean
 .DEFAULT_GOAL := all
 
 all: deps
@@ -176,7 +176,70 @@ $(B)/bench/%: tests/bench/%.c $(B)/libworker.a $(B)/libcommon.a $(B)/.flags
 	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $< $(B)/libworker.a $(B)/libcommon.a \
 		$(ALL_LDFLAGS) $(PKG_LIBS) -ldl -lm
 
--include $(shell find $(B)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(B)/obj $(B)/fuzz/obj -name '*.d' 2>/dev/null)
+
+# ---- fuzzing: libFuzzer targets in tests/fuzz/, built apart with clang ------
+# Every source is rebuilt instrumented (coverage, ASan, UBSan) under
+# build/fuzz/; seeds live in tests/fuzz/corpus/<target>/, what a run finds
+# goes to build/fuzz/corpus/<target>/ and crashes to build/fuzz/.
+FUZZ_CC   ?= clang
+FUZZ_TIME ?= 60
+# Seconds per target in `make check`: enough to replay the seeds and mutate a bit.
+FUZZ_CHECK_TIME ?= 3
+FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_NAMES := $(patsubst tests/fuzz/fuzz_%.c,%,$(FUZZ_SRC))
+FUZZ_BINS := $(patsubst %,$(B)/fuzz/fuzz_%,$(FUZZ_NAMES))
+FUZZ_SAN  := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_BASE := -std=gnu11 -g -O1 $(WARN) -D_GNU_SOURCE -fno-strict-aliasing \
+	-fno-omit-frame-pointer $(FUZZ_SAN) -fsanitize=fuzzer-no-link
+FUZZ_CFLAGS = $(FUZZ_BASE) -Icommon -Iworker -Idaemon $(PKG_CFLAGS)
+# As above: common/ sees only its own headers.
+$(B)/fuzz/obj/common/%.o: FUZZ_CFLAGS = $(FUZZ_BASE) -Icommon $(PKG_CFLAGS)
+fobj = $(patsubst %.c,$(B)/fuzz/obj/%.o,$(1))
+
+$(B)/fuzz/obj/%.o: %.c Makefile
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  FUZZCC  $<")
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -MMD -MP -c $< -o $@
+
+$(B)/fuzz/libcommon.a: $(call fobj,$(COMMON_SRC))
+	@rm -f $@; ar rcs $@ $^
+$(B)/fuzz/libdaemon.a: $(call fobj,$(DAEMON_SRC))
+	@rm -f $@; ar rcs $@ $^
+
+.PRECIOUS: $(B)/fuzz/obj/tests/fuzz/%.o
+$(B)/fuzz/fuzz_%: $(B)/fuzz/obj/tests/fuzz/fuzz_%.o $(B)/fuzz/libdaemon.a $(B)/fuzz/libcommon.a
+	@$(if $(Q),echo "  FUZZLD  $@")
+	$(Q)$(FUZZ_CC) -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $^ $(PKG_LIBS) -lm
+
+fuzz-build: deps
+	@$(MAKE) --no-print-directory $(FUZZ_BINS)
+
+# Run every target for FUZZ_TIME seconds (make fuzz FUZZ_TIME=300); a crash
+# fails the run and leaves its input as build/fuzz/crash-*.
+fuzz: fuzz-build
+	@for t in $(FUZZ_NAMES); do \
+		mkdir -p $(B)/fuzz/corpus/$$t; \
+		dict=""; [ -f tests/fuzz/$$t.dict ] && dict="-dict=tests/fuzz/$$t.dict"; \
+		echo "== fuzz_$$t for $(FUZZ_TIME) s"; \
+		$(B)/fuzz/fuzz_$$t $$dict -max_total_time=$(FUZZ_TIME) -timeout=10 \
+			-print_final_stats=1 -artifact_prefix=$(B)/fuzz/ \
+			$(B)/fuzz/corpus/$$t tests/fuzz/corpus/$$t || exit 1; \
+	done
+
+# The short run `make check` does: the seeds, then FUZZ_CHECK_TIME seconds of
+# mutation each, from a fresh directory so every run starts alike.
+fuzz-check: fuzz-build
+	@for t in $(FUZZ_NAMES); do \
+		rm -rf $(B)/fuzz/check/$$t; mkdir -p $(B)/fuzz/check/$$t; \
+		dict=""; [ -f tests/fuzz/$$t.dict ] && dict="-dict=tests/fuzz/$$t.dict"; \
+		echo "== fuzz_$$t (check, $(FUZZ_CHECK_TIME) s)"; \
+		$(B)/fuzz/fuzz_$$t $$dict -max_total_time=$(FUZZ_CHECK_TIME) -timeout=10 \
+			-artifact_prefix=$(B)/fuzz/ $(B)/fuzz/check/$$t \
+			tests/fuzz/corpus/$$t 2>$(B)/fuzz/check/$$t.log || \
+			{ tail -n 40 $(B)/fuzz/check/$$t.log; echo "fuzz_$$t FAILED"; exit 1; }; \
+		tail -n 1 $(B)/fuzz/check/$$t.log; \
+	done
 
 # Install the Debian development packages pkg-config cannot find, and the test tools.
 deps:
@@ -205,6 +268,8 @@ deps:
 	command -v microsocks >/dev/null || missing="$$missing microsocks"; \
 	command -v tinyproxy >/dev/null || missing="$$missing tinyproxy"; \
 	command -v strace >/dev/null || missing="$$missing strace"; \
+	{ command -v clang >/dev/null && test -f "$$(clang -print-file-name=libclang_rt.fuzzer-$$(uname -m).a)"; } || \
+		missing="$$missing clang libclang-rt-dev"; \
 	if [ -n "$$missing" ]; then \
 		echo "deps: installing$$missing"; \
 		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
@@ -215,6 +280,7 @@ deps:
 check: all
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory integration
+	@$(MAKE) --no-print-directory fuzz-check
 
 unit: build-all
 	@fail=0; for t in $(UNIT_BINS); do echo "== $$t"; $$t || fail=1; done; \

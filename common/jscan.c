@@ -1,18 +1,27 @@
 /* Strict, allocation-free JSON scanning over raw bytes (RFC 8259), no DOM. */
 #include "jscan.h"
 
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char *skip_ws(const char *p, const char *end);
 static int special8(const unsigned char *s);
-static const char *skip_depth(const char *p, const char *end, int depth);
-static const char *scan_string(const char *p, const char *end, int *escaped);
+static const char *skip_depth(const char *p, const char *end, int depth,
+    int *err);
+static int refused(int err);
+static const char *scan_string(const char *p, const char *end, int *escaped,
+    int *err);
 static const unsigned char *scan_escape(const unsigned char *s,
-    const unsigned char *e);
+    const unsigned char *e, int *err);
 static const unsigned char *scan_utf8(const unsigned char *s,
     const unsigned char *e);
 static int hex4(const unsigned char *s, const unsigned char *e, unsigned *cp);
-static const char *scan_number(const char *p, const char *end);
+static const char *scan_number(const char *p, const char *end, int *err);
+static int int_beyond64(const char *d, size_t n, int neg);
+static int real_overflows(const char *ip, const char *ie, const char *fp,
+    const char *fe, const char *ep, const char *ee, int eneg);
 static const char *scan_literal(const char *p, const char *end,
     const char *lit, size_t n);
 static void iter_init(struct jscan_iter *it, const char *p, const char *end,
@@ -46,49 +55,87 @@ static int is_digit(char c)
 	return c >= '0' && c <= '9';
 }
 
+const char *jscan_strerror(int err)
+{
+	switch (err) {
+	case 0: return "no error";
+	case JSCAN_EBADJSON: return "malformed JSON";
+	case JSCAN_EDEPTH: return "nested too deep";
+	case JSCAN_ENUL: return "\\u0000 in a string";
+	case JSCAN_EINT: return "integer out of 64-bit range";
+	case JSCAN_EREAL: return "real number overflows a double";
+	default: return "unknown JSON error";
+	}
+}
+
 int jscan_skip_value(const char *p, const char *end, const char **after)
 {
-	const char *q = skip_depth(p, end, 0);
+	int err = 0;
+	const char *q = skip_depth(p, end, 0, &err);
 
 	if (q == NULL)
-		return -1;
+		return refused(err);
 	*after = q;
-	return 0;
+	return err;
 }
 
 /*
- * One value, iteratively: `objs` is a stack of one bit per open container
- * (1 = object), which is why the depth limit is at most 64. `depth` counts
- * the containers already open around p (the caller's nesting).
+ * What jansson refuses in well-formed text is recorded in *err (the first
+ * such construct) and scanning goes on, so the caller still learns where the
+ * value ends and that nothing after it is malformed.
  */
-static const char *skip_depth(const char *p, const char *end, int depth)
+static void soft(int *err, int code)
 {
-	uint64_t objs = 0;
-	int base = depth;
+	if (*err == 0)
+		*err = code;
+}
+
+/* The code for a NULL from skip_depth(): only the depth limit says why. */
+static int refused(int err)
+{
+	return err == JSCAN_EDEPTH ? JSCAN_EDEPTH : JSCAN_EBADJSON;
+}
+
+/*
+ * One value, iteratively: `objs` is a stack of one bit per container opened
+ * here (1 = object), `top` its height, `obj` the innermost's bit. `depth`
+ * counts the containers already open around p (the caller's nesting). NULL
+ * when malformed, *err set to JSCAN_EDEPTH if that is why.
+ */
+static const char *skip_depth(const char *p, const char *end, int depth,
+    int *err)
+{
+	uint64_t objs[JSCAN_MAX_DEPTH / 64];
+	int top = 0, obj = 0;
 
 	p = skip_ws(p, end);
 value:
+	/* jansson counts the value itself: one inside the limit is refused. */
+	if (depth + top >= JSCAN_MAX_DEPTH) {
+		*err = JSCAN_EDEPTH;
+		return NULL;
+	}
 	if (p >= end)
 		return NULL;
 	switch (*p) {
 	case '{':
 	case '[':
-		if (depth >= JSCAN_MAX_DEPTH)
-			return NULL;
-		depth++;
-		objs = (objs << 1) | (*p == '{');
+		obj = *p == '{';
+		if (obj)
+			objs[top >> 6] |= UINT64_C(1) << (top & 63);
+		else
+			objs[top >> 6] &= ~(UINT64_C(1) << (top & 63));
+		top++;
 		p = skip_ws(p + 1, end);
-		if (p < end && *p == ((objs & 1) ? '}' : ']')) {
+		if (p < end && *p == (obj ? '}' : ']')) {
 			p++;
-			objs >>= 1;
-			depth--;
-			goto next;
+			goto pop;
 		}
-		if (objs & 1)
+		if (obj)
 			goto key;
 		goto value;
 	case '"':
-		p = scan_string(p + 1, end, NULL);
+		p = scan_string(p + 1, end, NULL, err);
 		break;
 	case 't':
 		p = scan_literal(p, end, "true", 4);
@@ -100,33 +147,34 @@ value:
 		p = scan_literal(p, end, "null", 4);
 		break;
 	default:
-		p = scan_number(p, end);
+		p = scan_number(p, end, err);
 		break;
 	}
 	if (p == NULL)
 		return NULL;
 next:
-	if (depth == base)
+	if (top == 0)
 		return p;
 	p = skip_ws(p, end);
 	if (p >= end)
 		return NULL;
 	if (*p == ',') {
 		p = skip_ws(p + 1, end);
-		if (objs & 1)
+		if (obj)
 			goto key;
 		goto value;
 	}
-	if (*p != ((objs & 1) ? '}' : ']'))
+	if (*p != (obj ? '}' : ']'))
 		return NULL;
 	p++;
-	objs >>= 1;
-	depth--;
+pop:
+	top--;
+	obj = top > 0 && (objs[(top - 1) >> 6] >> ((top - 1) & 63) & 1);
 	goto next;
 key:
 	if (p >= end || *p != '"')
 		return NULL;
-	if ((p = scan_string(p + 1, end, NULL)) == NULL)
+	if ((p = scan_string(p + 1, end, NULL, err)) == NULL)
 		return NULL;
 	p = skip_ws(p, end);
 	if (p >= end || *p != ':')
@@ -141,31 +189,52 @@ int jscan_result_array(const char *body, size_t len, int *ok, jscan_item_fn cb,
 	const char *end = body + len, *okv = NULL, *res = NULL, *p, *q;
 	struct jscan_iter it;
 	struct jscan_member m;
-	int rc;
+	int rc, res_err = 0, other_err = 0, err;
 
 	*ok = 0;
 	if (jscan_object_begin(&it, body, len) != 0)
-		return -1;
-	/* Validate everything first: no callback for a body we then refuse. */
-	while ((rc = jscan_object_next(&it, &m)) == 1) {
+		return JSCAN_EBADJSON;
+	/*
+	 * Validate everything first: no callback for a body we then refuse.
+	 * What jansson refuses counts against the body unless it lies inside
+	 * the elements of the "result" that wins; those are judged one by one.
+	 */
+	while ((rc = jscan_object_next(&it, &m)) != 0) {
+		if (!JSCAN_WELLFORMED(rc))
+			return rc;
+		err = rc < 0 ? rc : 0;
+		if (jscan_key_eq(&m, "result")) {
+			if (other_err == 0)
+				other_err = res_err;
+			res = m.val;
+			res_err = err;
+			continue;
+		}
+		if (other_err == 0)
+			other_err = err;
 		if (jscan_key_eq(&m, "ok"))
 			okv = m.val;
-		else if (jscan_key_eq(&m, "result"))
-			res = m.val;
 	}
-	if (rc < 0 || skip_ws(it.p, end) != end || okv == NULL ||
+	if (skip_ws(it.p, end) != end || okv == NULL ||
 	    (*okv != 't' && *okv != 'f'))
-		return -1;
+		return JSCAN_EBADJSON;
 	*ok = *okv == 't';
 	if (!*ok || res == NULL || *res != '[' || cb == NULL)
-		return 0;
+		return other_err != 0 ? other_err : res_err;
+	if (other_err != 0)
+		return other_err;
 
 	p = skip_ws(res + 1, end);
 	if (*p == ']')
 		return 0;
 	for (;;) {
-		q = skip_trusted(p, end);
-		if ((rc = cb(arg, p, (size_t)(q - p))) != 0)
+		/* Re-scan the elements only when one of them has a flaw. */
+		err = 0;
+		if (res_err == 0)
+			q = skip_trusted(p, end);
+		else if ((q = skip_depth(p, end, 2, &err)) == NULL)
+			return JSCAN_EBADJSON;	/* validated above: cannot happen */
+		if ((rc = cb(arg, p, (size_t)(q - p), err)) != 0)
 			return rc;
 		p = skip_ws(q, end);
 		if (*p == ']')
@@ -187,43 +256,44 @@ int jscan_object_begin(struct jscan_iter *it, const char *obj, size_t len)
 int jscan_object_next(struct jscan_iter *it, struct jscan_member *m)
 {
 	const char *p = skip_ws(it->p, it->end), *end = it->end, *q;
+	int err = 0;
 
 	if (it->first == 2)
 		return 0;
 	if (p >= end)
-		return -1;
+		return JSCAN_EBADJSON;
 	if (*p == '}') {
 		it->p = p + 1;
 		it->first = 2;
 		return 0;
 	}
-	if (!it->first) {
+	if (it->first != 1) {
 		if (*p != ',')
-			return -1;
+			return JSCAN_EBADJSON;
 		p = skip_ws(p + 1, end);
 	}
-	it->first = 0;
 	if (p >= end || *p != '"')
-		return -1;
+		return JSCAN_EBADJSON;
 	m->key = p + 1;
 	if (it->trusted) {
 		if ((q = string_end_trusted(p + 1, end)) == NULL)
-			return -1;
+			return JSCAN_EBADJSON;
 		m->key_escaped = memchr(m->key, '\\', (size_t)(q - 1 - m->key)) != NULL;
-	} else if ((q = scan_string(p + 1, end, &m->key_escaped)) == NULL) {
-		return -1;
+	} else if ((q = scan_string(p + 1, end, &m->key_escaped, &err)) == NULL) {
+		return JSCAN_EBADJSON;
 	}
 	m->klen = (size_t)(q - 1 - m->key);
 	p = skip_ws(q, end);
 	if (p >= end || *p != ':')
-		return -1;
+		return JSCAN_EBADJSON;
 	m->val = p = skip_ws(p + 1, end);
-	q = it->trusted ? skip_trusted(p, end) : skip_depth(p, end, it->depth);
+	q = it->trusted ? skip_trusted(p, end) : skip_depth(p, end, it->depth, &err);
 	if (q == NULL)
-		return -1;
+		return refused(err);
 	m->vlen = (size_t)(q - p);
 	it->p = q;
-	return 1;
+	it->first = 0;
+	return err != 0 ? err : 1;
 }
 
 int jscan_key_eq(const struct jscan_member *m, const char *name)
@@ -283,12 +353,14 @@ static int get_path(const char *obj, size_t len, const char *const *path,
 	struct jscan_iter it;
 	struct jscan_member m;
 	size_t i;
-	int rc;
+	int rc, err = 0;
 
-	/* Not an object: absent if it is a valid value, else malformed. */
+	/* Not an object: absent if it is a valid value, else refused. */
 	if (p >= end || *p != '{' || depth == 0) {
-		if ((q = skip_depth(p, end, 0)) == NULL)
-			return -1;
+		if ((q = skip_depth(p, end, 0, &err)) == NULL)
+			return refused(err);
+		if (err != 0)
+			return err;
 		if (depth > 0)
 			return 0;
 		*val = p;
@@ -310,7 +382,7 @@ static int get_path(const char *obj, size_t len, const char *const *path,
 				flen = m.vlen;
 			}
 		if (rc < 0)
-			return -1;
+			return rc;
 		if (found == NULL)
 			return 0;
 		p = found;
@@ -354,7 +426,7 @@ int jscan_first_key(const char *obj, size_t len, const char *skip_key,
 	int rc;
 
 	if (jscan_object_begin(&it, obj, len) != 0)
-		return -1;
+		return JSCAN_EBADJSON;
 	while ((rc = jscan_object_next(&it, &m)) == 1) {
 		if (jscan_key_copy(&m, buf, size) < 0)
 			continue;
@@ -384,7 +456,8 @@ static const char *skip_ws(const char *p, const char *end)
 }
 
 /* p is just past the opening quote; returns just past the closing one. */
-static const char *scan_string(const char *p, const char *end, int *escaped)
+static const char *scan_string(const char *p, const char *end, int *escaped,
+    int *err)
 {
 	const unsigned char *s = (const unsigned char *)p;
 	const unsigned char *e = (const unsigned char *)end;
@@ -412,7 +485,7 @@ static const char *scan_string(const char *p, const char *end, int *escaped)
 		}
 		if (*s == '\\') {
 			esc = 1;
-			s = scan_escape(s + 1, e);
+			s = scan_escape(s + 1, e, err);
 		} else if (*s < 0x20) {
 			return NULL;
 		} else {
@@ -428,7 +501,7 @@ static const char *scan_string(const char *p, const char *end, int *escaped)
 
 /* s is just past the backslash. Lone or reversed surrogates are refused. */
 static const unsigned char *scan_escape(const unsigned char *s,
-    const unsigned char *e)
+    const unsigned char *e, int *err)
 {
 	unsigned cp, lo;
 
@@ -446,6 +519,8 @@ static const unsigned char *scan_escape(const unsigned char *s,
 	if (hex4(s + 1, e, &cp) != 0)
 		return NULL;
 	s += 5;
+	if (cp == 0)
+		soft(err, JSCAN_ENUL);	/* jansson: only with JSON_ALLOW_NUL */
 	if (cp >= 0xdc00 && cp <= 0xdfff)
 		return NULL;
 	if (cp < 0xd800 || cp > 0xdbff)
@@ -509,31 +584,105 @@ static int hex4(const unsigned char *s, const unsigned char *e, unsigned *cp)
 	return 0;
 }
 
-/* -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? */
-static const char *scan_number(const char *p, const char *end)
+/*
+ * -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?, and the ranges jansson
+ * keeps: an integer (no fraction, no exponent) must fit int64_t (strtoll),
+ * a real must not overflow a double (strtod).
+ */
+static const char *scan_number(const char *p, const char *end, int *err)
 {
-	if (p < end && *p == '-')
+	const char *ip, *ie, *fp = NULL, *fe = NULL, *ep = NULL;
+	int neg = 0, eneg = 0;
+
+	if (p < end && *p == '-') {
+		neg = 1;
 		p++;
+	}
 	if (p >= end || !is_digit(*p))
 		return NULL;
+	ip = p;
 	if (*p++ != '0')
 		while (p < end && is_digit(*p))
 			p++;
+	ie = p;
 	if (p < end && *p == '.') {
 		if (++p >= end || !is_digit(*p))
 			return NULL;
+		fp = p;
 		while (p < end && is_digit(*p))
 			p++;
+		fe = p;
 	}
 	if (p < end && (*p == 'e' || *p == 'E')) {
 		if (++p < end && (*p == '+' || *p == '-'))
-			p++;
+			eneg = *p++ == '-';
 		if (p >= end || !is_digit(*p))
 			return NULL;
+		ep = p;
 		while (p < end && is_digit(*p))
 			p++;
 	}
+	if (fp == NULL && ep == NULL) {
+		if (ie - ip >= 19 && int_beyond64(ip, (size_t)(ie - ip), neg))
+			soft(err, JSCAN_EINT);
+	} else if (real_overflows(ip, ie, fp, fe, ep, ep ? p : NULL, eneg)) {
+		soft(err, JSCAN_EREAL);
+	}
 	return p;
+}
+
+/* The digits d[0..n), without leading zeros, beyond int64_t with that sign? */
+static int int_beyond64(const char *d, size_t n, int neg)
+{
+	if (n != 19)
+		return n > 19;
+	return memcmp(d, neg ? "9223372036854775808" : "9223372036854775807",
+	    19) > 0;
+}
+
+/*
+ * Does strtod() overflow on this number? Digits ip..ie, fraction fp..fe and
+ * exponent digits ep..ee (NULL when absent). Only the power of ten of the
+ * first significant digit matters, but near DBL_MAX (1.79e308) strtod()
+ * rounds: there it is given the first REAL_DIGITS significant digits. The
+ * limit, DBL_MAX plus half an ulp (2^1024 - 2^970), is an integer of 309
+ * digits, so digits past the 400th cannot move a number across it.
+ */
+#define REAL_DIGITS 400
+static int real_overflows(const char *ip, const char *ie, const char *fp,
+    const char *fe, const char *ep, const char *ee, int eneg)
+{
+	char buf[REAL_DIGITS + 16];
+	const char *d;
+	long long e10, ex = 0;
+	size_t n = 0;
+
+	for (d = ip; d < ie && *d == '0'; d++)
+		;
+	if (d < ie) {
+		e10 = (long long)(ie - d) - 1;
+	} else {
+		for (d = fp; d != NULL && d < fe && *d == '0'; d++)
+			;
+		if (d == NULL || d >= fe)
+			return 0;		/* zero */
+		e10 = -(long long)(d - fp) - 1;
+	}
+	/* Saturate far beyond any digit count a body can hold. */
+	for (; ep != NULL && ep < ee; ep++)
+		if (ex < 1000000000000000LL)
+			ex = ex * 10 + (*ep - '0');
+	e10 += eneg ? -ex : ex;
+	if (e10 != 308)
+		return e10 > 308;
+	for (; d < ie && n < REAL_DIGITS; d++)
+		buf[n++] = *d;
+	if (d >= ie && fp != NULL)
+		for (d = d < fp ? fp : d; d < fe && n < REAL_DIGITS; d++)
+			buf[n++] = *d;
+	/* No decimal point, so the locale does not matter. */
+	snprintf(buf + n, sizeof(buf) - n, "e%d", 308 - (int)(n - 1));
+	return strtod(buf, NULL) == HUGE_VAL;
 }
 
 static const char *scan_literal(const char *p, const char *end,

@@ -155,7 +155,7 @@ set_number(struct loader *ld, const struct key *k, const char *value)
 			    value, acc);
 		*(int *)dst = b;
 		return 0;
-	case KT_SYNC:
+	case KT_SYNC:;
 		_Static_assert(CFG_SYNC_OFF == 0 && CFG_SYNC_NORMAL == 1 &&
 		    CFG_SYNC_FULL == 2, "the order of [journal] sync's accepted values");
 		if ((b = choice_index(k->accepted, value)) == -1)

@@ -9,6 +9,7 @@
 #include "poller.h"
 #include "control.h"
 #include "metrics.h"
+#include "seqkeys.h"
 
 #include <errno.h>
 #include <signal.h>

@@ -1,5 +1,6 @@
 /* The pending set: updates fetched and not finished, by id, in their per-key order. */
 #include "pending.h"
+#include "seqkeys.h"
 #include "clock.h"
 #include "log.h"
 #include "u64map.h"
@@ -83,7 +84,7 @@ enum pending_add pending_add(struct pending *p, const char *json, size_t len,
 	if (k.type != UPD_UNKNOWN && (p->rules.bypass & (1u << k.type)))
 		u->se.nkeys = 0;
 	else
-		u->se.nkeys = keys_for(&k, p->rules.sequentialize, u->se.keys);
+		u->se.nkeys = seqkeys_for(&k, p->rules.sequentialize, u->se.keys);
 	if (u64map_put(&p->byid, (uint64_t)u->id, u) != 0 || seq_add(p->seq, &u->se) != 0)
 		fatalx("out of memory for update %lld", (long long)u->id);
 	*out = u;

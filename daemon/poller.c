@@ -56,7 +56,11 @@ static void wait_then_retry(struct poller *p, int64_t ms)
 	evtimer_add(p->retry_ev, &tv);
 }
 
-static int collect(void *arg, const char *json, size_t len)
+/*
+ * `err`: 0, or the JSCAN_E* code of an element jansson refuses (see
+ * jscan_item_fn); such an element is still handed on as before.
+ */
+static int collect(void *arg, const char *json, size_t len, int err)
 {
 	struct poller *p = arg;
 
@@ -199,7 +203,7 @@ static void on_done(CURL *easy, CURLcode res, void *arg)
 			json_array_foreach(r.result, i, e) {
 				if (texts == NULL || (texts[i] = json_dumps(e, JSON_COMPACT |
 				    JSON_ENCODE_ANY)) == NULL || collect(p, texts[i],
-				    strlen(texts[i])) != 0)
+				    strlen(texts[i]), 0) != 0)
 					fatalx("out of memory");
 			}
 			p->cbs.on_batch(p->cbs.arg, p->items, p->nitems);

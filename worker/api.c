@@ -4,6 +4,7 @@
 #include "worker.h"
 #include "backoff.h"
 #include "evcurl.h"
+#include "keys.h"
 #include "log.h"
 #include "sched.h"
 #include "throttle.h"
@@ -297,71 +298,35 @@ json_t *tgrun_send_text(struct tgrun_ctx *ctx, int64_t chat_id,
 	return tgrun_call(ctx, "sendMessage", p, err);
 }
 
-static int64_t chat_of(const json_t *update)
-{
-	static const char *const carriers[] = {
-		"message", "edited_message", "channel_post", "edited_channel_post",
-		"business_message", "edited_business_message", "my_chat_member",
-		"chat_member", "chat_join_request", "message_reaction",
-	};
-	const json_t *o, *id;
-
-	for (size_t i = 0; i < sizeof(carriers) / sizeof(carriers[0]); i++) {
-		o = json_object_get(update, carriers[i]);
-		if (o != NULL) {
-			id = json_object_get(json_object_get(o, "chat"), "id");
-			return json_is_integer(id) ? json_integer_value(id) : 0;
-		}
-	}
-	o = json_object_get(json_object_get(update, "callback_query"), "message");
-	id = json_object_get(json_object_get(o, "chat"), "id");
-	return json_is_integer(id) ? json_integer_value(id) : 0;
-}
-
-static int64_t user_of(const json_t *update)
-{
-	const char *key;
-	json_t *v, *u;
-
-	json_object_foreach((json_t *)update, key, v) {
-		if (!json_is_object(v))
-			continue;
-		u = json_object_get(v, "from");
-		if (u == NULL)
-			u = json_object_get(v, "user");
-		u = json_object_get(u, "id");
-		if (json_is_integer(u))
-			return json_integer_value(u);
-	}
-	return 0;
-}
-
+/*
+ * The type, chat and user by the table the master orders with
+ * (common/keys.h), so a handler sees the keys its update was ordered by.
+ */
 void wupdate_describe(struct wupdate *u)
 {
-	const char *key;
-	json_t *v;
+	struct update_keys k;
 
 	u->type = "unknown";
-	json_object_foreach(u->update, key, v) {
-		if (strcmp(key, "update_id") != 0 && json_is_object(v)) {
-			u->type = key;
-			break;
-		}
-	}
-	u->chat_id = chat_of(u->update);
-	u->user_id = user_of(u->update);
+	u->chat_id = u->user_id = 0;
+	if (keys_extract(u->update, &k) != 0 || k.name[0] == '\0')
+		return;
+	/* Known names are static; an unknown one lives as a key of the update. */
+	u->type = k.type != UPD_UNKNOWN ? keys_type_name(k.type) :
+	    json_object_iter_key(json_object_iter_at(u->update, k.name));
+	u->chat_id = k.has_chat ? k.chat_id : 0;
+	u->user_id = k.has_user ? k.user_id : 0;
 }
 
 json_t *tgrun_reply(struct tgrun_ctx *ctx, const json_t *update,
     const char *text, struct tgrun_error *err)
 {
-	int64_t chat = chat_of(update);
+	struct update_keys k;
 
-	if (chat == 0) {
+	if (keys_extract(update, &k) != 0 || !k.has_chat) {
 		api_set_err(err, TGRUN_ERR_INVALID, 0, 0, "the update has no chat");
 		return NULL;
 	}
-	return tgrun_send_text(ctx, chat, text, err);
+	return tgrun_send_text(ctx, k.chat_id, text, err);
 }
 
 const json_t *tgrun_update(struct tgrun_ctx *ctx) { return ctx->u ? ctx->u->update : NULL; }

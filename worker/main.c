@@ -241,7 +241,17 @@ static void on_update(struct worker *w, const struct frame *f)
 	u->id = (int64_t)f->seq;
 	u->attempt = (int)f->arg;
 	u->w_bot = &w->bot;
-	u->update = json_loadb(f->payload, f->len, 0, &je);
+	/*
+	 * jansson's lexer skips a NUL byte right after a number or a literal
+	 * ("[1\0]" loads); that is not JSON and the master's scanner refuses
+	 * it, so refuse it here too: both accept exactly the same updates.
+	 */
+	if (memchr(f->payload, '\0', f->len) != NULL) {
+		u->update = NULL;
+		snprintf(je.text, sizeof(je.text), "a NUL byte in the text");
+	} else {
+		u->update = json_loadb(f->payload, f->len, 0, &je);
+	}
 	if (u->update == NULL || !json_is_object(u->update)) {
 		log_warn("update %lld: not a JSON object: %s", (long long)u->id, je.text);
 		json_decref(u->update);

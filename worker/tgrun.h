@@ -115,8 +115,9 @@ json_t *tgrun_send_text(struct tgrun_ctx *ctx, int64_t chat_id,
     const char *text, struct tgrun_error *err);
 
 /*
- * Send `text` to the chat `update` came from (message, edited message,
- * callback query's message, chat member update...). NULL with a
+ * Send `text` to the chat `update` came from: the chat the master ordered it
+ * by (message, edited message, callback query's message, chat member update,
+ * chat boost, reaction count...; README.md lists every type). NULL with a
  * TGRUN_ERR_INVALID error when the update has no chat.
  */
 json_t *tgrun_reply(struct tgrun_ctx *ctx, const json_t *update,
@@ -128,9 +129,16 @@ const json_t *tgrun_update(struct tgrun_ctx *ctx);	/* borrowed */
 int64_t tgrun_update_id(struct tgrun_ctx *ctx);
 /* 1 on the first delivery, 2 on the first retry, ... */
 int tgrun_attempt(struct tgrun_ctx *ctx);
-/* "message", "callback_query", ... */
+/*
+ * "message", "callback_query", ...: the Update field the update carries. A
+ * field newer than this worker's key table is returned by its name;
+ * "unknown" when there is none.
+ */
 const char *tgrun_update_type(struct tgrun_ctx *ctx);
-/* The update's chat id and user id; 0 when the update has none. */
+/*
+ * The update's chat id and user id, the ones the master ordered it by (the
+ * key table in README.md); 0 when the update has none.
+ */
 int64_t tgrun_chat_id(struct tgrun_ctx *ctx);
 int64_t tgrun_user_id(struct tgrun_ctx *ctx);
 struct tgrun_bot *tgrun_bot(struct tgrun_ctx *ctx);

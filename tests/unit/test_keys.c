@@ -1,14 +1,23 @@
-/* Unit tests for daemon/keys.c: update types, key extraction, sequencing keys. */
+/*
+ * Unit tests for common/keys.c, the one key table of master and worker
+ * (every update type, both walkers, the worker's accessors), and
+ * daemon/seqkeys.c.
+ */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "config.h"
 #include "keys.h"
+#include "seqkeys.h"
+#include "tgrun.h"
+#include "worker.h"
 
 /* Expected: -1 rc, or the fields; NO means absent. */
 #define NO INT64_MIN
@@ -189,6 +198,25 @@ static const struct extract_case extract_cases[] = {
 	  ",\"boost_id\":\"b1\",\"remove_date\":1702592000,\"source\":{"
 	  "\"source\":\"premium\",\"user\":" USER(126) "}}}",
 	  0, UPD_REMOVED_CHAT_BOOST, CHANNEL_ID, 126, NO },
+	{ "guest_message",
+	  "{\"update_id\":34,\"guest_message\":{\"message_id\":40,\"from\":" USER(127)
+	  ",\"chat\":" SUPERGROUP ",\"date\":1700000000,\"guest_query_id\":\"gq1\","
+	  "\"text\":\"@bot hi\"}}",
+	  0, UPD_GUEST_MESSAGE, GROUP_ID, 127, NO },
+	{ "guest_message in topic",
+	  "{\"update_id\":35,\"guest_message\":{\"message_id\":41,"
+	  "\"message_thread_id\":77,\"from\":" USER(127) ",\"chat\":" FORUM
+	  ",\"date\":1700000000,\"guest_query_id\":\"gq2\",\"text\":\"@bot\"}}",
+	  0, UPD_GUEST_MESSAGE, GROUP_ID, 127, 77 },
+	{ "managed_bot",
+	  "{\"update_id\":36,\"managed_bot\":{\"user\":" USER(128) ",\"bot\":"
+	  "{\"id\":987654321,\"is_bot\":true,\"first_name\":\"B\","
+	  "\"username\":\"managed_bot\"}}}",
+	  0, UPD_MANAGED_BOT, NO, 128, NO },
+	{ "subscription",
+	  "{\"update_id\":37,\"subscription\":{\"user\":" USER(129)
+	  ",\"invoice_payload\":\"plan\",\"state\":\"canceled\"}}",
+	  0, UPD_SUBSCRIPTION, NO, 129, NO },
 
 	/* Shapes that are not quite right. */
 	{ "type before update_id",
@@ -199,9 +227,33 @@ static const struct extract_case extract_cases[] = {
 	  "{\"update_id\":41,\"future_thing\":{\"chat\":{\"id\":5}},"
 	  "\"message\":{\"message_id\":1,\"chat\":" PRIV(2) ",\"date\":1}}",
 	  0, UPD_MESSAGE, 2, NO, NO },
+	/* A type the table does not know: the generic rule. */
 	{ "unknown type",
 	  "{\"update_id\":42,\"future_update\":{\"chat\":{\"id\":5},\"from\":{\"id\":6}}}",
+	  0, UPD_UNKNOWN, 5, 6, NO },
+	{ "unknown type with user",
+	  "{\"update_id\":42,\"future_update\":{\"user\":{\"id\":6},"
+	  "\"message_thread_id\":3}}",
+	  0, UPD_UNKNOWN, NO, 6, NO },
+	{ "unknown type: from before user",
+	  "{\"update_id\":42,\"future_update\":{\"user\":{\"id\":7},"
+	  "\"from\":{\"id\":6}}}",
+	  0, UPD_UNKNOWN, NO, 6, NO },
+	{ "unknown type: user when from is no id",
+	  "{\"update_id\":42,\"future_update\":{\"from\":{\"id\":\"6\"},"
+	  "\"user\":{\"id\":7},\"chat\":{\"id\":8}}}",
+	  0, UPD_UNKNOWN, 8, 7, NO },
+	{ "unknown type not an object",
+	  "{\"update_id\":42,\"future_update\":[{\"chat\":{\"id\":5}}]}",
 	  0, UPD_UNKNOWN, NO, NO, NO },
+	{ "empty and long keys are passed over",
+	  "{\"update_id\":42,\"\":{\"chat\":{\"id\":5}},\"a_key_longer_than_any_"
+	  "type_name_that_the_table_could_ever_hold_xyz\":{\"chat\":{\"id\":6}},"
+	  "\"x\":{\"chat\":{\"id\":7}}}",
+	  0, UPD_UNKNOWN, 7, NO, NO },
+	{ "first unknown key names the type",
+	  "{\"update_id\":42,\"a\":{\"chat\":{\"id\":5}},\"b\":{\"chat\":{\"id\":6}}}",
+	  0, UPD_UNKNOWN, 5, NO, NO },
 	{ "only update_id", "{\"update_id\":43}", 0, UPD_UNKNOWN, NO, NO, NO },
 	{ "update_id 0 and huge chat id",
 	  "{\"update_id\":0,\"message\":{\"message_id\":1,\"chat\":{\"id\":"
@@ -253,9 +305,64 @@ static const struct extract_case extract_cases[] = {
 	{ "string", "\"update\"", -1, UPD_UNKNOWN, NO, NO, NO },
 };
 
+static void expect_keys(const struct extract_case *c, const char *view,
+    const struct update_keys *k, int rc)
+{
+	if (rc != c->rc)
+		fail_msg("%s (%s): rc %d, expected %d", c->name, view, rc, c->rc);
+	if (k->type != c->type)
+		fail_msg("%s (%s): type %s, expected %s", c->name, view,
+		    keys_type_name(k->type), keys_type_name(c->type));
+	if (k->has_chat != (c->chat != NO) || (k->has_chat && k->chat_id != c->chat))
+		fail_msg("%s (%s): chat has=%d %lld", c->name, view, k->has_chat,
+		    (long long)k->chat_id);
+	if (k->has_user != (c->user != NO) || (k->has_user && k->user_id != c->user))
+		fail_msg("%s (%s): user has=%d %lld", c->name, view, k->has_user,
+		    (long long)k->user_id);
+	if (k->has_thread != (c->thread != NO) ||
+	    (k->has_thread && k->thread_id != c->thread))
+		fail_msg("%s (%s): thread has=%d %lld", c->name, view, k->has_thread,
+		    (long long)k->thread_id);
+}
+
+/*
+ * What a handler sees of the same update: tgrun_update_type, tgrun_chat_id,
+ * tgrun_user_id, and whether tgrun_reply finds a chat (outside a fiber it
+ * then fails for that reason instead).
+ */
+static void worker_view(const struct extract_case *c, json_t *j,
+    const struct update_keys *k)
+{
+	struct wupdate u;
+	struct tgrun_ctx ctx;
+	struct tgrun_error err;
+	const char *type = c->type != UPD_UNKNOWN ? keys_type_name(c->type) :
+	    k->name[0] ? k->name : "unknown";
+
+	memset(&u, 0, sizeof(u));
+	memset(&ctx, 0, sizeof(ctx));
+	u.update = j;
+	ctx.u = &u;
+	wupdate_describe(&u);
+	if (strcmp(tgrun_update_type(&ctx), type) != 0)
+		fail_msg("%s (worker): type %s, expected %s", c->name,
+		    tgrun_update_type(&ctx), type);
+	if (tgrun_chat_id(&ctx) != (c->chat == NO ? 0 : c->chat))
+		fail_msg("%s (worker): chat %lld", c->name,
+		    (long long)tgrun_chat_id(&ctx));
+	if (tgrun_user_id(&ctx) != (c->user == NO ? 0 : c->user))
+		fail_msg("%s (worker): user %lld", c->name,
+		    (long long)tgrun_user_id(&ctx));
+	assert_null(tgrun_reply(NULL, j, "x", &err));
+	if ((strcmp(err.description, "the update has no chat") != 0) !=
+	    (c->chat != NO))
+		fail_msg("%s (worker): tgrun_reply: %s", c->name, err.description);
+}
+
+/* The master's two walkers and the worker agree with the expected keys. */
 static void check_one(const struct extract_case *c)
 {
-	struct update_keys k;
+	struct update_keys k, raw;
 	json_error_t jerr;
 	json_t *j;
 	int rc;
@@ -266,23 +373,15 @@ static void check_one(const struct extract_case *c)
 		    jerr.column);
 	memset(&k, 0xa5, sizeof(k));
 	rc = keys_extract(j, &k);
+	expect_keys(c, "jansson", &k, rc);
+	memset(&raw, 0xa5, sizeof(raw));
+	rc = keys_extract_raw(c->json, strlen(c->json), &raw);
+	expect_keys(c, "raw", &raw, rc);
+	if (strcmp(k.name, raw.name) != 0)
+		fail_msg("%s: name \"%s\" and raw \"%s\"", c->name, k.name, raw.name);
+	if (c->rc == 0)
+		worker_view(c, j, &k);
 	json_decref(j);
-
-	if (rc != c->rc)
-		fail_msg("%s: rc %d, expected %d", c->name, rc, c->rc);
-	if (k.type != c->type)
-		fail_msg("%s: type %s, expected %s", c->name,
-		    keys_type_name(k.type), keys_type_name(c->type));
-	if (k.has_chat != (c->chat != NO) || (k.has_chat && k.chat_id != c->chat))
-		fail_msg("%s: chat has=%d %lld", c->name, k.has_chat,
-		    (long long)k.chat_id);
-	if (k.has_user != (c->user != NO) || (k.has_user && k.user_id != c->user))
-		fail_msg("%s: user has=%d %lld", c->name, k.has_user,
-		    (long long)k.user_id);
-	if (k.has_thread != (c->thread != NO) ||
-	    (k.has_thread && k.thread_id != c->thread))
-		fail_msg("%s: thread has=%d %lld", c->name, k.has_thread,
-		    (long long)k.thread_id);
 }
 
 static void test_extract_table(void **state)
@@ -345,7 +444,7 @@ static void test_type_names(void **state)
 	assert_int_equal(keys_type_from_name(NULL), UPD_UNKNOWN);
 }
 
-/* keys_for: chat/user/thread ids (NO = absent), the CFG_SEQ bits, what comes out. */
+/* seqkeys_for: chat/user/thread ids (NO = absent), the CFG_SEQ bits, what comes out. */
 struct for_case {
 	const char *name;
 	int64_t chat, user, thread;
@@ -407,9 +506,9 @@ static struct update_keys mk(int64_t chat, int64_t user, int64_t thread)
 static uint64_t one_key(int64_t chat, int64_t user, int64_t thread, unsigned seq)
 {
 	struct update_keys k = mk(chat, user, thread);
-	uint64_t out[KEYS_MAX];
+	uint64_t out[SEQKEYS_MAX];
 
-	assert_int_equal(keys_for(&k, seq, out), 1);
+	assert_int_equal(seqkeys_for(&k, seq, out), 1);
 	return out[0];
 }
 
@@ -421,9 +520,9 @@ static void test_keys_for_table(void **state)
 	for (i = 0; i < sizeof(for_cases) / sizeof(for_cases[0]); i++) {
 		const struct for_case *c = &for_cases[i];
 		struct update_keys k = mk(c->chat, c->user, c->thread);
-		uint64_t out[KEYS_MAX], want;
+		uint64_t out[SEQKEYS_MAX], want;
 
-		n = keys_for(&k, c->seq, out);
+		n = seqkeys_for(&k, c->seq, out);
 		if (n != c->n)
 			fail_msg("%s: %d keys, expected %d", c->name, n, c->n);
 		for (j = 0; j < n; j++) {
@@ -507,7 +606,7 @@ static void test_extract_then_keys(void **state)
 	    "\"message_thread_id\":77,\"chat\":" FORUM ",\"date\":1},"
 	    "\"chat_instance\":\"ci\"}}";
 	struct update_keys a, b;
-	uint64_t ka[KEYS_MAX], kb[KEYS_MAX];
+	uint64_t ka[SEQKEYS_MAX], kb[SEQKEYS_MAX];
 	json_t *j;
 
 	assert_non_null(j = json_loads(msg, 0, NULL));
@@ -517,12 +616,193 @@ static void test_extract_then_keys(void **state)
 	assert_int_equal(keys_extract(j, &b), 0);
 	json_decref(j);
 
-	assert_int_equal(keys_for(&a, CFG_SEQ_CHAT_THREAD, ka), 1);
-	assert_int_equal(keys_for(&b, CFG_SEQ_CHAT_THREAD, kb), 1);
+	assert_int_equal(seqkeys_for(&a, CFG_SEQ_CHAT_THREAD, ka), 1);
+	assert_int_equal(seqkeys_for(&b, CFG_SEQ_CHAT_THREAD, kb), 1);
 	assert_int_equal(ka[0], kb[0]);
-	assert_int_equal(keys_for(&a, CFG_SEQ_USER, ka), 1);
-	assert_int_equal(keys_for(&b, CFG_SEQ_USER, kb), 1);
+	assert_int_equal(seqkeys_for(&a, CFG_SEQ_USER, ka), 1);
+	assert_int_equal(seqkeys_for(&b, CFG_SEQ_USER, kb), 1);
 	assert_int_not_equal(ka[0], kb[0]);
+}
+
+/* The optional fields of the Bot API's Update object, Bot API 10.2. */
+static const char *const update_fields[] = {
+	"message", "edited_message", "channel_post", "edited_channel_post",
+	"business_connection", "business_message", "edited_business_message",
+	"deleted_business_messages", "guest_message", "message_reaction",
+	"message_reaction_count", "inline_query", "chosen_inline_result",
+	"callback_query", "shipping_query", "pre_checkout_query",
+	"purchased_paid_media", "poll", "poll_answer", "my_chat_member",
+	"chat_member", "chat_join_request", "chat_boost", "removed_chat_boost",
+	"managed_bot", "subscription",
+};
+
+/* The table knows every field of Update, and nothing else. */
+static void test_update_fields(void **state)
+{
+	size_t i, n = sizeof(update_fields) / sizeof(update_fields[0]);
+
+	for (i = 0; i < n; i++)
+		if (keys_type_from_name(update_fields[i]) == UPD_UNKNOWN)
+			fail_msg("Update field %s is not in the key table",
+			    update_fields[i]);
+	assert_int_equal(UPD__COUNT - 1, n);
+}
+
+/* Every path of every rule is short and ends on an id; the generic rule. */
+static void test_rules(void **state)
+{
+	const struct keys_rule *g = keys_rule(UPD_UNKNOWN);
+	int t;
+
+	assert_ptr_equal(keys_rule(UPD__COUNT), g);
+	assert_string_equal(g->chat[0], "chat");
+	assert_string_equal(g->chat[1], "id");
+	assert_null(g->chat[2]);
+	assert_string_equal(g->user[0], "from");
+	assert_string_equal(g->user_alt[0], "user");
+	assert_null(g->thread);
+	for (t = 0; t < UPD__COUNT; t++) {
+		const struct keys_rule *r = keys_rule((enum update_type)t);
+		const char *const *paths[] = { r->chat, r->user, r->user_alt,
+		    r->chat_alt, r->thread };
+		size_t i, n;
+
+		for (i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+			if (paths[i] == NULL)
+				continue;
+			for (n = 0; paths[i][n] != NULL; n++)
+				;
+			if (n == 0 || n > 4)
+				fail_msg("%s: a path of %zu steps",
+				    keys_type_name((enum update_type)t), n);
+		}
+	}
+}
+
+/* Run keys_extract_raw() (or keys_extract() with `dom`) with stderr captured; lines logged. */
+static int logged_lines(const char *json, int dom)
+{
+	char path[] = "/tmp/tgrun-keystest-XXXXXX", buf[4096];
+	int fd = mkstemp(path), saved = dup(2), lines = 0;
+	struct update_keys k;
+	ssize_t n, i;
+
+	assert_true(fd >= 0);
+	dup2(fd, 2);
+	if (dom) {
+		json_t *j = json_loads(json, 0, NULL);
+
+		assert_non_null(j);
+		assert_int_equal(keys_extract(j, &k), 0);
+		json_decref(j);
+	} else {
+		assert_int_equal(keys_extract_raw(json, strlen(json), &k), 0);
+	}
+	dup2(saved, 2);
+	close(saved);
+	n = pread(fd, buf, sizeof(buf) - 1, 0);
+	close(fd);
+	unlink(path);
+	for (i = 0; i < n; i++)
+		lines += buf[i] == '\n';
+	if (lines > 0) {
+		buf[n] = '\0';
+		assert_non_null(strstr(buf, "[notice]"));
+		assert_non_null(strstr(buf, k.name));
+	}
+	return lines;
+}
+
+/* An unknown type is logged once by the master's walker, never by the worker's. */
+static void test_unknown_logged_once(void **state)
+{
+	static const char a[] = "{\"update_id\":1,\"brand_new\":{\"chat\":{\"id\":1}}}";
+	static const char b[] = "{\"update_id\":2,\"newer_still\":{\"user\":{\"id\":2}}}";
+	char buf[128];
+	int i, total = 0;
+
+	assert_int_equal(logged_lines(a, 1), 0);
+	assert_int_equal(logged_lines(a, 0), 1);
+	assert_int_equal(logged_lines(a, 0), 0);
+	assert_int_equal(logged_lines(a, 1), 0);
+	assert_int_equal(logged_lines(b, 0), 1);
+	assert_int_equal(logged_lines(b, 0), 0);
+	assert_int_equal(logged_lines("{\"update_id\":3,\"message\":{}}", 0), 0);
+	/* A stream of made-up names: a bounded number of lines. */
+	for (i = 0; i < 100; i++) {
+		snprintf(buf, sizeof(buf), "{\"update_id\":%d,\"made_up_%d\":{}}",
+		    i, i);
+		total += logged_lines(buf, 0);
+	}
+	assert_true(total > 0 && total <= 16);
+}
+
+/* The path as README.md writes it: `a.b.c`. */
+static void path_text(const char *const *path, char *buf, size_t size)
+{
+	size_t n = 0;
+
+	n += (size_t)snprintf(buf + n, size - n, "`");
+	for (; *path != NULL; path++)
+		n += (size_t)snprintf(buf + n, size - n, "%s%s", path[0],
+		    path[1] != NULL ? "." : "");
+	snprintf(buf + n, size - n, "`");
+}
+
+/*
+ * README.md lists the keys of every update type: a table row names the type
+ * and each of its rule's paths. Run from the source tree (make unit).
+ */
+static void test_readme_lists_keys(void **state)
+{
+	FILE *f = fopen("README.md", "r");
+	char line[1024], want[160], row[UPD__COUNT + 1][1024];
+	int in = 0, t, found[UPD__COUNT + 1] = { 0 };
+
+	if (f == NULL) {
+		print_message("README.md not found (not run from the source tree)\n");
+		skip();
+	}
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (strncmp(line, "### Keys of every update type", 29) == 0)
+			in = 1;
+		else if (in && line[0] == '#')
+			break;
+		if (!in || line[0] != '|')
+			continue;
+		for (t = 0; t <= UPD__COUNT; t++) {
+			if (t == UPD__COUNT)
+				snprintf(want, sizeof(want), "any other type");
+			else
+				snprintf(want, sizeof(want), "`%s`",
+				    keys_type_name((enum update_type)t));
+			if (t != UPD_UNKNOWN && strstr(line, want) != NULL) {
+				found[t] = 1;
+				snprintf(row[t], sizeof(row[t]), "%s", line);
+			}
+		}
+	}
+	fclose(f);
+	assert_true(in);
+	for (t = 1; t <= UPD__COUNT; t++) {
+		const struct keys_rule *r = keys_rule(t == UPD__COUNT ? UPD_UNKNOWN :
+		    (enum update_type)t);
+		const char *const *paths[] = { r->chat, r->user, r->user_alt,
+		    r->chat_alt, r->thread };
+		const char *name = t == UPD__COUNT ? "any other type" :
+		    keys_type_name((enum update_type)t);
+		size_t i;
+
+		if (!found[t])
+			fail_msg("README.md has no row for %s", name);
+		for (i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+			if (paths[i] == NULL)
+				continue;
+			path_text(paths[i], want, sizeof(want));
+			if (strstr(row[t], want) == NULL)
+				fail_msg("README.md: the row of %s lacks %s", name, want);
+		}
+	}
 }
 
 int main(void)
@@ -535,6 +815,10 @@ int main(void)
 		cmocka_unit_test(test_keys_distinct),
 		cmocka_unit_test(test_keys_spread),
 		cmocka_unit_test(test_extract_then_keys),
+		cmocka_unit_test(test_update_fields),
+		cmocka_unit_test(test_rules),
+		cmocka_unit_test(test_unknown_logged_once),
+		cmocka_unit_test(test_readme_lists_keys),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
