@@ -4,6 +4,7 @@
 #include "clock.h"
 #include "evcurl.h"
 #include "frame.h"
+#include "jscan.h"
 #include "store.h"
 #include "log.h"
 #include "poller.h"
@@ -82,6 +83,21 @@ int master_inflight(const struct master *m)
 
 /* ---- polling ---------------------------------------------------------------- */
 
+/* Why a worker cannot decode an update, for its dead letter. */
+static const char *undecodable(int err)
+{
+	switch (err) {
+	case JSCAN_ENUL:
+		return "a worker cannot decode it: \\u0000 in a string";
+	case JSCAN_EINT:
+		return "a worker cannot decode it: an integer out of 64-bit range";
+	case JSCAN_EREAL:
+		return "a worker cannot decode it: a number that overflows a double";
+	default:
+		return "a worker cannot decode it";
+	}
+}
+
 static void on_batch(void *arg, const struct poller_item *items, size_t n)
 {
 	struct master *m = arg;
@@ -98,6 +114,11 @@ static void on_batch(void *arg, const struct poller_item *items, size_t n)
 
 		if (u == NULL)
 			continue;	/* not an update (logged), or one we hold already */
+		if (items[i].err != 0 && u->refused == NULL) {
+			u->refused = undecodable(items[i].err);
+			log_warn("update %lld: %s; it will be dead-lettered",
+			    (long long)u->id, u->refused);
+		}
 		if (asked != 0 && u->id < asked) {
 			/* Confirmed before: Telegram has forgotten it, and so do we. */
 			log_warn("update %lld: below offset %lld, which confirmed it "

@@ -75,6 +75,7 @@ static int collect(void *arg, const char *json, size_t len, int err)
 	}
 	p->items[p->nitems].json = json;
 	p->items[p->nitems].len = len;
+	p->items[p->nitems].err = err;
 	p->nitems++;
 	return 0;
 }

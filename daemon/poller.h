@@ -14,6 +14,11 @@ struct poller;
 struct poller_item {
 	const char *json;
 	size_t len;
+	/*
+	 * 0, or why a worker's JSON decoder would refuse these well-formed
+	 * bytes (JSCAN_ENUL, JSCAN_EINT, JSCAN_EREAL from common/jscan.h).
+	 */
+	int err;
 };
 
 struct poller_cbs {

@@ -126,3 +126,28 @@ def test_answer_over_64mib_is_split_then_skipped(fakeapi, tgrund):
     # The poll after the skip asks past update 90.
     assert offsets(api)[2] == 91
     assert d.stop() == 0
+
+
+def test_updates_a_worker_cannot_decode_are_dead_lettered(fakeapi, tgrund):
+    """Well-formed JSON that jansson refuses (\\u0000, a 30-digit integer, 1e400)
+    used to be counted as a failure and deleted; now it is a dead letter with
+    its reason, and its chat goes on."""
+    api = fakeapi()
+    d = tgrund(api)
+    d.wait_ready()
+    nul = upd(100, chat=707, text="a\x00b")          # json.dumps writes \u0000
+    big = upd(101, chat=707)
+    big["message"]["message_id"] = 10**30
+    body = json.dumps({"ok": True, "result": [nul, big, upd(102, chat=707),
+                                              upd(103, chat=707, text="@REAL@")]})
+    body = body.replace('"@REAL@"', "1e400")
+    script(api, {"body": body})
+    assert wait_until(lambda: "u102" in echoed(api), 15, what="u102 echoed")
+    wait_log(d.proc, "update 100 (message): dead-lettered without running: a worker "
+                     "cannot decode it: \\u0000 in a string")
+    wait_log(d.proc, "update 101 (message): dead-lettered without running: a worker "
+                     "cannot decode it: an integer out of 64-bit range")
+    wait_log(d.proc, "update 103 (message): dead-lettered without running: a worker "
+                     "cannot decode it: a number that overflows a double")
+    assert not {"u100", "u101", "u103"} & set(echoed(api))
+    assert d.stop() == 0
