@@ -197,6 +197,17 @@ static int take_done_log(struct master *m, const char *path, int64_t offset)
 		    path, n);
 		n = 0;
 	}
+	/*
+	 * Deleting rows must not lower the stored offset, and a store may read
+	 * it from its highest rows: write it down first. If that fails, the
+	 * done log stays for the next start and its updates run again.
+	 */
+	if (n > 0 && store_add_batch(m->store, NULL, 0, offset) < 0) {
+		log_warn("journal: storing offset %lld: %s; %s is left for the next "
+		    "start", (long long)offset, store_errmsg(m->store), path);
+		free(ids);
+		return 0;
+	}
 	if (n > 1)
 		qsort(ids, n, sizeof(*ids), cmp_id);
 	for (size_t i = 0; i < n; i++) {

@@ -3,6 +3,7 @@ import os
 import random
 import re
 import signal
+import struct
 import subprocess
 import time
 
@@ -189,6 +190,55 @@ def test_without_a_journal_workers_die_with_the_master(fakeapi, tgrund):
     finally:
         for pid in live_workers(orphans):
             os.kill(pid, signal.SIGKILL)
+
+
+# common/donelog.h: a record is the id, then the id XOR this, little-endian.
+DONELOG_MAGIC = 0xd0e1a5c3b2f49687
+
+
+def done_records(ids):
+    return b"".join(struct.pack("<qQ", i, i ^ DONELOG_MAGIC) for i in ids)
+
+
+def test_a_restart_marks_done_what_the_done_log_names(fakeapi, tgrund):
+    api = fakeapi()
+    conf = {"workers": {"count": 1},
+            "limits": {"shutdown_timeout": "1s", "kill_grace": "1s"}}
+    d = tgrund(api, handler="stubborn", conf=conf).wait_ready()
+    r = api.push_updates([message(906, "nap 30") for _ in range(3)])
+    a = r["first_id"]
+    wait_until(lambda: said(api, "b%d" % a), 10, what="the first nap to start")
+    # The stop cancels the nap: all three stay journaled.
+    d.proc.signal(signal.SIGTERM)
+    assert d.wait_exit(20) == 0
+    # As if a and a + 1 had finished after their completions were last flushed.
+    with open(os.path.join(d.dir, "journal.db.done"), "ab") as f:
+        f.write(done_records([a + 1]) + b"torn" + done_records([a, a + 1]))
+    conf["journal"] = {"path": os.path.join(d.dir, "journal.db")}
+    d2 = tgrund(api, handler="stubborn", conf=conf).wait_ready()
+    log = d2.log()
+    assert "2 updates named in" in log and "are marked done before the replay" in log
+    assert "4 bytes that are no record skipped" in log
+    assert "replaying 1 unfinished updates" in log
+    wait_until(lambda: said(api, "b%d" % (a + 2)), 10, what="the third nap to start")
+    assert said(api, "b%d" % a) == 1 and said(api, "b%d" % (a + 1)) == 0
+    assert os.path.getsize(os.path.join(d.dir, "journal.db.done")) == 0
+    d2.stop()
+
+
+def test_a_done_log_older_than_its_journal_is_ignored(fakeapi, tgrund, procs):
+    api = fakeapi()
+    state = os.path.join(procs.tmp, "state")
+    os.makedirs(state)
+    journal = os.path.join(state, "journal.db")
+    # Ids another journal's updates had, left next to a fresh journal.
+    with open(journal + ".done", "wb") as f:
+        f.write(done_records([1, 2, 3]))
+    d = tgrund(api, conf={"journal": {"path": journal}}).wait_ready()
+    assert "names 3 updates of an earlier journal; ignored" in d.log()
+    a = api.push_updates([message(907, "hi")])["first_id"]
+    wait_until(lambda: said(api, "u%d" % a), 10, what="the update to run")
+    assert d.stop() == 0
 
 
 def test_worker_sigkill_twenty_times(fakeapi, tgrund):
