@@ -353,13 +353,13 @@ static void master_free(struct master *m)
 	dispatch_free(m->dsp);
 	pending_free(m->pend);
 	evcurl_free(m->ec);
-	store_close(m->store);
+	master_store_close(m);
 	control_free(m->control);
 	metrics_free(m->metrics);
 	master_status_free(m);
 	struct event *evs[] = { m->sig_term, m->sig_int, m->sig_hup, m->sig_chld,
 	    m->stats_ev, m->shutdown_ev, m->watchdog_ev, m->tick_ev, m->journal_ev,
-	    m->drain_ev };
+	    m->drain_ev, m->turn_ev };
 	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
 		if (evs[i] != NULL)
 			event_free(evs[i]);
@@ -375,6 +375,7 @@ int master_run(struct config *cfg, const char *token)
 	int status;
 
 	memset(&m, 0, sizeof(m));
+	m.done_fd = -1;
 	m.cfg = cfg;
 	m.token = token;
 	m.gen = 1;
@@ -386,14 +387,18 @@ int master_run(struct config *cfg, const char *token)
 	m.dsp = master_dispatch_new(&m);
 	if (m.pend != NULL && m.dsp != NULL)
 		master_apply_config(&m);
-	if (m.base != NULL)
+	if (m.base != NULL) {
 		m.pool = workers_new(m.base, token, &master_worker_cbs, &m);
-	if (m.pool == NULL || m.ec == NULL || m.pend == NULL || m.dsp == NULL)
+		m.turn_ev = event_new(m.base, -1, 0, master_on_turn, &m);
+	}
+	if (m.pool == NULL || m.ec == NULL || m.pend == NULL || m.dsp == NULL ||
+	    m.turn_ev == NULL)
 		fatalx("cannot set up the event loop");
 	if (master_store_open(&m) != 0) {
+		status = m.exit_status;
 		master_free(&m);
 		config_free(cfg);
-		return EXIT_CONFIG;
+		return status;
 	}
 	m.poller = poller_new(m.base, m.ec, cfg, token, &cbs);
 	if (m.poller == NULL)

@@ -2,6 +2,7 @@
 #ifndef TGRUN_MASTER_H
 #define TGRUN_MASTER_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -52,6 +53,12 @@ struct master {
 	struct event *stats_ev, *shutdown_ev, *watchdog_ev, *tick_ev;
 	struct event *journal_ev;	/* completion flush / blocked-batch retry */
 	struct event *drain_ev;		/* bounds the wait for workers after DRAIN */
+	struct event *turn_ev;		/* end of a loop turn that saw DONE frames */
+	/* The done log (donelog.h), -1 without a journal; ids not written yet. */
+	int done_fd;
+	int64_t *done_ids;
+	size_t ndone_ids, done_cap;
+	int done_log_failing;		/* a write failed: logged once until one works */
 	struct notify sd;
 	/* counters */
 	uint64_t n_fetched, n_done, n_failed, n_retried, n_dead;
@@ -117,6 +124,8 @@ void master_add_peer(void *arg, struct wslot *w);
 void master_dead_letter(struct master *m, struct upd *u, int ran, const char *why);
 /* Send runnable updates to workers, within the limits. */
 void master_dispatch(struct master *m);
+/* turn_ev: completions of this loop turn to the done log, then dispatch and poll. */
+void master_on_turn(evutil_socket_t fd, short what, void *arg);
 
 /* daemon/master_life.c: stop and reload. */
 void master_on_stop_signal(evutil_socket_t sig, short what, void *arg);
@@ -130,14 +139,28 @@ void master_generation_failed(void *arg, int gen, const char *why);
 
 /* daemon/master_store.c: persistence through store.h. */
 /*
- * Open the journal (unless [journal] enabled = no) and replay its
- * unfinished updates into the pending set. 0, or -1 (logged).
+ * Open the journal (unless [journal] enabled = no) and its done log, wait
+ * (bounded) until no worker of an earlier master runs, mark done what the
+ * done log says finished, and replay the unfinished updates into the pending
+ * set. 0, or -1 (logged) with m->exit_status set.
  */
 int master_store_open(struct master *m) __attribute__((warn_unused_result));
 /* A batch could not be stored: polling pauses and the write is retried. */
 void master_store_blocked(struct master *m);
-/* Update `id` is done: queue its completion (flushed in batches). */
+/*
+ * Update `id` is done: queue its completion (flushed to the journal in
+ * batches) and keep it for the done log (master_store_record).
+ */
 void master_store_done(struct master *m, int64_t id);
+/*
+ * Write the completions kept since the last call to the done log, in one
+ * write(). Called once per loop turn that saw DONE frames, and before any
+ * update is sent to a worker: a successor never runs before its
+ * predecessor's completion survives a kill of the master.
+ */
+void master_store_record(struct master *m);
+/* Flush completions, close the journal and the done log (after the workers exited). */
+void master_store_close(struct master *m);
 
 /* daemon/master_status.c: status.h's ops for the control socket and metrics. */
 struct status_ops;

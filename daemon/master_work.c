@@ -14,6 +14,8 @@
 
 #include <jansson.h>
 
+#include <event2/event.h>
+
 /* ---- dispatch -------------------------------------------------------------- */
 
 static struct upd *upd_of(struct dsp_entry *e)
@@ -37,6 +39,8 @@ static int send_update(void *arg, void *h, struct dsp_entry *e)
 	struct master *m = arg;
 	struct upd *u = upd_of(e);
 
+	/* `u` may be the successor of an update that just finished. */
+	master_store_record(m);
 	if (workers_send_update(h, u->id, u->attempt, u->json, u->len) != 0)
 		return -1;
 	if (e->dispatched_ms == 0)
@@ -174,13 +178,18 @@ static void master_update_done(void *arg, struct wslot *w, int64_t id,
 	} else {
 		master_finish(m, u, 1);
 	}
-	if (m->stopping) {
-		if (master_inflight(m) == 0 && (m->store != NULL || master_pending(m) == 0))
-			master_begin_confirm(m);
-		else
-			master_dispatch(m);
-		return;
-	}
+	/* Every DONE frame this turn costs one done-log write and one dispatch. */
+	event_active(m->turn_ev, EV_TIMEOUT, 0);
+	if (m->stopping && master_inflight(m) == 0 &&
+	    (m->store != NULL || master_pending(m) == 0))
+		master_begin_confirm(m);
+}
+
+void master_on_turn(evutil_socket_t fd, short what, void *arg)
+{
+	struct master *m = arg;
+
+	master_store_record(m);
 	master_dispatch(m);
 	master_maybe_poll(m);
 }

@@ -37,6 +37,7 @@ struct workers *workers_new(struct event_base *base, const char *token,
 	p->cbs = *cbs;
 	p->arg = arg;
 	p->rng = (uint64_t)clock_ms() * 2654435761u + (uint64_t)getpid();
+	p->done_fd = -1;
 	return p;
 }
 
@@ -365,5 +366,10 @@ void workers_abandon(struct workers *p, int gen)
 void workers_set_stopping(struct workers *p)
 {
 	p->stopping = 1;
+}
+
+void workers_set_done_log(struct workers *p, int fd)
+{
+	p->done_fd = fd;
 }
 

@@ -64,6 +64,15 @@ void workers_serve(struct workers *p, int gen, const struct config *cfg);
 void workers_abandon(struct workers *p, int gen);
 /* Stopping: no worker is respawned from now on. */
 void workers_set_stopping(struct workers *p);
+/*
+ * Workers started from now on inherit `fd`, the done log (donelog.h), and
+ * when the master dies they finish their running updates and record them
+ * there before they exit (within workers_orphan_limit_ms). Without it (-1,
+ * no journal) they die with the master. The pool does not close `fd`.
+ */
+void workers_set_done_log(struct workers *p, int fd);
+/* How long a worker with `cfg` may outlive its master, in ms. */
+int64_t workers_orphan_limit_ms(const struct config *cfg);
 
 /* Send update `id` to a READY worker: 0, or -1 (not sent). */
 int workers_send_update(struct wslot *w, int64_t id, int attempt, const char *json,

@@ -47,6 +47,7 @@ struct workers {
 	int stopping;			/* no respawn */
 	uint64_t rng;
 	struct throttle *throttle;	/* shared buckets, NULL until enabled */
+	int done_fd;			/* the master's done log, or -1 */
 };
 
 /* workers_spawn.c */

@@ -2,6 +2,7 @@
 #include "workers_int.h"
 #include "clock.h"
 #include "config.h"
+#include "donelog.h"
 #include "frame.h"
 #include "log.h"
 #include "notify.h"
@@ -53,6 +54,21 @@ static const struct config *cfg_of(const struct workers *p, const struct wslot *
 	return p->next_cfg != NULL && w->gen > p->gen ? p->next_cfg : p->cfg;
 }
 
+/*
+ * A worker whose master died lets its updates run this long, as a stop
+ * would (and never past update_timeout), then cancels them.
+ */
+static int64_t orphan_finish_ms(const struct config *c)
+{
+	return c->update_timeout_ms < c->shutdown_timeout_ms ? c->update_timeout_ms :
+	    c->shutdown_timeout_ms;
+}
+
+int64_t workers_orphan_limit_ms(const struct config *cfg)
+{
+	return donelog_orphan_limit_ms(orphan_finish_ms(cfg), cfg->kill_grace_ms);
+}
+
 static json_t *settings_json(struct workers *p, struct wslot *w)
 {
 	const struct config *c = cfg_of(p, w);
@@ -62,7 +78,7 @@ static json_t *settings_json(struct workers *p, struct wslot *w)
 		json_object_set_new(kv, c->handler_kv[i].key,
 		    json_string(c->handler_kv[i].value));
 	return json_pack("{s:i, s:i, s:i, s:s, s:s, s:s, s:I, s:i, s:I, s:o, "
-	    "s:i, s:I, s:i, s:b, s:b, s:i, s:s?, s:s?, s:s?}",
+	    "s:i, s:I, s:i, s:b, s:b, s:i, s:s?, s:s?, s:s?, s:b, s:I, s:I}",
 	    "slot", w->slot, "count", c->worker_count, "generation", w->gen,
 	    "handler", c->handler, "api_url", c->api_url, "token", p->token,
 	    "api_timeout_ms", (json_int_t)c->api_timeout_ms,
@@ -77,7 +93,11 @@ static json_t *settings_json(struct workers *p, struct wslot *w)
 	    "retry_ambiguous", c->api_retry_ambiguous,
 	    "http_version", c->api_http_version,
 	    "ca_file", c->api_ca_file, "ca_path", c->api_ca_path,
-	    "proxy", c->api_proxy);
+	    "proxy", c->api_proxy,
+	    /* spawn() hands it the done log on DONELOG_FD then. */
+	    "done_log", p->done_fd >= 0,
+	    "orphan_ms", (json_int_t)orphan_finish_ms(c),
+	    "orphan_grace_ms", (json_int_t)c->kill_grace_ms);
 }
 
 void workers_on_respawn(evutil_socket_t fd, short what, void *arg)
@@ -108,6 +128,7 @@ int workers_spawn(struct workers *p, struct wslot *w)
 	const struct config *c = cfg_of(p, w);
 	int sv[2], rc;
 	int tfd = c->throttle_enabled && p->throttle ? throttle_fd(p->throttle) : -1;
+	int dfd = p->done_fd;
 	pid_t pid, parent;
 	char slotarg[16];
 	json_t *set;
@@ -131,29 +152,38 @@ int workers_spawn(struct workers *p, struct wslot *w)
 	if (pid == 0) {
 		/* Child: never touch the parent's loop or curl handles; exec. */
 		char *argv[] = { "tgrun-worker", "--slot", slotarg, NULL };
+		/* What crosses exec, each onto its fixed number. */
+		int src[] = { sv[1], tfd, dfd };
+		static const int dst[] = { FRAME_WORKER_FD, THROTTLE_FD, DONELOG_FD };
+		enum { NFD = sizeof(dst) / sizeof(dst[0]), LAST_FD = DONELOG_FD };
 		sigset_t none;
 
+		_Static_assert(FRAME_WORKER_FD < THROTTLE_FD && THROTTLE_FD < DONELOG_FD,
+		    "the inherited descriptors are 3, 4, 5 in this order");
+		/* Until the worker says otherwise (done log): it dies with the master. */
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		if (getppid() != parent)
 			_exit(127);	/* the master died before prctl took effect */
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		notify_scrub_env();
-		/* The socket goes onto fd 3 first: move the memfd out of its way. */
-		if (tfd == FRAME_WORKER_FD &&
-		    (tfd = fcntl(tfd, F_DUPFD_CLOEXEC, THROTTLE_FD + 1)) < 0)
-			_exit(127);
-		if (dup2(sv[1], FRAME_WORKER_FD) < 0)
-			_exit(127);
-		/* dup2() clears close-on-exec, except onto the same fd. */
-		if (tfd >= 0 && (tfd == THROTTLE_FD ? fcntl(tfd, F_SETFD, 0) :
-		    dup2(tfd, THROTTLE_FD)) < 0)
-			_exit(127);
+		/* Sources out of the way of the fixed numbers, so no dup2() clobbers one. */
+		for (size_t i = 0; i < NFD; i++)
+			if (src[i] >= 0 && src[i] <= LAST_FD &&
+			    (src[i] = fcntl(src[i], F_DUPFD_CLOEXEC, LAST_FD + 1)) < 0)
+				_exit(127);
+		/* dup2() clears close-on-exec; a number with nothing to carry is closed. */
+		for (size_t i = 0; i < NFD; i++) {
+			if (src[i] < 0)
+				(void)close(dst[i]);
+			else if (dup2(src[i], dst[i]) < 0)
+				_exit(127);
+		}
 		/*
 		 * Nothing else crosses exec: libcurl's sockets (the live getUpdates
 		 * connection, its wake-up pair) are not close-on-exec.
 		 */
-		if (close_range(tfd >= 0 ? THROTTLE_FD + 1 : FRAME_WORKER_FD + 1, ~0U, 0) != 0)
+		if (close_range(LAST_FD + 1, ~0U, 0) != 0)
 			_exit(127);
 		execv(p->path, argv);
 		dprintf(STDERR_FILENO, "tgrun-worker: exec %s: %s\n",

@@ -33,11 +33,20 @@ static void start_update(struct worker *w, struct wupdate *u);
 static void send_frame(struct worker *w, uint8_t type, uint16_t flags,
     uint64_t seq, uint32_t arg, const void *p, size_t len)
 {
+	if (w->orphaned)
+		return;		/* nobody reads them */
 	if (frame_write(bufferevent_get_output(w->bev), type, flags, seq, arg,
 	    p, len) != 0) {
 		log_err("cannot queue a %s frame; exiting", frame_type_name(type));
 		exit(WORKER_EXIT_FAILED);
 	}
+}
+
+/* Update `id` ended with enum frame_status `status` after `ms`. */
+static void send_done(struct worker *w, uint64_t id, int status, uint32_t ms)
+{
+	orphan_note_done(w, (int64_t)id, status);
+	send_frame(w, FRAME_DONE, (uint16_t)status, id, ms, NULL, 0);
 }
 
 /*
@@ -52,7 +61,7 @@ static void flush_out(struct worker *w)
 	struct evbuffer *out;
 	int n, fl;
 
-	if (w->bev == NULL)
+	if (w->bev == NULL || w->orphaned)
 		return;
 	out = bufferevent_get_output(w->bev);
 	n = evbuffer_peek(out, -1, NULL, v, 64);
@@ -97,7 +106,8 @@ static void on_config(struct worker *w, const struct frame *f)
 		return;
 	}
 	j = json_loadb(f->payload, f->len, 0, &je);
-	if (j == NULL || settings_from_json(&w->bot.set, j, err, sizeof(err)) != 0) {
+	if (j == NULL || settings_from_json(&w->bot.set, j, err, sizeof(err)) != 0 ||
+	    orphan_setup(w, j, err, sizeof(err)) != 0) {
 		json_decref(j);
 		fail_start(w, FRAME_FAIL_CONFIG, j ? err : "CONFIG frame is not JSON");
 	}
@@ -170,9 +180,24 @@ static void update_free(struct worker *w, struct wupdate *u)
 
 static void maybe_exit(struct worker *w)
 {
-	if (w->draining && w->updates.count == 0 && sched_count(w->sched) == 0) {
-		log_debug("drained: exiting");
+	if (w->draining && w->updates.count == 0 && sched_count(w->sched) == 0 &&
+	    !w->quit) {
+		if (w->orphaned)
+			orphan_end(w);
+		else
+			log_debug("drained: exiting");
 		w->quit = 1;
+	}
+}
+
+/* The master is gone: what has not started is left to the next one. */
+static void drop_queued(struct worker *w)
+{
+	struct wupdate *u;
+
+	while ((u = TAILQ_FIRST(&w->queue)) != NULL) {
+		TAILQ_REMOVE(&w->queue, u, queue);
+		update_free(w, u);
 	}
 }
 
@@ -190,7 +215,7 @@ static void update_done(struct task *t, void *arg)
 	if (u->status == FRAME_ST_ERROR)
 		log_info("update %lld (%s, attempt %d): handler failed",
 		    (long long)u->id, u->type, u->attempt);
-	send_frame(w, FRAME_DONE, (uint16_t)u->status, (uint64_t)u->id, ms, NULL, 0);
+	send_done(w, (uint64_t)u->id, u->status, ms);
 	update_free(w, u);
 	w->running--;
 	while (!TAILQ_EMPTY(&w->queue) && w->running < w->bot.set.worker_concurrency) {
@@ -211,7 +236,7 @@ static void start_update(struct worker *w, struct wupdate *u)
 	if (t == NULL) {
 		log_err("update %lld: out of memory for its fiber", (long long)u->id);
 		ctx_free(ctx);
-		send_frame(w, FRAME_DONE, FRAME_ST_ERROR, (uint64_t)u->id, 0, NULL, 0);
+		send_done(w, (uint64_t)u->id, FRAME_ST_ERROR, 0);
 		update_free(w, u);
 		return;
 	}
@@ -228,7 +253,7 @@ static void on_update(struct worker *w, const struct frame *f)
 
 	if (w->draining) {
 		log_warn("update %llu after DRAIN: refused", (unsigned long long)f->seq);
-		send_frame(w, FRAME_DONE, FRAME_ST_CANCELLED, f->seq, 0, NULL, 0);
+		send_done(w, f->seq, FRAME_ST_CANCELLED, 0);
 		return;
 	}
 	if (u64map_get(&w->updates, f->seq) != NULL) {
@@ -256,7 +281,7 @@ static void on_update(struct worker *w, const struct frame *f)
 		log_warn("update %lld: not a JSON object: %s", (long long)u->id, je.text);
 		json_decref(u->update);
 		free(u);
-		send_frame(w, FRAME_DONE, FRAME_ST_ERROR, f->seq, 0, NULL, 0);
+		send_done(w, f->seq, FRAME_ST_ERROR, 0);
 		return;
 	}
 	wupdate_describe(u);
@@ -280,7 +305,7 @@ static void on_cancel(struct worker *w, const struct frame *f)
 	if (u->waiting) {
 		/* Never started: answer at once. */
 		TAILQ_REMOVE(&w->queue, u, queue);
-		send_frame(w, FRAME_DONE, FRAME_ST_CANCELLED, f->seq, 0, NULL, 0);
+		send_done(w, f->seq, FRAME_ST_CANCELLED, 0);
 		update_free(w, u);
 		return;
 	}
@@ -379,6 +404,15 @@ static void on_sock_event(struct bufferevent *bev, short what, void *arg)
 	struct worker *w = arg;
 
 	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+		if (orphan_begin(w)) {
+			/* Its running updates finish and are recorded; then it exits. */
+			bufferevent_disable(bev, EV_READ | EV_WRITE);
+			drop_queued(w);
+			w->draining = 1;
+			ctx_cancel_background(w);
+			maybe_exit(w);
+			return;
+		}
 		/* The master is gone: nothing to report to. */
 		log_info("master closed the connection; exiting");
 		_exit(w->draining ? WORKER_EXIT_OK : WORKER_EXIT_FAILED);
@@ -461,7 +495,8 @@ int main(int argc, char **argv)
 	/*
 	 * The master decides when workers stop (DRAIN over the socket); a
 	 * terminal's ^C or a signal to the process group goes to it. If the
-	 * master dies, PR_SET_PDEATHSIG kills the worker.
+	 * master dies, PR_SET_PDEATHSIG kills the worker, or, with a done log,
+	 * the worker finishes its updates first (orphan.c).
 	 */
 	signal(SIGINT, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);

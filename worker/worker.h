@@ -98,6 +98,8 @@ struct worker {
 	struct lockmap *locks;
 	struct throttle *throttle;	/* [throttle] buckets shared with all workers, or NULL */
 	struct wstats *stats;		/* Bot API counts for the next STATS frame */
+	struct orphan *orphan;		/* the done log is ours (orphan.c), or NULL */
+	int orphaned;			/* the master is gone: no frame goes out */
 };
 
 int settings_from_json(struct worker_settings *s, const json_t *j,
@@ -134,6 +136,24 @@ void spawn_release_handles(struct wupdate *u);
 /* Hand every lock `ctx` holds to its next waiter (the fiber ended). */
 void locks_release_all(struct tgrun_ctx *ctx);
 void locks_free(struct worker *w);
+
+/* worker/orphan.c: the master's death, with a journal (its done log on DONELOG_FD) */
+/*
+ * From the CONFIG frame's "done_log", "orphan_ms", "orphan_grace_ms": when
+ * the master dies, finish what runs instead of dying with it. 0, or -1 (err).
+ */
+int orphan_setup(struct worker *w, const json_t *settings, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+/* A DONE frame with enum frame_status `status` is queued for update `id`. */
+void orphan_note_done(struct worker *w, int64_t id, int status);
+/*
+ * The master's socket closed: 1 when this worker goes on as an orphan (its
+ * running updates finish or are cancelled within the bound, each finished
+ * one is recorded), 0 when it has no done log and must exit now.
+ */
+int orphan_begin(struct worker *w);
+/* The orphan exits: say what it did. */
+void orphan_end(struct worker *w);
 
 /* worker/api.c */
 void api_free_requests(struct worker *w);

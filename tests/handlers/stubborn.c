@@ -4,6 +4,8 @@
  *   "block S"  blocks the whole worker for S seconds without yielding, then
  *              tries to send "u<update_id>" (fails once cancelled);
  *   "spin"     loops on the CPU forever (only the heartbeat can end it);
+ *   "nap S"    sleeps S seconds, yielding, then sends "u<update_id>"; a
+ *              cancel ends it (the one command that heeds one);
  *   otherwise  sends "u<update_id>".
  */
 #include <stdio.h>
@@ -38,6 +40,9 @@ int tgrun_handle(struct tgrun_ctx *ctx, const json_t *update)
 
 		while (nanosleep(&ts, &ts) != 0)
 			;
+	} else if (text != NULL && strncmp(text, "nap ", 4) == 0) {
+		if (tgrun_sleep(ctx, atof(text + 4)) != 0)
+			return -1;
 	} else if (text != NULL && strcmp(text, "spin") == 0) {
 		volatile unsigned long n = 0;
 

@@ -1,4 +1,4 @@
-"""Workers inherit nothing of the master's but their socket (and the throttle's memory), and no secret."""
+"""Workers inherit nothing of the master's but their socket (the throttle's memory, the done log), and no secret."""
 import os
 import signal
 
@@ -23,14 +23,18 @@ def environ(pid):
         return f.read().decode("utf-8", "replace").split("\0")
 
 
-def check_workers(d, throttle):
-    """No worker shares an open file with the master, but the throttle's memory."""
+def check_workers(d, throttle, done_log=True):
+    """No worker shares an open file with the master, but the throttle's
+    memory and, with the journal, the done log next to it (on fd 5)."""
     pids = d.worker_pids()
     assert pids, "no workers"
     master = set(inherited(d.pid).values())
+    done = os.path.join(d.dir, "journal.db.done")
     for pid in pids:
         fds = inherited(pid)
         assert fds.get(3, "").startswith("socket:"), fds
+        if done_log:
+            assert fds.pop(5, None) == done, fds
         # anon_inode names (epoll) carry no identity: each process has its own.
         shared = {fd: t for fd, t in fds.items()
                   if t in master and not t.startswith("anon_inode:")}
@@ -71,3 +75,11 @@ def test_throttle_memory_is_the_only_other_descriptor(fakeapi, tgrund):
     api = fakeapi()
     d = tgrund(api, conf={"throttle": {"enabled": "yes"}}).wait_ready()
     check_workers(d, throttle=True)
+
+
+def test_without_a_journal_no_done_log(fakeapi, tgrund):
+    api = fakeapi()
+    d = tgrund(api, conf={"journal": {"enabled": "no"}}).wait_ready()
+    check_workers(d, throttle=False, done_log=False)
+    for pid in d.worker_pids():
+        assert not any(t.endswith(".done") for t in inherited(pid).values())

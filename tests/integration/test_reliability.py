@@ -3,12 +3,13 @@ import os
 import random
 import re
 import signal
+import struct
 import subprocess
 import time
 
 from daemon import run_check, wait_until
 from conftest import BUILD
-from waits import wait_echoed
+from waits import wait_echoed, wait_log
 from updates import message
 
 
@@ -33,30 +34,223 @@ def wait_tagged(api, tag, since=0, timeout=30):
 
 # ---- kills -------------------------------------------------------------------------
 
-def test_master_sigkill_five_times_loses_nothing(fakeapi, tgrund):
+def live_workers(pids):
+    """Those of `pids` that are still tgrun-worker processes (a dead one may
+    stay a zombie of whoever adopted it; a reused PID is someone else)."""
+    alive = []
+    for pid in pids:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        if comm == "tgrun-worker" and stat.rsplit(")", 1)[1].split()[0] != "Z":
+            alive.append(pid)
+    return alive
+
+
+def test_master_sigkill_five_times_loses_nothing_and_reruns_little(fakeapi, tgrund):
     api = fakeapi("--count", "20000", "--chats", "500", "--users", "2000",
                   "--seed", "21", "--rate", "4000")
     expected = api.stats()["expected_echoes"]
     rng = random.Random(7)
     d = tgrund(api, conf={"workers": {"count": 2}})
     journal = os.path.join(d.dir, "journal.db")
-    for k in range(5):
-        d.wait_ready()
-        # Kill at a random point of the burst, while work is in flight.
-        target = min(expected - 1, int(expected * (k + 1) / 6) + rng.randint(-500, 500))
-        api.wait_stats(lambda s: s["echoed"] >= target, 60)
-        os.kill(d.pid, signal.SIGKILL)
-        assert d.wait_exit(10) == -signal.SIGKILL
-        # Workers die with their master (PR_SET_PDEATHSIG).
-        assert wait_until(lambda: d.worker_pids() == [], 10)
-        d = tgrund(api, conf={"workers": {"count": 2}, "journal": {"path": journal}})
-    d.wait_ready()
-    st = wait_echoed(api, expected, timeout=180)
-    assert st["missing"] == 0
-    assert st["inversions"] == 0, "per-chat order of first deliveries broke"
-    # Duplicates only come from updates in flight at a kill: bounded by the window.
-    print("duplicates after 5 master kills: %d" % st["duplicates"])
-    assert st["duplicates"] <= 5 * 1000
+    orphans = []
+    try:
+        for k in range(5):
+            d.wait_ready(30)
+            # Kill at a random point of the burst, while work is in flight.
+            target = min(expected - 1, int(expected * (k + 1) / 6) + rng.randint(-500, 500))
+            api.wait_stats(lambda s: s["echoed"] >= target, 60)
+            orphans += d.worker_pids()
+            os.kill(d.pid, signal.SIGKILL)
+            assert d.wait_exit(10) == -signal.SIGKILL
+            d = tgrund(api, conf={"workers": {"count": 2}, "journal": {"path": journal}})
+        d.wait_ready(30)
+        st = wait_echoed(api, expected, timeout=180)
+        print("duplicates after 5 master kills: %d" % st["duplicates"])
+        assert st["missing"] == 0
+        assert st["inversions"] == 0, "per-chat order of first deliveries broke"
+        # Re-runs: only what the kill caught between a worker's DONE and the
+        # done log, or work cancelled at the orphans' bound (none here).
+        assert st["duplicates"] <= 5 * 5
+        # The killed masters' workers finished their updates and exited.
+        assert wait_until(lambda: live_workers(orphans) == [], 15), live_workers(orphans)
+        assert d.stop() == 0
+    finally:
+        for pid in live_workers(orphans):
+            os.kill(pid, signal.SIGKILL)
+
+
+def kill_master(d):
+    """SIGKILL the master; returns the PIDs of its workers, which outlive it."""
+    pids = d.worker_pids()
+    os.kill(d.pid, signal.SIGKILL)
+    assert d.wait_exit(10) == -signal.SIGKILL
+    return pids
+
+
+def said(api, text):
+    return [x for _, x in texts(api)].count(text)
+
+
+def test_orphans_finish_their_updates_and_the_next_master_waits(fakeapi, tgrund):
+    api = fakeapi()
+    conf = {"workers": {"count": 2}}
+    d = tgrund(api, handler="stubborn", conf=conf).wait_ready()
+    r = api.push_updates([message(900, "nap 2"), message(900, "next"), message(901, "nap 2")])
+    a, b, c = r["first_id"], r["first_id"] + 1, r["first_id"] + 2
+    wait_until(lambda: said(api, "b%d" % a) and said(api, "b%d" % c), 10,
+               what="both naps to start")
+    orphans = kill_master(d)
+    try:
+        conf["journal"] = {"path": os.path.join(d.dir, "journal.db")}
+        d2 = tgrund(api, handler="stubborn", conf=conf)
+        wait_log(d2.proc, "is locked: waiting up to", 10)
+        d2.wait_ready(20)
+        wait_until(lambda: said(api, "u%d" % b), 20, what="the update after the nap")
+        # The orphans finished a and c; the new master ran only b, after a.
+        for x in (a, c):
+            assert (said(api, "b%d" % x), said(api, "u%d" % x)) == (1, 1), texts(api)
+        calls = texts(api)
+        assert [t for t, x in calls if x == "u%d" % a][0] <= \
+            [t for t, x in calls if x == "b%d" % b][0]
+        log = d2.log()
+        assert "replaying 1 unfinished updates" in log
+        assert "the previous master's workers are gone" in log
+        assert wait_until(lambda: live_workers(orphans) == [], 5)
+        assert d2.stop() == 0
+    finally:
+        for pid in live_workers(orphans):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_orphans_cancel_what_outlasts_the_bound_and_it_runs_again(fakeapi, tgrund):
+    api = fakeapi()
+    # An orphan lets its updates run min(update_timeout, shutdown_timeout).
+    conf = {"workers": {"count": 1},
+            "limits": {"update_timeout": "1s", "kill_grace": "1s"}}
+    d = tgrund(api, handler="stubborn", conf=conf).wait_ready()
+    a = api.push_updates([message(902, "nap 30")])["first_id"]
+    wait_until(lambda: said(api, "b%d" % a), 10, what="the nap to start")
+    t0 = time.monotonic()
+    orphans = kill_master(d)
+    try:
+        assert wait_until(lambda: live_workers(orphans) == [], 5)
+        # Cancelled at 1 s, so not recorded as done: the next master runs it.
+        assert time.monotonic() - t0 < 3
+        conf["journal"] = {"path": os.path.join(d.dir, "journal.db")}
+        d2 = tgrund(api, handler="stubborn", conf=conf).wait_ready()
+        assert "replaying 1 unfinished updates" in d2.log()
+        wait_until(lambda: said(api, "b%d" % a) == 2, 10, what="the nap to start again")
+        assert "cancelling 1 updates still running after 1000 ms" in d.log()
+        d2.stop()
+    finally:
+        for pid in live_workers(orphans):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_an_orphan_stuck_in_its_handler_ends_at_the_hard_bound(fakeapi, tgrund):
+    api = fakeapi()
+    # Bound: update_timeout (1 s) + kill_grace (1 s) + 1 s, then SIGALRM.
+    conf = {"workers": {"count": 1},
+            "limits": {"update_timeout": "1s", "kill_grace": "1s",
+                       "heartbeat_timeout": "30s"}}
+    d = tgrund(api, handler="stubborn", conf=conf).wait_ready()
+    a = api.push_updates([message(903, "spin")])["first_id"]
+    wait_until(lambda: said(api, "b%d" % a), 10, what="the spin to start")
+    t0 = time.monotonic()
+    orphans = kill_master(d)
+    try:
+        # It never turns its loop again: only the kernel's alarm ends it.
+        assert wait_until(lambda: live_workers(orphans) == [], 8), live_workers(orphans)
+        assert 2.5 <= time.monotonic() - t0 < 5
+        conf["journal"] = {"path": os.path.join(d.dir, "journal.db")}
+        conf["limits"]["max_attempts"] = 1
+        d2 = tgrund(api, handler="stubborn", conf=conf).wait_ready()
+        assert "replaying 1 unfinished updates" in d2.log()
+        d2.stop()
+    finally:
+        for pid in live_workers(orphans):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_a_stray_sighup_does_not_end_a_worker(fakeapi, tgrund):
+    api = fakeapi()
+    conf = {"workers": {"count": 1},
+            "limits": {"update_timeout": "1s", "kill_grace": "1s"}}
+    d = tgrund(api, handler="stubborn", conf=conf).wait_ready()
+    [pid] = d.worker_pids()
+    os.kill(pid, signal.SIGHUP)
+    # Past the bound a worker whose master died would have.
+    time.sleep(4)
+    assert live_workers([pid]) == [pid]
+    a = api.push_updates([message(904, "hi")])["first_id"]
+    wait_until(lambda: said(api, "u%d" % a), 10, what="the worker to answer")
+    assert d.stop() == 0
+
+
+def test_without_a_journal_workers_die_with_the_master(fakeapi, tgrund):
+    api = fakeapi()
+    d = tgrund(api, handler="stubborn", conf={"journal": {"enabled": "no"}}).wait_ready()
+    a = api.push_updates([message(905, "nap 30")])["first_id"]
+    wait_until(lambda: said(api, "b%d" % a), 10, what="the nap to start")
+    orphans = kill_master(d)
+    try:
+        assert wait_until(lambda: live_workers(orphans) == [], 3)
+    finally:
+        for pid in live_workers(orphans):
+            os.kill(pid, signal.SIGKILL)
+
+
+# common/donelog.h: a record is the id, then the id XOR this, little-endian.
+DONELOG_MAGIC = 0xd0e1a5c3b2f49687
+
+
+def done_records(ids):
+    return b"".join(struct.pack("<qQ", i, i ^ DONELOG_MAGIC) for i in ids)
+
+
+def test_a_restart_marks_done_what_the_done_log_names(fakeapi, tgrund):
+    api = fakeapi()
+    conf = {"workers": {"count": 1},
+            "limits": {"shutdown_timeout": "1s", "kill_grace": "1s"}}
+    d = tgrund(api, handler="stubborn", conf=conf).wait_ready()
+    r = api.push_updates([message(906, "nap 30") for _ in range(3)])
+    a = r["first_id"]
+    wait_until(lambda: said(api, "b%d" % a), 10, what="the first nap to start")
+    # The stop cancels the nap: all three stay journaled.
+    d.proc.signal(signal.SIGTERM)
+    assert d.wait_exit(20) == 0
+    # As if a and a + 1 had finished after their completions were last flushed.
+    with open(os.path.join(d.dir, "journal.db.done"), "ab") as f:
+        f.write(done_records([a + 1]) + b"torn" + done_records([a, a + 1]))
+    conf["journal"] = {"path": os.path.join(d.dir, "journal.db")}
+    d2 = tgrund(api, handler="stubborn", conf=conf).wait_ready()
+    log = d2.log()
+    assert "2 updates named in" in log and "are marked done before the replay" in log
+    assert "4 bytes that are no record skipped" in log
+    assert "replaying 1 unfinished updates" in log
+    wait_until(lambda: said(api, "b%d" % (a + 2)), 10, what="the third nap to start")
+    assert said(api, "b%d" % a) == 1 and said(api, "b%d" % (a + 1)) == 0
+    assert os.path.getsize(os.path.join(d.dir, "journal.db.done")) == 0
+    d2.stop()
+
+
+def test_a_done_log_older_than_its_journal_is_ignored(fakeapi, tgrund, procs):
+    api = fakeapi()
+    state = os.path.join(procs.tmp, "state")
+    os.makedirs(state)
+    journal = os.path.join(state, "journal.db")
+    # Ids another journal's updates had, left next to a fresh journal.
+    with open(journal + ".done", "wb") as f:
+        f.write(done_records([1, 2, 3]))
+    d = tgrund(api, conf={"journal": {"path": journal}}).wait_ready()
+    assert "names 3 updates of an earlier journal; ignored" in d.log()
+    a = api.push_updates([message(907, "hi")])["first_id"]
+    wait_until(lambda: said(api, "u%d" % a), 10, what="the update to run")
     assert d.stop() == 0
 
 
