@@ -11,6 +11,7 @@
 #include "worker.h"
 #include "wstats.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -28,6 +29,27 @@
 #define STACK_POOL_KEEP 256
 
 static void worker_exit(struct worker *w, int status) __attribute__((noreturn));
+
+/*
+ * Before the handler loads: no descriptor of ours crosses an exec of a
+ * program the handler starts (libcurl makes its wake-up socketpair without
+ * close-on-exec; its connections come from evcurl with it).
+ */
+static void cloexec_all(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+
+	if (d == NULL)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		int fd = atoi(e->d_name);
+
+		if (fd > 2 && fd != dirfd(d))
+			(void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+	}
+	closedir(d);
+}
 static void start_update(struct worker *w, struct wupdate *u);
 
 static void send_frame(struct worker *w, uint8_t type, uint16_t flags,
@@ -128,6 +150,7 @@ static void on_config(struct worker *w, const struct frame *f)
 	w->ec = evcurl_new(w->base, w->bot.set.worker_concurrency);
 	if (w->sched == NULL || w->ec == NULL)
 		fail_start(w, FRAME_FAIL_CONFIG, "cannot set up the fiber runtime");
+	cloexec_all();
 	if (w->bot.set.throttle &&
 	    (w->throttle = throttle_attach(THROTTLE_FD, err, sizeof(err))) == NULL) {
 		char msg[640];
@@ -487,7 +510,8 @@ int main(int argc, char **argv)
 		}
 	}
 	log_init("worker", slot);
-	if (fcntl(FRAME_WORKER_FD, F_GETFD) < 0) {
+	/* Ours only: programs a handler starts must not get the master's socket. */
+	if (fcntl(FRAME_WORKER_FD, F_SETFD, FD_CLOEXEC) < 0) {
 		log_err("fd %d is not open: tgrun-worker is started by tgrund",
 		    FRAME_WORKER_FD);
 		return 2;

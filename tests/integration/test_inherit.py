@@ -23,6 +23,13 @@ def environ(pid):
         return f.read().decode("utf-8", "replace").split("\0")
 
 
+def cloexec(pid, fd):
+    """Whether a process's descriptor is close-on-exec (O_CLOEXEC in fdinfo)."""
+    with open("/proc/%d/fdinfo/%d" % (pid, fd)) as f:
+        flags = [l for l in f if l.startswith("flags:")][0].split()[1]
+    return bool(int(flags, 8) & 0o2000000)
+
+
 def check_workers(d, throttle, done_log=True):
     """No worker shares an open file with the master, but the throttle's
     memory and, with the journal, the done log next to it (on fd 5)."""
@@ -33,6 +40,9 @@ def check_workers(d, throttle, done_log=True):
     for pid in pids:
         fds = inherited(pid)
         assert fds.get(3, "").startswith("socket:"), fds
+        # What a handler starts inherits none of them.
+        for fd in fds:
+            assert cloexec(pid, fd), "worker %d: fd %d would cross exec" % (pid, fd)
         if done_log:
             assert fds.pop(5, None) == done, fds
         # anon_inode names (epoll) carry no identity: each process has its own.
