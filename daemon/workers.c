@@ -159,8 +159,8 @@ static void drain_one(struct wslot *w)
 	evtimer_del(w->respawn_ev);
 	if (w->state == W_READY)
 		w->p->cbs.worker_closed(w->p->arg, w);
-	if (w->bev != NULL && w->state == W_READY) {
-		if (frame_write(bufferevent_get_output(w->bev), FRAME_DRAIN, 0, 0, 0,
+	if (w->conn != NULL && w->state == W_READY) {
+		if (workers_send_frame(w, FRAME_DRAIN, 0, 0, 0,
 		    NULL, 0) != 0)
 			kill(w->pid, SIGKILL);
 		w->state = W_DRAINING;
@@ -224,7 +224,7 @@ void workers_heartbeat(struct workers *p)
 	int64_t now = clock_ms(), limit = p->cfg->heartbeat_timeout_ms;
 
 	for (struct wslot *w = LIST_FIRST(&p->list); w; w = LIST_NEXT(w, link)) {
-		if ((w->state != W_READY && w->state != W_DRAINING) || w->bev == NULL)
+		if ((w->state != W_READY && w->state != W_DRAINING) || w->conn == NULL)
 			continue;
 		if (now - w->last_pong_ms > limit) {
 			log_err("worker %d (pid %ld): no heartbeat for %lld ms (its loop "
@@ -235,7 +235,7 @@ void workers_heartbeat(struct workers *p)
 			kill(w->pid, SIGKILL);
 			continue;
 		}
-		if (frame_write(bufferevent_get_output(w->bev), FRAME_PING, 0,
+		if (workers_send_frame(w, FRAME_PING, 0,
 		    ++w->ping_seq, 0, NULL, 0) != 0)
 			workers_protocol_error(w, "cannot queue PING");
 	}

@@ -12,11 +12,11 @@
 
 void workers_drop_conn(struct wslot *w)
 {
-	if (w->bev != NULL && w->state == W_READY)
+	if (w->conn != NULL && w->state == W_READY)
 		w->p->cbs.worker_closed(w->p->arg, w);	/* nothing can reach it now */
-	if (w->bev != NULL) {
-		bufferevent_free(w->bev);
-		w->bev = NULL;
+	if (w->conn != NULL) {
+		fconn_free(w->conn);
+		w->conn = NULL;
 	}
 }
 
@@ -70,7 +70,7 @@ static void handle_frames(struct wslot *w, struct evbuffer *in)
 	struct frame f;
 	int r = 0;
 
-	while (w->bev != NULL && (r = frame_read(in, &f, &why)) == 1) {
+	while (w->conn != NULL && (r = frame_read(in, &f, &why)) == 1) {
 		switch (f.type) {
 		case FRAME_READY:
 			if (w->state != W_STARTING) {
@@ -108,50 +108,57 @@ static void handle_frames(struct wslot *w, struct evbuffer *in)
 			workers_protocol_error(w, "unexpected frame type from a worker");
 			return;
 		}
-		if (w->bev != NULL)
+		if (w->conn != NULL)
 			frame_consume(in, &f);
 	}
-	if (w->bev != NULL && r < 0)
+	if (w->conn != NULL && r < 0)
 		workers_protocol_error(w, why);
 }
 
-void workers_on_read(struct bufferevent *bev, void *arg)
-{
-	handle_frames(arg, bufferevent_get_input(bev));
-}
-
-void workers_on_event(struct bufferevent *bev, short what, void *arg)
+void workers_on_conn(struct fconn *c, struct evbuffer *in, void *arg)
 {
 	struct wslot *w = arg;
 
-	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+	if (in == NULL) {
 		/* The process is reaped on SIGCHLD; only the socket goes now. */
 		workers_drop_conn(w);
+		return;
 	}
+	handle_frames(w, in);
+}
+
+int workers_send_frame(struct wslot *w, uint8_t type, uint16_t flags, uint64_t seq,
+    uint32_t arg, const void *payload, size_t len)
+{
+	if (w->conn == NULL ||
+	    frame_write(fconn_output(w->conn), type, flags, seq, arg, payload, len) != 0)
+		return -1;
+	fconn_kick(w->conn);
+	return 0;
 }
 
 int workers_send_update(struct wslot *w, int64_t id, int attempt, const char *json,
     size_t len)
 {
-	if (w->bev == NULL || w->state != W_READY)
+	if (w->conn == NULL || w->state != W_READY)
 		return -1;
-	return frame_write(bufferevent_get_output(w->bev), FRAME_UPDATE, 0,
+	return workers_send_frame(w, FRAME_UPDATE, 0,
 	    (uint64_t)id, (uint32_t)attempt, json, len);
 }
 
 int workers_send_cancel(struct wslot *w, int64_t id)
 {
-	if (w->bev == NULL)
+	if (w->conn == NULL)
 		return -1;
-	return frame_write(bufferevent_get_output(w->bev), FRAME_CANCEL, 0,
+	return workers_send_frame(w, FRAME_CANCEL, 0,
 	    (uint64_t)id, 0, NULL, 0);
 }
 
 int workers_send_dump(struct wslot *w, uint64_t req)
 {
-	if (w->bev == NULL || (w->state != W_READY && w->state != W_DRAINING))
+	if (w->conn == NULL || (w->state != W_READY && w->state != W_DRAINING))
 		return -1;
-	return frame_write(bufferevent_get_output(w->bev), FRAME_DUMP, 0, req, 0,
+	return workers_send_frame(w, FRAME_DUMP, 0, req, 0,
 	    NULL, 0);
 }
 
@@ -162,17 +169,8 @@ int workers_send_dump(struct wslot *w, uint64_t req)
  */
 void workers_read_last_frames(struct wslot *w)
 {
-	struct evbuffer *rest;
-	evutil_socket_t fd;
-
-	if (w->bev == NULL || (rest = evbuffer_new()) == NULL)
+	if (w->conn == NULL)
 		return;
-	/* The bufferevent's input only takes bytes from the bufferevent: copy. */
-	evbuffer_remove_buffer(bufferevent_get_input(w->bev), rest,
-	    evbuffer_get_length(bufferevent_get_input(w->bev)));
-	fd = bufferevent_getfd(w->bev);
-	while (fd >= 0 && evbuffer_read(rest, fd, 65536) > 0)
-		;
-	handle_frames(w, rest);
-	evbuffer_free(rest);
+	(void)fconn_drain_socket(w->conn);
+	handle_frames(w, fconn_input(w->conn));
 }

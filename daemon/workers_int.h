@@ -6,9 +6,10 @@
 #include <sys/queue.h>
 #include <sys/types.h>
 
-#include <event2/bufferevent.h>
+#include <event2/buffer.h>
 #include <event2/event.h>
 
+#include "fconn.h"
 #include "workers.h"
 
 enum wstate { W_EMPTY, W_STARTING, W_READY, W_DRAINING };
@@ -18,7 +19,7 @@ struct wslot {
 	int gen;
 	enum wstate state;
 	pid_t pid;
-	struct bufferevent *bev;
+	struct fconn *conn;	/* the socket to the worker; NULL once closed */
 	int recycling;		/* drained after max_updates; respawn when it exits */
 	uint64_t done, failed;
 	uint64_t recycle_at;	/* max_updates with jitter, 0 = never */
@@ -57,8 +58,11 @@ void workers_schedule_respawn(struct wslot *w, int64_t ms);
 void workers_on_respawn(evutil_socket_t fd, short what, void *arg);
 
 /* workers_conn.c */
-void workers_on_read(struct bufferevent *bev, void *arg);
-void workers_on_event(struct bufferevent *bev, short what, void *arg);
+/* fconn callback: frames from `arg`'s worker, or its socket closed (`in` NULL). */
+void workers_on_conn(struct fconn *c, struct evbuffer *in, void *arg);
+/* Queue a frame to `w` (written at the end of this loop turn): 0, or -1. */
+int workers_send_frame(struct wslot *w, uint8_t type, uint16_t flags, uint64_t seq,
+    uint32_t arg, const void *payload, size_t len);
 /* Log, close the socket and kill the worker. */
 void workers_protocol_error(struct wslot *w, const char *why);
 /* Close `w`'s socket (the process is reaped on SIGCHLD). */

@@ -200,19 +200,16 @@ int workers_spawn(struct workers *p, struct wslot *w)
 	    next_rand(p) % ((uint64_t)c->max_updates / 10 + 1) : 0;
 	w->started_ms = clock_ms();
 	w->last_pong_ms = w->started_ms;
-	w->bev = bufferevent_socket_new(p->base, sv[0], BEV_OPT_CLOSE_ON_FREE);
-	if (w->bev == NULL) {
+	w->conn = fconn_new(p->base, sv[0], workers_on_conn, w);
+	if (w->conn == NULL) {
 		close(sv[0]);
 		kill(pid, SIGKILL);
 		return 0;	/* reaped and respawned like any dead worker */
 	}
-	bufferevent_setcb(w->bev, workers_on_read, NULL, workers_on_event, w);
-	bufferevent_enable(w->bev, EV_READ | EV_WRITE);
 	set = settings_json(p, w);
 	text = set ? json_dumps(set, JSON_COMPACT) : NULL;
 	json_decref(set);
-	rc = text ? frame_write(bufferevent_get_output(w->bev), FRAME_CONFIG, 0, 0, 0,
-	    text, strlen(text)) : -1;
+	rc = text ? workers_send_frame(w, FRAME_CONFIG, 0, 0, 0, text, strlen(text)) : -1;
 	if (text != NULL) {
 		explicit_bzero(text, strlen(text));
 		free(text);

@@ -2,6 +2,7 @@
 #include "evcurl.h"
 #include "clock.h"
 #include "fiber.h"
+#include "fconn.h"
 #include "frame.h"
 #include "handler.h"
 #include "log.h"
@@ -22,7 +23,6 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 
 /* Free stacks kept for reuse. */
@@ -57,11 +57,11 @@ static void send_frame(struct worker *w, uint8_t type, uint16_t flags,
 {
 	if (w->orphaned)
 		return;		/* nobody reads them */
-	if (frame_write(bufferevent_get_output(w->bev), type, flags, seq, arg,
-	    p, len) != 0) {
+	if (frame_write(fconn_output(w->conn), type, flags, seq, arg, p, len) != 0) {
 		log_err("cannot queue a %s frame; exiting", frame_type_name(type));
 		exit(WORKER_EXIT_FAILED);
 	}
+	fconn_kick(w->conn);	/* written once, at the end of this loop turn */
 }
 
 /* Update `id` ended with enum frame_status `status` after `ms`. */
@@ -71,42 +71,12 @@ static void send_done(struct worker *w, uint64_t id, int status, uint32_t ms)
 	send_frame(w, FRAME_DONE, (uint16_t)status, id, ms, NULL, 0);
 }
 
-/*
- * Write out what is queued, then the process exits. The bufferevent's
- * output buffer is frozen to everyone else (no copyout, no drain), so peek
- * at its chunks and write them with blocking writes: this works inside a
- * callback too.
- */
+/* Write out what is queued, then the process exits (inside a callback too). */
 static void flush_out(struct worker *w)
 {
-	struct evbuffer_iovec v[64];
-	struct evbuffer *out;
-	int n, fl;
-
-	if (w->bev == NULL || w->orphaned)
+	if (w->conn == NULL || w->orphaned)
 		return;
-	out = bufferevent_get_output(w->bev);
-	n = evbuffer_peek(out, -1, NULL, v, 64);
-	if (n > 64)
-		n = 64;		/* frames are few at exit; more is not expected */
-	fl = fcntl(FRAME_WORKER_FD, F_GETFL);
-	if (fl >= 0)
-		(void)fcntl(FRAME_WORKER_FD, F_SETFL, fl & ~O_NONBLOCK);
-	for (int i = 0; i < n; i++) {
-		const char *p = v[i].iov_base;
-		size_t left = v[i].iov_len;
-
-		while (left > 0) {
-			ssize_t k = write(FRAME_WORKER_FD, p, left);
-
-			if (k < 0 && errno == EINTR)
-				continue;
-			if (k <= 0)
-				return;
-			p += k;
-			left -= (size_t)k;
-		}
-	}
+	fconn_flush_blocking(w->conn);
 }
 
 static void fail_start(struct worker *w, enum frame_fail why, const char *msg)
@@ -342,7 +312,7 @@ static void send_stats(struct worker *w)
 	json_t *j = wstats_take(w->stats);
 	char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
 
-	if (text != NULL && w->bev != NULL)
+	if (text != NULL && w->conn != NULL)
 		send_frame(w, FRAME_STATS, FRAME_STATS_API, 0, 0, text, strlen(text));
 	free(text);
 	json_decref(j);
@@ -382,14 +352,19 @@ static void on_dump(struct worker *w, const struct frame *f)
 	json_decref(a);
 }
 
-static void on_read(struct bufferevent *bev, void *arg)
+static void master_gone(struct worker *w);
+
+static void on_conn(struct fconn *c, struct evbuffer *in, void *arg)
 {
 	struct worker *w = arg;
-	struct evbuffer *in = bufferevent_get_input(bev);
 	struct frame f;
 	const char *why = NULL;
 	int r;
 
+	if (in == NULL) {
+		master_gone(w);
+		return;
+	}
 	while ((r = frame_read(in, &f, &why)) == 1) {
 		if (!w->configured && f.type != FRAME_CONFIG) {
 			log_err("%s frame before CONFIG; exiting", frame_type_name(f.type));
@@ -422,24 +397,21 @@ static void on_read(struct bufferevent *bev, void *arg)
 	}
 }
 
-static void on_sock_event(struct bufferevent *bev, short what, void *arg)
+/* The master's socket closed (or failed). */
+static void master_gone(struct worker *w)
 {
-	struct worker *w = arg;
-
-	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
-		if (orphan_begin(w)) {
-			/* Its running updates finish and are recorded; then it exits. */
-			bufferevent_disable(bev, EV_READ | EV_WRITE);
-			drop_queued(w);
-			w->draining = 1;
-			ctx_cancel_background(w);
-			maybe_exit(w);
-			return;
-		}
-		/* The master is gone: nothing to report to. */
-		log_info("master closed the connection; exiting");
-		_exit(w->draining ? WORKER_EXIT_OK : WORKER_EXIT_FAILED);
+	if (orphan_begin(w)) {
+		/* Its running updates finish and are recorded; then it exits. */
+		fconn_stop_reading(w->conn);
+		drop_queued(w);
+		w->draining = 1;
+		ctx_cancel_background(w);
+		maybe_exit(w);
+		return;
 	}
+	/* The master is gone: nothing to report to. */
+	log_info("master closed the connection; exiting");
+	_exit(w->draining ? WORKER_EXIT_OK : WORKER_EXIT_FAILED);
 }
 
 static void dump_line(void *arg, const struct task *t, const char *what, int64_t ms)
@@ -537,17 +509,14 @@ int main(int argc, char **argv)
 	w.base = event_base_new();
 	if (w.base == NULL)
 		fatalx("event_base_new failed");
-	evutil_make_socket_nonblocking(FRAME_WORKER_FD);
-	w.bev = bufferevent_socket_new(w.base, FRAME_WORKER_FD, 0);
+	w.conn = fconn_new(w.base, FRAME_WORKER_FD, on_conn, &w);
 	usr1 = evsignal_new(w.base, SIGUSR1, on_usr1, &w);
-	if (w.bev == NULL || usr1 == NULL || event_add(usr1, NULL) != 0)
+	if (w.conn == NULL || usr1 == NULL || event_add(usr1, NULL) != 0)
 		fatalx("cannot set up the master connection");
 	w.stats = wstats_new();
 	stats_ev = event_new(w.base, -1, EV_PERSIST, on_stats_timer, &w);
 	if (w.stats == NULL || stats_ev == NULL || event_add(stats_ev, &stats_every) != 0)
 		fatalx("cannot set up the stats timer");
-	bufferevent_setcb(w.bev, on_read, NULL, on_sock_event, &w);
-	bufferevent_enable(w.bev, EV_READ | EV_WRITE);
 
 	/*
 	 * The scheduler loop: fibers are resumed here, on the main stack,

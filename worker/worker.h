@@ -13,7 +13,7 @@
 #include "u64map.h"
 
 struct event_base;
-struct bufferevent;
+struct fconn;
 struct evcurl;
 struct fiber_pool;
 struct wstats;
@@ -83,7 +83,7 @@ struct tgrun_ctx {
 
 struct worker {
 	struct event_base *base;
-	struct bufferevent *bev;
+	struct fconn *conn;		/* to the master */
 	struct fiber_pool *pool;
 	struct sched *sched;
 	struct evcurl *ec;
