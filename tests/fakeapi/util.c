@@ -132,32 +132,37 @@ util_evbuffer_add_json_string(struct evbuffer *buf, const char *s, size_t n)
 	json_decref(j);
 }
 
-int
-util_parse_i64(const char *s, long long *out)
+/*
+ * The whole of s as a number: strtoll (base 10) into *i when i is set, else
+ * strtod into *d; -1 for NULL, empty, trailing text or out of range.
+ */
+static int
+parse_whole(const char *s, long long *i, double *d)
 {
 	char *end;
 
 	if (s == NULL || *s == '\0')
 		return -1;
 	errno = 0;
-	*out = strtoll(s, &end, 10);
+	if (i != NULL)
+		*i = strtoll(s, &end, 10);
+	else
+		*d = strtod(s, &end);
 	if (errno != 0 || *end != '\0')
 		return -1;
 	return 0;
 }
 
 int
+util_parse_i64(const char *s, long long *out)
+{
+	return parse_whole(s, out, NULL);
+}
+
+int
 util_parse_double(const char *s, double *out)
 {
-	char *end;
-
-	if (s == NULL || *s == '\0')
-		return -1;
-	errno = 0;
-	*out = strtod(s, &end);
-	if (errno != 0 || *end != '\0')
-		return -1;
-	return 0;
+	return parse_whole(s, NULL, out);
 }
 
 int

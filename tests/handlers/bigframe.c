@@ -18,6 +18,8 @@
 #include <string.h>
 #include <tgrun.h>
 
+#include "reply.h"
+
 TGRUN_HANDLER;
 
 #define BIG (32 * 1024)
@@ -41,17 +43,6 @@ static __attribute__((noinline)) int descend(uintptr_t limit)
 	return big(BIG) + pad[sizeof(pad) - 1];
 }
 
-static int say(struct tgrun_ctx *ctx, const char *what)
-{
-	char text[64];
-	json_t *r;
-
-	snprintf(text, sizeof(text), "u%lld %s", (long long)tgrun_update_id(ctx), what);
-	r = tgrun_send_text(ctx, tgrun_chat_id(ctx), text, NULL);
-	json_decref(r);
-	return r ? 0 : -1;
-}
-
 int tgrun_handle(struct tgrun_ctx *ctx, const json_t *update)
 {
 	const char *text = json_string_value(json_object_get(
@@ -61,7 +52,7 @@ int tgrun_handle(struct tgrun_ctx *ctx, const json_t *update)
 	size_t size = stack ? strtoul(stack, NULL, 10) : 0;
 
 	if (text == NULL || strcmp(text, "#bigframe") != 0 || size < 64 * 1024)
-		return say(ctx, "ok");
+		return reply_uid(ctx, "ok");
 	(void)descend(top - size + 12 * 1024);
-	return say(ctx, "survived");
+	return reply_uid(ctx, "survived");
 }

@@ -10,6 +10,8 @@
 #include <time.h>
 #include <tgrun.h>
 
+#include "reply.h"
+
 TGRUN_HANDLER;
 
 int tgrun_init(struct tgrun_bot *bot)
@@ -33,8 +35,6 @@ int tgrun_handle(struct tgrun_ctx *ctx, const json_t *update)
 {
 	const char *text = json_string_value(json_object_get(
 	    json_object_get(update, "message"), "text"));
-	char reply[64];
-	json_t *res;
 
 	if (text != NULL && strstr(text, "#crash") != NULL) {
 		volatile int *p = NULL;
@@ -45,8 +45,5 @@ int tgrun_handle(struct tgrun_ctx *ctx, const json_t *update)
 		exit(3);
 	if (tgrun_chat_id(ctx) == 0)
 		return 0;
-	snprintf(reply, sizeof(reply), "u%lld", (long long)tgrun_update_id(ctx));
-	res = tgrun_send_text(ctx, tgrun_chat_id(ctx), reply, NULL);
-	json_decref(res);
-	return res ? 0 : -1;
+	return reply_uid(ctx, NULL);
 }

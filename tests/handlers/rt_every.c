@@ -10,6 +10,8 @@
 #include <time.h>
 #include <tgrun.h>
 
+#include "reply.h"
+
 TGRUN_HANDLER;
 
 static int64_t chat = 1;
@@ -50,13 +52,7 @@ int tgrun_init(struct tgrun_bot *bot)
 
 int tgrun_handle(struct tgrun_ctx *ctx, const json_t *update)
 {
-	char reply[32];
-	json_t *r;
-
 	if (tgrun_chat_id(ctx) == 0)
 		return 0;
-	snprintf(reply, sizeof(reply), "u%lld", (long long)tgrun_update_id(ctx));
-	r = tgrun_send_text(ctx, tgrun_chat_id(ctx), reply, NULL);
-	json_decref(r);
-	return r ? 0 : -1;
+	return reply_uid(ctx, NULL);
 }

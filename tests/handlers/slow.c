@@ -8,6 +8,8 @@
 #include <string.h>
 #include <tgrun.h>
 
+#include "reply.h"
+
 TGRUN_HANDLER;
 
 int tgrun_handle(struct tgrun_ctx *ctx, const json_t *update)
@@ -17,8 +19,6 @@ int tgrun_handle(struct tgrun_ctx *ctx, const json_t *update)
 	const char *dflt = tgrun_config(tgrun_bot(ctx), "slow_seconds");
 	const char *cap = tgrun_config(tgrun_bot(ctx), "max_sleep");
 	double secs = 0;
-	char reply[64];
-	json_t *res;
 
 	if (text != NULL && strncmp(text, "sleep ", 6) == 0)
 		secs = atof(text + 6);
@@ -30,8 +30,5 @@ int tgrun_handle(struct tgrun_ctx *ctx, const json_t *update)
 		return -1;
 	if (tgrun_chat_id(ctx) == 0)
 		return 0;
-	snprintf(reply, sizeof(reply), "u%lld", (long long)tgrun_update_id(ctx));
-	res = tgrun_send_text(ctx, tgrun_chat_id(ctx), reply, NULL);
-	json_decref(res);
-	return res ? 0 : -1;
+	return reply_uid(ctx, NULL);
 }

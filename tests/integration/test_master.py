@@ -194,16 +194,23 @@ def test_rejected_token_exits_3(fakeapi, tmp_path, token):
 
 # ---- shutdown and workers --------------------------------------------------------
 
+def sigterm_with_in_flight(api, d, n, timeout):
+    """Once n updates run in the workers, SIGTERM: the daemon exits with 0
+    within timeout s. Returns the seconds the stop took."""
+    api.wait_stats(lambda s: s["handed_out"] >= n, 10)
+    wait_until(lambda: d.status()["in_flight"] == n, 10,
+               what="%d updates in the workers" % n)
+    t0 = time.monotonic()
+    d.proc.signal(signal.SIGTERM)
+    assert d.wait_exit(timeout) == 0
+    return time.monotonic() - t0
+
+
 def test_sigterm_drains_in_flight_work(fakeapi, tgrund):
     api = fakeapi()
     d = tgrund(api, handler="slow", conf={"workers": {"count": 2}}).wait_ready()
     r = api.push_updates([message(8001, "sleep 2"), message(8002, "sleep 2")])
-    api.wait_stats(lambda s: s["handed_out"] >= 2, 10)
-    wait_until(lambda: d.status()["in_flight"] == 2, 10, what="both updates in the workers")
-    t0 = time.monotonic()
-    d.proc.signal(signal.SIGTERM)
-    assert d.wait_exit(20) == 0
-    assert time.monotonic() - t0 < 10
+    assert sigterm_with_in_flight(api, d, 2, 20) < 10
     st = api.stats()
     assert st["echoed"] == 2 and st["missing"] == 0
     assert api.control("/__fake/echoes?id=%d" % r["last_id"])["echoes"]
@@ -248,12 +255,7 @@ def test_shutdown_timeout_bounds_the_stop(fakeapi, tgrund):
     api = fakeapi()
     d = tgrund(api, handler="slow", conf={"limits": {"shutdown_timeout": "1s"}}).wait_ready()
     api.push_updates([message(9101, "sleep 30")])
-    api.wait_stats(lambda s: s["handed_out"] >= 1, 10)
-    wait_until(lambda: d.status()["in_flight"] == 1, 10, what="the update in a worker")
-    t0 = time.monotonic()
-    d.proc.signal(signal.SIGTERM)
-    assert d.wait_exit(15) == 0
-    assert time.monotonic() - t0 < 8
+    assert sigterm_with_in_flight(api, d, 1, 15) < 8
     assert "shutdown_timeout" in d.log()
 
 

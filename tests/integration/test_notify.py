@@ -5,6 +5,8 @@ import socket
 import struct
 import time
 
+import pytest
+
 from updates import message
 
 
@@ -26,11 +28,28 @@ def collect(sock, until, timeout):
     return msgs
 
 
-def test_ready_status_watchdog_stopping(fakeapi, tgrund, tmp_path):
+@pytest.fixture
+def notify(tmp_path):
+    """(path, socket): a datagram socket bound at path that receives the sender's pid."""
     path = str(tmp_path / "notify.sock")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
     sock.bind(path)
+    yield path, sock
+    sock.close()
+    os.unlink(path)
+
+
+def stop_says_stopping(d, sock, timeout):
+    """SIGTERM: STOPPING=1 comes, and the daemon exits with 0 within timeout s."""
+    d.proc.signal(signal.SIGTERM)
+    end = collect(sock, lambda ms: any(m == "STOPPING=1" for _, m in ms), 10)
+    assert "STOPPING=1" in [m for _, m in end]
+    assert d.wait_exit(timeout) == 0
+
+
+def test_ready_status_watchdog_stopping(fakeapi, tgrund, notify):
+    path, sock = notify
     api = fakeapi()
     d = tgrund(api, env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1000000"})
     msgs = collect(sock, lambda ms: sum("WATCHDOG=1" in m for _, m in ms) >= 3
@@ -42,22 +61,14 @@ def test_ready_status_watchdog_stopping(fakeapi, tgrund, tmp_path):
     assert {p for p, _ in msgs} == {d.pid}
     status = [m for m in texts if m.startswith("STATUS=")]
     assert status and "in flight 0" in status[0] and "polling" in status[0]
-    d.proc.signal(signal.SIGTERM)
-    more = collect(sock, lambda ms: any(m == "STOPPING=1" for _, m in ms), 10)
-    assert "STOPPING=1" in [m for _, m in more]
-    assert d.wait_exit(15) == 0
-    sock.close()
-    os.unlink(path)
+    stop_says_stopping(d, sock, 15)
 
 
-def test_reload_and_stalled_worker_sequence(fakeapi, tgrund, tmp_path):
+def test_reload_and_stalled_worker_sequence(fakeapi, tgrund, notify):
     """RELOADING=1 (with MONOTONIC_USEC) then READY=1 around a reload; the
     watchdog pauses while a worker misses heartbeats and resumes after it is
     replaced; STOPPING=1 at the end."""
-    path = str(tmp_path / "notify2.sock")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-    sock.bind(path)
+    path, sock = notify
     api = fakeapi()
     d = tgrund(api, handler="stubborn",
                env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "600000"},
@@ -85,9 +96,4 @@ def test_reload_and_stalled_worker_sequence(fakeapi, tgrund, tmp_path):
     more = collect(sock, lambda ms: sum(m == "WATCHDOG=1" for _, m in ms) >= 2, 10)
     assert sum(m == "WATCHDOG=1" for _, m in more) >= 2, "watchdog did not resume"
     assert time.monotonic() - t0 < 20
-    d.proc.signal(signal.SIGTERM)
-    end = collect(sock, lambda ms: any(m == "STOPPING=1" for _, m in ms), 10)
-    assert "STOPPING=1" in [m for _, m in end]
-    assert d.wait_exit(20) == 0
-    sock.close()
-    os.unlink(path)
+    stop_says_stopping(d, sock, 20)

@@ -312,18 +312,26 @@ def test_crash_storm_backs_off(fakeapi, tgrund):
 
 # ---- timeouts and heartbeats ----------------------------------------------------------
 
-def test_timed_out_update_never_overlaps_the_next_of_its_chat(fakeapi, tgrund):
-    """The handler ignores cancellation: the next update waits for the kill."""
+def block_then_next(fakeapi, tgrund, chat, block, update_timeout, kill_grace):
+    """On the stubborn handler, "block <block>" and then "next" in one chat; once
+    "next" is answered: the daemon, the blocking update's id, the sendMessage calls
+    and when each of the two updates began ("b<id>")."""
     api = fakeapi()
     d = tgrund(api, handler="stubborn", conf={
         "workers": {"count": 2},
-        "limits": {"update_timeout": "1s", "kill_grace": "1s"}}).wait_ready()
-    r = api.push_updates([message(700, "block 6"), message(700, "next")])
+        "limits": {"update_timeout": update_timeout, "kill_grace": kill_grace}}).wait_ready()
+    r = api.push_updates([message(chat, "block " + block), message(chat, "next")])
     a, b = r["first_id"], r["first_id"] + 1
     wait_until(lambda: any(t == "u%d" % b for _, t in texts(api)), 30)
     calls = texts(api)
     t_begin_a = [t for t, x in calls if x == "b%d" % a][0]
     t_begin_b = [t for t, x in calls if x == "b%d" % b][0]
+    return d, a, calls, t_begin_a, t_begin_b
+
+
+def test_timed_out_update_never_overlaps_the_next_of_its_chat(fakeapi, tgrund):
+    """The handler ignores cancellation: the next update waits for the kill."""
+    d, a, calls, t_begin_a, t_begin_b = block_then_next(fakeapi, tgrund, 700, "6", "1s", "1s")
     # b started only after a's worker was killed: update_timeout + kill_grace.
     assert t_begin_b - t_begin_a >= 1900, (t_begin_a, t_begin_b)
     assert "u%d" % a not in [x for _, x in calls]
@@ -333,16 +341,7 @@ def test_timed_out_update_never_overlaps_the_next_of_its_chat(fakeapi, tgrund):
 
 
 def test_timed_out_update_that_ends_late_releases_keys_at_its_end(fakeapi, tgrund):
-    api = fakeapi()
-    d = tgrund(api, handler="stubborn", conf={
-        "workers": {"count": 2},
-        "limits": {"update_timeout": "500ms", "kill_grace": "5s"}}).wait_ready()
-    r = api.push_updates([message(701, "block 1.5"), message(701, "next")])
-    a, b = r["first_id"], r["first_id"] + 1
-    wait_until(lambda: any(t == "u%d" % b for _, t in texts(api)), 30)
-    calls = texts(api)
-    t_begin_a = [t for t, x in calls if x == "b%d" % a][0]
-    t_begin_b = [t for t, x in calls if x == "b%d" % b][0]
+    d, _, _, t_begin_a, t_begin_b = block_then_next(fakeapi, tgrund, 701, "1.5", "500ms", "5s")
     assert t_begin_b - t_begin_a >= 1400, (t_begin_a, t_begin_b)
     assert "cancelled after update_timeout" in d.log()
     assert "killing the worker" not in d.log()

@@ -747,15 +747,23 @@ static void test_unwritable_directory(void **state)
 	assert_int_equal(chmod(dir, 0755), 0);
 }
 
+/* A new directory `name` holding j.db, a journal of 5 updates; p gets its path. */
+static const char *dir_with_journal(const char *name, char *p, size_t len)
+{
+	const char *dir = tpath(0, name);
+
+	assert_int_equal(mkdir(dir, 0755), 0);
+	snprintf(p, len, "%s/j.db", dir);
+	make_journal(p, 5);
+	return dir;
+}
+
 /* The file is writable but its directory is not: no room for the WAL. */
 static void test_unwritable_directory_existing_file(void **state)
 {
-	const char *dir = tpath(0, "ro-dir2");
 	char p[1024];
+	const char *dir = dir_with_journal("ro-dir2", p, sizeof(p));
 
-	assert_int_equal(mkdir(dir, 0755), 0);
-	snprintf(p, sizeof(p), "%s/j.db", dir);
-	make_journal(p, 5);
 	if (geteuid() == 0)
 		assert_int_equal(chown(p, NOBODY, NOBODY), 0);
 	assert_int_equal(chmod(dir, 0555), 0);
@@ -765,12 +773,9 @@ static void test_unwritable_directory_existing_file(void **state)
 
 static void test_read_only_file(void **state)
 {
-	const char *dir = tpath(0, "ro-file");
 	char p[1024];
 
-	assert_int_equal(mkdir(dir, 0755), 0);
-	snprintf(p, sizeof(p), "%s/j.db", dir);
-	make_journal(p, 5);
+	dir_with_journal("ro-file", p, sizeof(p));
 	assert_int_equal(chmod(p, 0444), 0);
 	open_as_nobody(p, "read-only");
 	assert_int_equal(chmod(p, 0600), 0);

@@ -9,23 +9,15 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include <event2/event.h>
-
 #include "clock.h"
 #include "fiber.h"
 #include "sched.h"
 #include "worker.h"
-
-static struct worker W;
+#include "wtest.h"
 
 static int setup(void **state)
 {
-	memset(&W, 0, sizeof(W));
-	W.bot.w = &W;
-	W.base = event_base_new();
-	W.pool = fiber_pool_new(64 * 1024, 16);
-	W.sched = W.base && W.pool ? sched_new(W.base, W.pool) : NULL;
-	return W.sched ? 0 : -1;
+	return wtest_setup(16);
 }
 
 static int teardown(void **state)
@@ -33,9 +25,7 @@ static int teardown(void **state)
 	assert_int_equal(sched_count(W.sched), 0);
 	assert_true(LIST_EMPTY(&W.background));
 	locks_free(&W);
-	sched_free(W.sched);
-	fiber_pool_free(W.pool);
-	event_base_free(W.base);
+	wtest_teardown();
 	return 0;
 }
 
@@ -50,28 +40,13 @@ static void ctx_done(struct task *t, void *arg)
 
 static struct task *spawn(task_fn fn, void *arg)
 {
-	struct tgrun_ctx *ctx = ctx_new(&W.bot, NULL);
-	struct task *t = sched_spawn(W.sched, fn, arg, ctx_done, NULL);
-
-	assert_non_null(ctx);
-	assert_non_null(t);
-	ctx->task = t;
-	task_set_data(t, ctx);
-	return t;
+	return wtest_spawn(fn, arg, ctx_done);
 }
 
 /* Run tasks and the event loop until no task is left, at most 20 s. */
 static void drain(void)
 {
-	int64_t end = clock_ms() + 20000;
-
-	while (sched_count(W.sched) > 0 && clock_ms() < end) {
-		sched_run(W.sched);
-		if (sched_count(W.sched) > 0)
-			event_base_loop(W.base, sched_pending(W.sched) ?
-			    EVLOOP_NONBLOCK : EVLOOP_ONCE);
-	}
-	assert_int_equal(sched_count(W.sched), 0);
+	wtest_drain(20000);
 }
 
 /* ---- many keys ----------------------------------------------------------------------- */

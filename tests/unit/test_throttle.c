@@ -236,10 +236,16 @@ static struct throttle *attach_copy(struct throttle *t)
 	return a;
 }
 
-/* Fork n children running fn(t); their exit statuses are the grant counts / 1000. */
-static void run_children(struct throttle *t, int n, int (*fn)(struct throttle *),
-    pid_t *pids)
+/*
+ * Fork n (at most 8) children running fn on their own attachment of t, wait
+ * for them all: the sum of fn's returns (their exit statuses).
+ */
+static int children_total(struct throttle *t, int n, int (*fn)(struct throttle *))
 {
+	pid_t pids[8];
+	int st, total = 0;
+
+	assert_true(n <= 8);
 	for (int i = 0; i < n; i++) {
 		pid_t pid = fork();
 
@@ -251,6 +257,12 @@ static void run_children(struct throttle *t, int n, int (*fn)(struct throttle *)
 		}
 		pids[i] = pid;
 	}
+	for (int i = 0; i < n; i++) {
+		assert_int_equal(waitpid(pids[i], &st, 0), pids[i]);
+		assert_true(WIFEXITED(st));
+		total += WEXITSTATUS(st);
+	}
+	return total;
 }
 
 /* At one frozen instant only the burst can be granted, however the processes race. */
@@ -268,16 +280,8 @@ static void test_two_processes_frozen_time(void **state)
 {
 	struct throttle *t = make(100, S, BIG, S, BIG, M);
 	uint64_t granted, refused, shared;
-	pid_t pids[2];
-	int st, total = 0;
 
-	run_children(t, 2, hammer_frozen, pids);
-	for (int i = 0; i < 2; i++) {
-		assert_int_equal(waitpid(pids[i], &st, 0), pids[i]);
-		assert_true(WIFEXITED(st));
-		total += WEXITSTATUS(st);
-	}
-	assert_int_equal(total, 100);
+	assert_int_equal(children_total(t, 2, hammer_frozen), 100);
 	throttle_counters(t, &granted, &refused, &shared);
 	assert_int_equal(granted, 100);
 	assert_int_equal(refused, 400000 - 100);
@@ -300,15 +304,9 @@ static void test_two_processes_real_time(void **state)
 	/* Group 20/s with burst 20 limits; the rest are far above it. */
 	struct throttle *t = make(BIG, S, BIG, S, 20, S);
 	int64_t t0 = clock_us(), elapsed;
-	pid_t pids[2];
-	int st, total = 0;
+	int total;
 
-	run_children(t, 2, hammer_real, pids);
-	for (int i = 0; i < 2; i++) {
-		assert_int_equal(waitpid(pids[i], &st, 0), pids[i]);
-		assert_true(WIFEXITED(st));
-		total += WEXITSTATUS(st);
-	}
+	total = children_total(t, 2, hammer_real);
 	elapsed = clock_us() - t0;
 	assert_true(total >= 20);
 	if (total > 20 + 1 + (int)(20 * elapsed / S))

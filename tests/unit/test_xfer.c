@@ -18,26 +18,22 @@
 #include "throttle.h"
 #include "worker.h"
 #include "wstats.h"
+#include "wtest.h"
 
 #define CHAT 5
-
-static struct worker W;
 
 static int setup(void **state)
 {
 	/* Per chat one message per 20 ms; the rest never limits. */
 	struct throttle_rates r = { { 1000000, 1000000 }, { 1, 20000 }, { 1000000, 1000000 } };
 
-	memset(&W, 0, sizeof(W));
-	W.bot.w = &W;
-	W.base = event_base_new();
 	/*
 	 * No stack is kept: a finished fiber's stack is unmapped at once, so
 	 * anything still pointing into it faults instead of reading stale bytes.
 	 */
-	W.pool = fiber_pool_new(64 * 1024, 0);
-	W.sched = W.base && W.pool ? sched_new(W.base, W.pool) : NULL;
-	W.ec = W.base ? evcurl_new(W.base, 1) : NULL;
+	if (wtest_setup(0) != 0)
+		return -1;
+	W.ec = evcurl_new(W.base, 1);
 	W.stats = wstats_new();
 	W.throttle = throttle_create(&r);
 	/* Nothing listens there; no test here may reach it. */
@@ -45,7 +41,7 @@ static int setup(void **state)
 	W.bot.set.net.token = "1:test";
 	W.bot.set.api_timeout_ms = 2000;
 	W.bot.set.api_retries = 0;
-	return W.sched && W.ec && W.stats && W.throttle ? 0 : -1;
+	return W.ec && W.stats && W.throttle ? 0 : -1;
 }
 
 static int teardown(void **state)
@@ -58,22 +54,14 @@ static int teardown(void **state)
 	throttle_close(W.throttle);
 	wstats_free(W.stats);
 	evcurl_free(W.ec);
-	sched_free(W.sched);
-	fiber_pool_free(W.pool);
-	event_base_free(W.base);
+	wtest_teardown();
 	return 0;
 }
 
+/* A task whose context stays on W.background when it ends (teardown frees it). */
 static struct task *bg_task(task_fn fn, void *arg)
 {
-	struct tgrun_ctx *ctx = ctx_new(&W.bot, NULL);
-	struct task *t = sched_spawn(W.sched, fn, arg, NULL, NULL);
-
-	assert_non_null(ctx);
-	assert_non_null(t);
-	ctx->task = t;
-	task_set_data(t, ctx);
-	return t;
+	return wtest_spawn(fn, arg, NULL);
 }
 
 /* Run the event loop until a task is queued to run, at most 5 s. */
@@ -84,19 +72,6 @@ static void loop_until_pending(void)
 	while (!sched_pending(W.sched) && clock_ms() < end)
 		event_base_loop(W.base, EVLOOP_ONCE);
 	assert_true(sched_pending(W.sched));
-}
-
-static void drain(void)
-{
-	int64_t end = clock_ms() + 5000;
-
-	while (sched_count(W.sched) > 0 && clock_ms() < end) {
-		sched_run(W.sched);
-		if (sched_count(W.sched) > 0)
-			event_base_loop(W.base, sched_pending(W.sched) ?
-			    EVLOOP_NONBLOCK : EVLOOP_ONCE);
-	}
-	assert_int_equal(sched_count(W.sched), 0);
 }
 
 struct caller {
@@ -139,7 +114,7 @@ static void test_call_cancelled_between_throttle_and_start(void **state)
 	loop_until_pending();
 	/* ... and cancelled now, while it is not parked. */
 	sched_cancel(t);
-	drain();
+	wtest_drain(5000);
 	assert_true(c.returned);
 	assert_false(c.got_result);
 	assert_int_equal(c.err.kind, TGRUN_ERR_CANCELLED);
