@@ -146,14 +146,15 @@ $(B)/handlers/%.so: worker/examples/%.c worker/tgrun.h $(B)/.flags
 	$(Q)$(CC) $(ALL_CFLAGS) $(HANDLER_CFLAGS) -fPIC -shared -Wl,-z,noexecstack -o $@ $< \
 		$(ALL_LDFLAGS)
 	$(Q)sh tests/noexecstack.sh $@ || { rm -f $@; exit 1; }
-$(B)/handlers/%.so: tests/handlers/%.c worker/tgrun.h $(B)/.flags
+$(B)/handlers/%.so: tests/handlers/%.c worker/tgrun.h $(wildcard tests/handlers/*.h) $(B)/.flags
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  SO      $@")
 	$(Q)$(CC) $(ALL_CFLAGS) $(HANDLER_CFLAGS) -fPIC -shared -Wl,-z,noexecstack -o $@ $< \
 		$(ALL_LDFLAGS)
 	$(Q)sh tests/noexecstack.sh $@ || { rm -f $@; exit 1; }
 
-$(B)/tests/%: tests/unit/%.c $(B)/libdaemon.a $(B)/libworker.a $(B)/libcommon.a $(B)/.flags
+$(B)/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(B)/libdaemon.a $(B)/libworker.a \
+		$(B)/libcommon.a $(B)/.flags
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  TEST    $@")
 	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $< $(B)/libdaemon.a $(B)/libworker.a $(B)/libcommon.a \

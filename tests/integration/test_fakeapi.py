@@ -668,7 +668,10 @@ def test_echo_statistics(fakeapi):
     assert set(s) == {"updates_total", "updates_released", "handed_out", "handed_out_total",
                       "confirmed", "expected_echoes", "echoed", "missing", "duplicates",
                       "inversions", "latency_ms", "peak_concurrent", "concurrent", "calls",
-                      "responses", "faults_injected", "conflicts", "webhook", "uptime_ms"}
+                      "responses", "faults_injected", "conflicts", "connections",
+                      "api_connections", "api_connections_peak", "webhook", "uptime_ms"}
+    # This test's client made every call on connections of its own.
+    assert 1 <= s["api_connections"] <= s["connections"]
 
 
 def test_reply_to_a_message_is_its_echo(fakeapi):
