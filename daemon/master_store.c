@@ -94,6 +94,21 @@ static void on_journal_timer(evutil_socket_t fd, short what, void *arg)
 	evtimer_add(m->journal_ev, &tv);
 }
 
+/* Append `id` to a growing array of ids. */
+static void push_id(int64_t **ids, size_t *n, size_t *cap, int64_t id)
+{
+	if (*n == *cap) {
+		size_t c = *cap ? *cap * 2 : 64;
+		int64_t *p = realloc(*ids, c * sizeof(*p));
+
+		if (p == NULL)
+			fatalx("out of memory");
+		*ids = p;
+		*cap = c;
+	}
+	(*ids)[(*n)++] = id;
+}
+
 struct replay {
 	struct master *m;
 	int64_t *bad;		/* ids that are not usable updates */
@@ -110,16 +125,7 @@ static int replay_one(void *arg, int64_t id, const char *body, size_t len, int a
 	u = master_add_update(m, body, len, (attempt > 1 ? attempt : 1) + 1, 0);
 	if (u == NULL && pending_get(m->pend, id) == NULL) {
 		/* The journal cannot be written from inside its own walk: note it. */
-		if (r->nbad == r->capbad) {
-			size_t cap = r->capbad ? r->capbad * 2 : 16;
-			int64_t *n = realloc(r->bad, cap * sizeof(*n));
-
-			if (n == NULL)
-				fatalx("out of memory");
-			r->bad = n;
-			r->capbad = cap;
-		}
-		r->bad[r->nbad++] = id;
+		push_id(&r->bad, &r->nbad, &r->capbad, id);
 		return 0;
 	}
 	if (u != NULL) {
@@ -322,16 +328,7 @@ void master_store_done(struct master *m, int64_t id)
 		log_warn("journal: cannot queue the completion of update %lld: %s",
 		    (long long)id, store_errmsg(m->store));
 	if (m->done_fd >= 0) {
-		if (m->ndone_ids == m->done_cap) {
-			size_t cap = m->done_cap ? m->done_cap * 2 : 256;
-			int64_t *n = realloc(m->done_ids, cap * sizeof(*n));
-
-			if (n == NULL)
-				fatalx("out of memory");
-			m->done_ids = n;
-			m->done_cap = cap;
-		}
-		m->done_ids[m->ndone_ids++] = id;
+		push_id(&m->done_ids, &m->ndone_ids, &m->done_cap, id);
 	}
 	if (store_done_pending(m->store) >= JOURNAL_FLUSH_COUNT)
 		flush_done(m);

@@ -19,6 +19,14 @@ def answer(*updates):
     return {"body": json.dumps({"ok": True, "result": list(updates)})}
 
 
+def started(fakeapi, tgrund, **kw):
+    """A fake Bot API, and a tgrund polling it."""
+    api = fakeapi()
+    d = tgrund(api, **kw)
+    d.wait_ready()
+    return api, d
+
+
 def script(api, *answers):
     return api.control("/__fake/script", "POST", {"answers": list(answers)})
 
@@ -32,9 +40,7 @@ def echoed(api):
 
 
 def test_update_id_zero_runs(fakeapi, tgrund):
-    api = fakeapi()
-    d = tgrund(api)
-    d.wait_ready()
+    api, d = started(fakeapi, tgrund)
     script(api, answer(upd(0)))
     assert wait_until(lambda: "u0" in echoed(api), 15, what="update 0 echoed")
     # The next poll confirms it.
@@ -61,9 +67,7 @@ def test_update_id_zero_replayed_from_the_journal(fakeapi, tgrund):
 
 
 def test_ids_out_of_order_all_run(fakeapi, tgrund):
-    api = fakeapi()
-    d = tgrund(api)
-    d.wait_ready()
+    api, d = started(fakeapi, tgrund)
     script(api, answer(upd(41, chat=701), upd(40, chat=702)))
     assert wait_until(lambda: {"u40", "u41"} <= set(echoed(api)), 15,
                       what="both updates of [41, 40] echoed")
@@ -72,9 +76,7 @@ def test_ids_out_of_order_all_run(fakeapi, tgrund):
 
 
 def test_update_below_the_offset_is_dropped_with_a_line(fakeapi, tgrund):
-    api = fakeapi()
-    d = tgrund(api)
-    d.wait_ready()
+    api, d = started(fakeapi, tgrund)
     script(api, answer(upd(50)), answer(upd(45), upd(51)))
     assert wait_until(lambda: "u51" in echoed(api), 15, what="u51 echoed")
     wait_log(d.proc, "update 45: below offset 51")
@@ -83,9 +85,7 @@ def test_update_below_the_offset_is_dropped_with_a_line(fakeapi, tgrund):
 
 
 def test_negative_and_int64_max_ids_are_dead_lettered(fakeapi, tgrund):
-    api = fakeapi()
-    d = tgrund(api)
-    d.wait_ready()
+    api, d = started(fakeapi, tgrund)
     script(api, answer(upd(-5, chat=703), upd(60, chat=704), upd(INT64_MAX, chat=705)))
     assert wait_until(lambda: "u60" in echoed(api), 15, what="u60 echoed")
     wait_log(d.proc, "update -5 (message): dead-lettered without running: a negative update_id")
@@ -99,9 +99,7 @@ def test_negative_and_int64_max_ids_are_dead_lettered(fakeapi, tgrund):
 
 
 def test_update_over_8mib_is_dead_lettered_and_its_chat_goes_on(fakeapi, tgrund):
-    api = fakeapi()
-    d = tgrund(api)
-    d.wait_ready()
+    api, d = started(fakeapi, tgrund)
     big = json.dumps({"ok": True, "result": [upd(80, chat=706, text="@PAD@"),
                                               upd(81, chat=706)]})
     script(api, {"body": big, "pad": 9 << 20})
@@ -132,9 +130,7 @@ def test_updates_a_worker_cannot_decode_are_dead_lettered(fakeapi, tgrund):
     """Well-formed JSON that jansson refuses (\\u0000, a 30-digit integer, 1e400)
     used to be counted as a failure and deleted; now it is a dead letter with
     its reason, and its chat goes on."""
-    api = fakeapi()
-    d = tgrund(api)
-    d.wait_ready()
+    api, d = started(fakeapi, tgrund)
     nul = upd(100, chat=707, text="a\x00b")          # json.dumps writes \u0000
     big = upd(101, chat=707)
     big["message"]["message_id"] = 10**30
