@@ -26,6 +26,9 @@ DEB_inih       := libinih-dev
 DEB_sqlite3    := libsqlite3-dev
 DEB_openssl    := libssl-dev
 DEB_cmocka     := libcmocka-dev
+# lua.so, the handler that runs bots written in Lua
+LUA_PKG        := lua5.4
+DEB_lua        := liblua5.4-dev
 
 PYTEST ?= /usr/bin/python3 -m pytest
 # Seconds one integration test may take (python3-pytest-timeout): a hang fails
@@ -75,6 +78,8 @@ DAEMON_OBJ  := $(call obj,$(DAEMON_SRC))
 WORKER_OBJ  := $(call obj,$(WORKER_SRC)) $(patsubst %.S,$(B)/obj/%.o,$(WORKER_ASM))
 FAKEAPI_OBJ := $(call obj,$(FAKEAPI_SRC))
 HANDLERS    := $(patsubst %.c,$(B)/handlers/%.so,$(notdir $(HANDLER_SRC)))
+LUA_SRC     := $(wildcard worker/lua/*.c)
+HANDLERS    += $(B)/handlers/lua.so
 UNIT_BINS   := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
 # The scheduler tests again on the ucontext fallback of worker/fiber.c.
 UNIT_BINS   += $(B)/tests/test_sched_ucontext
@@ -151,6 +156,15 @@ $(B)/handlers/%.so: tests/handlers/%.c worker/tgrun.h $(wildcard tests/handlers/
 	@$(if $(Q),echo "  SO      $@")
 	$(Q)$(CC) $(ALL_CFLAGS) $(HANDLER_CFLAGS) -fPIC -shared -Wl,-z,noexecstack -o $@ $< \
 		$(ALL_LDFLAGS)
+	$(Q)sh tests/noexecstack.sh $@ || { rm -f $@; exit 1; }
+
+# The Lua handler: several files, and liblua.
+$(B)/handlers/lua.so: $(LUA_SRC) worker/lua/lh.h worker/tgrun.h $(B)/.flags
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  SO      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) $(shell pkg-config --cflags $(LUA_PKG) 2>/dev/null) \
+		$(HANDLER_CFLAGS) -fPIC -shared -Wl,-z,noexecstack -o $@ $(LUA_SRC) \
+		$(ALL_LDFLAGS) $(shell pkg-config --libs $(LUA_PKG) 2>/dev/null) -ldl -lm
 	$(Q)sh tests/noexecstack.sh $@ || { rm -f $@; exit 1; }
 
 $(B)/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(B)/libdaemon.a $(B)/libworker.a \
@@ -245,7 +259,7 @@ fuzz-check: fuzz-build
 # Install the Debian development packages pkg-config cannot find, and the test tools.
 deps:
 	@missing=""; \
-	for p in $(PKGS) cmocka; do \
+	for p in $(PKGS) cmocka $(LUA_PKG); do \
 		pkg-config --exists $$p 2>/dev/null || case $$p in \
 			libevent) missing="$$missing $(DEB_libevent)";; \
 			jansson) missing="$$missing $(DEB_jansson)";; \
@@ -255,6 +269,7 @@ deps:
 			sqlite3) missing="$$missing $(DEB_sqlite3)";; \
 			openssl) missing="$$missing $(DEB_openssl)";; \
 			cmocka) missing="$$missing $(DEB_cmocka)";; \
+			$(LUA_PKG)) missing="$$missing $(DEB_lua)";; \
 		esac; \
 	done; \
 	command -v pkg-config >/dev/null || missing="$$missing pkg-config"; \

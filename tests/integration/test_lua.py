@@ -1,0 +1,277 @@
+"""lua.so: bots written in Lua, run on the worker's fibers, driven through the fake Bot API."""
+import os
+import signal
+import textwrap
+import time
+
+import pytest
+
+from conftest import BUILD, SANITIZED  # noqa: F401
+from daemon import run_check, wait_until
+from updates import callback_query, message
+from waits import wait_echoed, wait_log
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+EXAMPLES = os.path.join(ROOT, "worker", "examples")
+
+
+def write(path, src):
+    with open(path, "w") as f:
+        f.write(textwrap.dedent(src))
+    return path
+
+
+def lua_conf(script, workers=1, conf=None, **handler):
+    c = {"workers": {"count": workers}, "handler": {"script": script}}
+    c["handler"].update(handler)
+    for k, v in (conf or {}).items():
+        c.setdefault(k, {}).update(v)
+    return c
+
+
+def start(fakeapi, tgrund, procs, src, api_args=(), workers=1, conf=None, **handler):
+    """A fake API and a daemon running the Lua script `src` (source text)."""
+    api = fakeapi(*api_args)
+    script = write(os.path.join(procs.tmp, "bot.lua"), src)
+    d = tgrund(api, handler="lua", conf=lua_conf(script, workers, conf, **handler))
+    d.wait_ready()
+    return api, d, script
+
+
+def texts(api, chat=None):
+    out = []
+    for c in api.calls("sendMessage"):
+        p = c["params"]
+        if chat is not None and int(p.get("chat_id", 0)) != chat:
+            continue
+        out.append(p.get("text", ""))
+    return out
+
+
+def report(api, uid, timeout=20):
+    """The "u<uid> k=v ..." report of an update, as a dict (and "_text")."""
+    pre = "u%d " % uid
+    got = wait_until(lambda: [t for t in texts(api) if t.startswith(pre)], timeout)
+    assert got, "update %d sent no report; messages: %r" % (uid, texts(api)[-20:])
+    kv = dict(w.split("=", 1) for w in got[0].split() if "=" in w)
+    kv["_text"] = got[0]
+    return kv
+
+
+def push(api, *updates):
+    return api.push_updates(list(updates))["first_id"]
+
+
+# ---- the examples ----------------------------------------------------------------------
+
+def test_echo_lua_answers_every_message_in_order(fakeapi, tgrund, procs):
+    api = fakeapi("--count", 300, "--chats", 20, "--mix", "message=10,callback_query=1")
+    d = tgrund(api, handler="lua",
+               conf=lua_conf(os.path.join(EXAMPLES, "echo.lua"), workers=2))
+    d.wait_ready()
+    st = wait_echoed(api, api.stats()["expected_echoes"], 60)
+    assert st["missing"] == 0 and st["duplicates"] == 0 and st["inversions"] == 0, st
+    # Each text came back as a reply, with the same text.
+    calls = api.calls("sendMessage")
+    assert calls and all(c["params"]["reply_parameters"]["message_id"] for c in calls)
+    assert api.stats()["calls"].get("answerCallbackQuery", 0) > 0
+    assert "lua: " + os.path.join(EXAMPLES, "echo.lua") + " loaded" in d.log()
+
+
+RT = os.path.join(ROOT, "tests", "handlers", "rt_lua.lua")
+
+
+def start_rt(fakeapi, tgrund, procs, api_args=(), conf=None, workers=1, **handler):
+    api = fakeapi(*api_args)
+    handler.setdefault("api", api.url)
+    handler.setdefault("dir", procs.tmp)
+    d = tgrund(api, handler="lua", conf=lua_conf(RT, workers, conf, **handler))
+    d.wait_ready()
+    return api, d
+
+
+def test_callback_queries_are_answered(fakeapi, tgrund, procs):
+    api = fakeapi()
+    d = tgrund(api, handler="lua", conf=lua_conf(os.path.join(EXAMPLES, "echo.lua")))
+    d.wait_ready()
+    push(api, callback_query(5, "x"), callback_query(6, "y"))
+    got = wait_until(lambda: api.calls("answerCallbackQuery") if
+                     len(api.calls("answerCallbackQuery")) == 2 else None, 15)
+    assert got, api.stats()
+    assert {c["params"]["text"] for c in got} == {"got it"}
+
+
+# ---- the update and the bot ------------------------------------------------------------
+
+def test_update_fields_and_64_bit_ids(fakeapi, tgrund, procs):
+    api, d = start_rt(fakeapi, tgrund, procs, tag="t1")
+    big = 2 ** 53 + 1          # not exact as a double: must stay an integer
+    uid = push(api, message(big, "fields", user_id=77))
+    r = report(api, uid)
+    assert r["chat"] == str(big) and r["raw"] == str(big), r
+    assert r["chat_t"] == "integer" and r["raw_t"] == "integer", r
+    assert (r["user"], r["attempt"], r["type"]) == ("77", "1", "message"), r
+    assert (r["id"], r["same"], r["tag"], r["worker"]) == ("true", "true", "t1", "0/1"), r
+    # The reply went to that exact chat id.
+    assert any(int(c["params"]["chat_id"]) == big for c in api.calls("sendMessage"))
+
+
+def test_call_result_and_error_table(fakeapi, tgrund, procs):
+    api, d = start_rt(fakeapi, tgrund, procs)
+    r = report(api, push(api, message(10, "call")))
+    assert r["me"] != "nil" and "ekind" not in r, r
+    assert (r["bad"], r["kind"], r["code"], r["ra"], r["maybe"]) == \
+        ("nil", "api", "400", "0", "false"), r
+    assert r["desc_ok"] == "true", r
+    assert r["str"].startswith("api_error_400:"), r
+
+
+def test_call_429_retry_after_reaches_the_error(fakeapi, tgrund, procs):
+    # retry_after beyond [api] retry_after_max: returned, not retried.
+    api, d = start_rt(fakeapi, tgrund, procs, conf={"api": {"retry_after_max": "1s"}},
+                      api_args=("--fault", "getMe:kind=429,retry_after=7"))
+    r = report(api, push(api, message(10, "call")))
+    assert (r["me"], r["ekind"], r["ecode"], r["era"]) == ("nil", "api", "429", "7"), r
+
+
+def test_reply_with_params_and_send_text(fakeapi, tgrund, procs):
+    api, d = start_rt(fakeapi, tgrund, procs)
+    uid = push(api, message(20, "reply"))
+    got = wait_until(lambda: [c["params"] for c in api.calls("sendMessage")
+                              if c["params"].get("text", "").startswith("u%d " % uid)], 15)
+    assert got, texts(api)
+    p = got[0]
+    assert p["parse_mode"] == "HTML" and int(p["chat_id"]) == 20, p
+    kb = p["reply_markup"]
+    if isinstance(kb, str):
+        import json
+        kb = json.loads(kb)
+    assert kb == {"inline_keyboard": [[{"text": "A", "callback_data": "a"}]]}, p
+    assert wait_until(lambda: "k%d other" % uid in texts(api, 21), 10), texts(api)
+
+
+# ---- fibers: sleep, spawn, all, waiters, locks ----------------------------------------
+
+def test_sleep_yields_to_other_updates(fakeapi, tgrund, procs):
+    api, d = start_rt(fakeapi, tgrund, procs)
+    first = push(api, *[message(100 + i, "sleep 0.5") for i in range(50)])
+    t0 = time.monotonic()
+    rs = [report(api, first + i) for i in range(50)]
+    # 50 half-second sleeps in one worker overlap: well under 50 x 0.5 s.
+    assert time.monotonic() - t0 < 10
+    assert all(r["ok"] == "true" and 450 <= int(r["ms"]) < 3000 for r in rs), rs[:3]
+
+
+def test_spawn_join_results_errors_and_timeout(fakeapi, tgrund, procs):
+    api, d = start_rt(fakeapi, tgrund, procs)
+    uid = push(api, message(30, "spawn"), message(30, "after"))
+    r = report(api, uid)
+    assert (r["ok"], r["a"], r["b"], r["again"]) == ("true", "a", "2", "a"), r
+    assert 190 <= int(r["ms"]) < 2000, r
+    assert (r["gok"], r["gkind"]) == ("nil", "error"), r
+    assert "child_boom" in r["gdesc"], r
+    assert (r["hok"], r["hkind"]) == ("nil", "timeout"), r
+    # The failed child's traceback is in the log; it did not fail the update.
+    wait_log(d.proc, "lua: spawned fiber failed: ")
+    assert "child boom" in d.log()
+    # The attached child that was still running held the update (and its chat).
+    after = report(api, uid + 1)
+    sent = {c["params"]["text"].split()[0]: c["t_ms"] for c in api.calls("sendMessage")}
+    assert sent["u%d" % (uid + 1)] - sent["u%d" % uid] >= 800, (sent, after)
+    d.stop()
+    assert "done 2, failed 0" in d.log()
+
+
+def test_detached_fiber_outlives_its_update(fakeapi, tgrund, procs):
+    api, d = start_rt(fakeapi, tgrund, procs)
+    uid = push(api, message(31, "detached"))
+    report(api, uid)
+    assert wait_until(lambda: "k%d detached" % uid in texts(api, 31), 10), texts(api, 31)
+    msgs = {c["params"]["text"]: c["t_ms"] for c in api.calls("sendMessage")}
+    assert msgs["k%d detached" % uid] - msgs["u%d spawned=true" % uid] >= 400
+
+
+def test_all_settled_keeps_input_order(fakeapi, tgrund, procs):
+    api, d = start_rt(fakeapi, tgrund, procs)
+    r = report(api, push(api, message(40, "all settled")))
+    assert (r["all_ok"], r["n"]) == ("false", "4"), r
+    assert r["r1"] == "true:slow:1" and r["r2"] == "true:fast", r
+    assert r["r3"] == "false:error" and r["r4"].startswith("true:"), r
+    assert r["order"] == "2,3,1", r
+    assert 290 <= int(r["ms"]) < 2000, r
+
+
+def test_all_fail_fast_cancels_the_rest(fakeapi, tgrund, procs):
+    api, d = start_rt(fakeapi, tgrund, procs)
+    r = report(api, push(api, message(41, "all failfast")))
+    assert r["all_ok"] == "false", r
+    assert r["r3"] == "false:error", r
+    assert r["r1"] == "true:cancelled:1", r      # its sleep returned nil, err
+    assert int(r["ms"]) < 290, r
+
+
+def test_all_timeout(fakeapi, tgrund, procs):
+    api, d = start_rt(fakeapi, tgrund, procs)
+    r = report(api, push(api, message(42, "alltimeout")))
+    # A function that returns after its sleep was cut short counts as done;
+    # one that raises on it is the timed-out slot.
+    assert (r["ok"], r["s1"], r["s2"]) == ("false", "true:cancelled", "true:quick"), r
+    assert r["s3"] == "false:timeout", r
+    assert 190 <= int(r["ms"]) < 2000, r
+
+
+def test_waiters(fakeapi, tgrund, procs):
+    api, d = start_rt(fakeapi, tgrund, procs)
+    r = report(api, push(api, message(43, "waiter")))
+    assert r["ok"] == "true" and 290 <= int(r["ms"]) < 2000, r
+    assert (r["ekind"], r["tok"], r["tkind"]) == ("invalid", "nil", "timeout"), r
+
+
+def test_lock_orders_fibers_of_different_chats(fakeapi, tgrund, procs):
+    api, d = start_rt(fakeapi, tgrund, procs)
+    first = push(api, message(50, "lock k1 0.5"), message(51, "lock k1 0"))
+    a, b = report(api, first), report(api, first + 1)
+    assert a["got"] == "true" and int(a["waited"]) < 100, a
+    assert b["got"] == "true" and int(b["waited"]) >= 400, b
+    # Not re-entrant; <close> released it, so unlock finds nothing held.
+    assert (a["again"], a["akind"], a["closed"]) == ("nil", "invalid", "true"), a
+    assert (a["un"], a["ukind"]) == ("nil", "invalid"), a
+
+
+# ---- HTTP and files ---------------------------------------------------------------------
+
+def test_http_download_upload(fakeapi, tgrund, procs):
+    api, d = start_rt(fakeapi, tgrund, procs)
+    r = report(api, push(api, message(60, "http")))
+    assert r["status"] == "200" and r["ct"].startswith("application/json"), r
+    assert r["total"] == "1", r
+    assert (r["dl"], r["content"]) == ("true", "hello_from_lua"), r
+    assert (r["up"], r["mem"]) == ("true", "true"), r
+    assert (r["bad"], r["bkind"]) == ("nil", "invalid"), r
+    assert (r["refused"], r["rkind"]) == ("nil", "network"), r
+    assert (r["missing"], r["mdkind"], r["mdcode"]) == ("nil", "api", "400"), r
+    docs = api.calls("sendDocument")
+    assert len(docs) == 2 and any(c["params"].get("caption") == "k%d" % int(r["_text"].split()[0][1:])
+                                  for c in docs), docs
+
+
+def test_json_helpers(fakeapi, tgrund, procs):
+    api, d = start_rt(fakeapi, tgrund, procs)
+    r = report(api, push(api, message(61, "json")))
+    assert (r["a"], r["b"], r["n"]) == ("[]", "{}", "true"), r
+    assert (r["i"], r["it"], r["f"], r["l3"]) == ("9007199254740993", "integer", "1.5", "true"), r
+    assert (r["mixed"], r["nan"], r["cyc"], r["cycmsg"]) == ("false", "false", "false", "true"), r
+    assert (r["dec"], r["decerr"]) == ("nil", "true"), r
+
+
+def test_every_config_print_and_os_exit(fakeapi, tgrund, procs):
+    api, d = start_rt(fakeapi, tgrund, procs, every="0.1")
+    time.sleep(0.05)
+    uid = push(api, message(62, "exit"))
+    r = report(api, uid)
+    assert (r["ok"], r["msg"]) == ("false", "true"), r
+    wait_log(d.proc, "lua: print works 42")
+    r = wait_until(lambda: (lambda x: x if int(x["ticks"]) >= 5 else None)(
+        report(api, push(api, message(63, "ticks")))), 10)
+    assert r and int(r["ticks"]) >= 5, r
+    assert d.worker_pids()      # os.exit did not end the worker
