@@ -275,3 +275,159 @@ def test_every_config_print_and_os_exit(fakeapi, tgrund, procs):
         report(api, push(api, message(63, "ticks")))), 10)
     assert r and int(r["ticks"]) >= 5, r
     assert d.worker_pids()      # os.exit did not end the worker
+
+
+# ---- errors -------------------------------------------------------------------------------
+
+def test_lua_error_fails_the_update_with_its_traceback(fakeapi, tgrund, procs):
+    api, d = start_rt(fakeapi, tgrund, procs)
+    pids = d.worker_pids()
+    uid = push(api, message(70, "error"))
+    wait_log(d.proc, "update %d (message) failed in worker 0" % uid)
+    log = d.log()
+    head = "lua: update %d (message) failed: rt_lua.lua:" % uid
+    assert head in log and "boom %d" % uid in log, log
+    # The traceback, a line each: the function that raised and its callers.
+    tb = [ln for ln in log.splitlines() if "lua: update %d (message):   " % uid in ln]
+    assert any("stack traceback:" in ln for ln in tb), tb
+    assert sum("rt_lua.lua:" in ln for ln in tb) >= 3, tb
+    assert any("inner" in ln for ln in tb) and any("middle" in ln for ln in tb), tb
+    # The worker lives on and serves the next update.
+    r = report(api, push(api, message(70, "fields")))
+    assert r["attempt"] == "1" and d.worker_pids() == pids
+
+
+def test_handler_returning_false_or_nil_err_fails(fakeapi, tgrund, procs):
+    api, d = start_rt(fakeapi, tgrund, procs)
+    a = push(api, message(71, "fail false"), message(72, "fail nil"))
+    wait_log(d.proc, "update %d (message) failed in worker" % a)
+    wait_log(d.proc, "update %d (message) failed in worker" % (a + 1))
+    assert "lua: update %d (message) failed: the handler returned false" % a in d.log()
+    assert "lua: update %d (message) failed: the handler returned nil, told to fail" \
+        % (a + 1) in d.log()
+
+
+def test_stale_ctx_raises_instead_of_touching_freed_memory(fakeapi, tgrund, procs):
+    api, d = start_rt(fakeapi, tgrund, procs)
+    report(api, push(api, message(73, "stale")))
+    r = report(api, push(api, message(73, "usestale")))
+    assert (r["ok"], r["ended"]) == ("false", "true"), r
+
+
+def test_deep_c_recursion_is_a_lua_error_not_a_crash(fakeapi, tgrund, procs):
+    # Lua bounds C calls (LUAI_MAXCCALLS, 200); the default fiber stack holds that.
+    api, d = start_rt(fakeapi, tgrund, procs)
+    pids = d.worker_pids()
+    a = push(api, message(74, "deep 150"), message(75, "deep 100000"))
+    assert report(api, a)["res"] == "bottom"
+    assert "stack_overflow" in report(api, a + 1)["res"]
+    assert d.worker_pids() == pids
+
+
+def test_cancel_makes_every_wait_return_cancelled(fakeapi, tgrund, procs):
+    api, d = start_rt(fakeapi, tgrund, procs, conf={"limits": {"update_timeout": "1s"}})
+    t0 = time.monotonic()
+    uid = push(api, message(76, "cancel"))
+    wait_log(d.proc, "cancel-test:", 15)
+    assert time.monotonic() - t0 < 10
+    # sleep, call and waiter all fail with kind "cancelled"; an uncontended
+    # lock does not wait, so it is taken.
+    assert "lua: cancel-test: nil cancelled true nil cancelled nil cancelled true nil" \
+        in d.log(), d.log()
+    wait_log(d.proc, "update %d: running for" % uid)
+    assert "over update_timeout; cancelling it" in d.log()
+
+
+def test_memory_limit_is_a_lua_error_not_an_oom_kill(fakeapi, tgrund, procs):
+    api, d = start_rt(fakeapi, tgrund, procs, lua_memory_limit="4m")
+    pids = d.worker_pids()
+    uid = push(api, message(77, "memory 16"))
+    wait_log(d.proc, "lua: update %d (message) failed: not enough memory" % uid)
+    assert "lua_memory_limit = 4194304" in d.log()
+    # Under the limit it works, in the same worker.
+    r = report(api, push(api, message(77, "memory 1")))
+    assert r["n"] == "1024" and d.worker_pids() == pids
+
+
+def test_bad_memory_limit_stops_the_start(fakeapi, tgrund, procs):
+    api = fakeapi()
+    st, log = run_check(BUILD, procs.tmp, api.url, handler="lua",
+                        conf=lua_conf(RT, lua_memory_limit="lots"))
+    assert st == 2, log
+    assert "lua_memory_limit = lots: a size is expected" in log
+
+
+def test_busy_loop_is_caught_by_the_heartbeat(fakeapi, tgrund, procs):
+    api, d = start_rt(fakeapi, tgrund, procs,
+                      conf={"limits": {"heartbeat_timeout": "1s"}})
+    pids = d.worker_pids()
+    uid = push(api, message(78, "busy"))
+    wait_log(d.proc, "no heartbeat for", 20)
+    # Retried in a fresh worker, where attempt 2 does not spin.
+    r = report(api, uid, 30)
+    assert r["attempt"] == "2", r
+    assert d.worker_pids() != pids
+    assert "update %d: retrying (attempt 2)" % uid in d.log()
+
+
+# ---- loading and reloading ------------------------------------------------------------------
+
+BOT_V1 = """
+bot.on_update(function(ctx, update)
+  return ctx:reply("u" .. ctx.update_id .. " v1")
+end)
+"""
+BOT_V2 = """
+return {
+  message = function(ctx, msg)
+    return ctx:reply("u" .. ctx.update_id .. " v2 " .. msg.text)
+  end,
+}
+"""
+BOT_BROKEN = """
+bot.on_update(function(ctx, update)
+  return ctx:reply("u" .. ctx.update_id .. " broken"
+end)
+"""
+
+
+def test_reload_with_a_changed_script(fakeapi, tgrund, procs):
+    api, d, script = start(fakeapi, tgrund, procs, BOT_V1)
+    assert report(api, push(api, message(80, "a")))["_text"].endswith(" v1")
+    write(script, BOT_V2)
+    d.proc.signal(signal.SIGHUP)
+    wait_log(d.proc, "reload done")
+    assert report(api, push(api, message(80, "b")))["_text"].endswith(" v2 b")
+
+
+def test_syntax_error_is_refused_on_reload_and_the_old_script_serves(fakeapi, tgrund, procs):
+    api, d, script = start(fakeapi, tgrund, procs, BOT_V1)
+    write(script, BOT_BROKEN)
+    d.proc.signal(signal.SIGHUP)
+    wait_log(d.proc, "reload refused")
+    # The error names the file and the line.
+    assert "lua: cannot load the script %s: bot.lua:4: ')' expected" % script in d.log(), \
+        d.log()
+    assert report(api, push(api, message(81, "c")))["_text"].endswith(" v1")
+
+
+def test_script_errors_stop_the_start(fakeapi, tgrund, procs):
+    api = fakeapi()
+    cases = {
+        "syntax": (BOT_BROKEN, ":4: ')' expected"),
+        "runtime": ("local x = nil\nx.y = 1\n", ":2: attempt to index a nil value"),
+        "nohandler": ("local x = 1\n", "the script registers no handler"),
+        "both": ("bot.on_update(print)\nreturn { message = print }\n",
+                 "both calls bot.on_update and returns"),
+        "badtable": ("return { message = 1 }\n", "key message holds a number"),
+        "every": ("bot.on_update(function(ctx) bot.every(1, print) end)\n"
+                  "bot.every(0, print)\n", "bad argument #1 to 'every'"),
+    }
+    for name, (src, want) in cases.items():
+        path = write(os.path.join(procs.tmp, name + ".lua"), src)
+        st, log = run_check(BUILD, procs.tmp, api.url, handler="lua", conf=lua_conf(path))
+        assert st == 2, (name, log)
+        assert want in log, (name, log)
+    st, log = run_check(BUILD, procs.tmp, api.url, handler="lua",
+                        conf=lua_conf(os.path.join(procs.tmp, "missing.lua")))
+    assert st == 2 and "missing.lua: cannot open: No such file" in log, log

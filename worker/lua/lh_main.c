@@ -341,6 +341,55 @@ static void lua_symbols_global(struct lh *lh)
 		tgrun_log(lh->bot, 7, "lua: Lua C modules may not load: liblua stays local");
 }
 
+/*
+ * The script as a chunk named after its file name: Lua cuts a chunk name
+ * to 60 bytes, so a long path would show as "...", while every error
+ * message and traceback line starts with it. Log lines give the path.
+ */
+static int load_file(struct lh *lh)
+{
+	const char *slash = strrchr(lh->script, '/');
+	FILE *f = fopen(lh->script, "re");
+	char *buf = NULL;
+	size_t len = 0, cap = 0, n;
+	int st;
+
+	if (f == NULL) {
+		lua_pushfstring(lh->L, "cannot open: %s", strerror(errno));
+		return LUA_ERRFILE;
+	}
+	do {
+		if (len == cap) {
+			char *nb = realloc(buf, cap = cap ? cap * 2 : 65536);
+
+			if (nb == NULL) {
+				free(buf);
+				fclose(f);
+				lua_pushliteral(lh->L, "out of memory");
+				return LUA_ERRMEM;
+			}
+			buf = nb;
+		}
+		n = fread(buf + len, 1, cap - len, f);
+		len += n;
+	} while (n > 0);
+	if (ferror(f)) {
+		free(buf);
+		fclose(f);
+		lua_pushfstring(lh->L, "cannot read: %s", strerror(errno));
+		return LUA_ERRFILE;
+	}
+	fclose(f);
+	/* A first line "#!..." is a comment, as for lua(1); line numbers stay. */
+	for (size_t i = 0; len > 0 && buf[0] == '#' && i < len && buf[i] != '\n'; i++)
+		buf[i] = ' ';
+	lua_pushfstring(lh->L, "@%s", slash ? slash + 1 : lh->script);
+	st = luaL_loadbufferx(lh->L, buf, len, lua_tostring(lh->L, -1), "t");
+	free(buf);
+	lua_remove(lh->L, -2);
+	return st;
+}
+
 static int load_script(struct lh *lh)
 {
 	lua_State *L = lh->L;
@@ -352,8 +401,9 @@ static int load_script(struct lh *lh)
 		lh_log_failure(lh, "setting up Lua", LUA_ERRMEM, NULL);
 		return -1;
 	}
-	if ((st = luaL_loadfile(L, lh->script)) != LUA_OK) {
-		tgrun_log(lh->bot, 3, "lua: cannot load the script: %s", lua_tostring(L, -1));
+	if ((st = load_file(lh)) != LUA_OK) {
+		tgrun_log(lh->bot, 3, "lua: cannot load the script %s: %s", lh->script,
+		    lua_tostring(L, -1));
 		return -1;
 	}
 	snprintf(what, sizeof(what), "loading %s", lh->script);
