@@ -431,3 +431,17 @@ def test_script_errors_stop_the_start(fakeapi, tgrund, procs):
     st, log = run_check(BUILD, procs.tmp, api.url, handler="lua",
                         conf=lua_conf(os.path.join(procs.tmp, "missing.lua")))
     assert st == 2 and "missing.lua: cannot open: No such file" in log, log
+
+
+def test_check_mode_compiles_the_script(fakeapi, tgrund, procs):
+    api = fakeapi()
+    good = write(os.path.join(procs.tmp, "good.lua"), BOT_V1)
+    st, log = run_check(BUILD, procs.tmp, api.url, handler="lua", conf=lua_conf(good),
+                        args=["-t"])
+    assert st == 0, log
+    bad = write(os.path.join(procs.tmp, "bad.lua"), BOT_BROKEN)
+    st, log = run_check(BUILD, procs.tmp, api.url, handler="lua", conf=lua_conf(bad),
+                        args=["-t"])
+    assert st == 2, log
+    assert "lua: cannot load the script %s: bad.lua:4: ')' expected" % bad in log, log
+    assert api.stats()["calls"].get("getUpdates", 0) == 0
