@@ -327,7 +327,9 @@ install: build-all
 		'$(PREFIX)' '$(INCLUDEDIR)' > $(DESTDIR)$(PKGCONFIGDIR)/tgrun.pc
 	chmod 644 $(DESTDIR)$(PKGCONFIGDIR)/tgrun.pc
 	install -m 755 $(patsubst %,$(B)/handlers/%.so,$(basename $(notdir $(wildcard worker/examples/*.c)))) \
-		$(DESTDIR)$(HANDLERDIR)/
+		$(B)/handlers/lua.so $(DESTDIR)$(HANDLERDIR)/
+	install -d $(DESTDIR)$(DOCDIR)/examples
+	install -m 644 $(wildcard worker/examples/*.lua) $(DESTDIR)$(DOCDIR)/examples/
 	for u in systemd/*.service; do \
 		sed -e 's#/usr/local/bin/#$(BINDIR)/#' -e 's#/usr/local/share/doc/tgrun#$(DOCDIR)#' \
 			-e 's#/etc/tgrun#$(SYSCONFDIR)/tgrun#g' "$$u" > $(DESTDIR)$(UNITDIR)/$$(basename "$$u"); \
@@ -335,7 +337,7 @@ install: build-all
 	done
 	install -m 644 conf/example.conf $(DESTDIR)$(SYSCONFDIR)/tgrun/example.conf.sample
 	install -m 644 README.md $(DESTDIR)$(DOCDIR)/
-	install -m 644 worker/tgrun.3 $(DESTDIR)$(MANDIR)/man3/
+	install -m 644 worker/tgrun.3 worker/lua/tgrun-lua.3 $(DESTDIR)$(MANDIR)/man3/
 	install -m 644 daemon/tgrun.conf.5 $(DESTDIR)$(MANDIR)/man5/
 	install -m 644 $(wildcard daemon/*.8) $(DESTDIR)$(MANDIR)/man8/
 
