@@ -527,3 +527,31 @@ def test_converter_example_keyboard_conversation_http(fakeapi, tgrund, procs, ra
     push(api, message(90, "5"))
     assert wait_until(lambda: texts(api, 90)[-1].startswith("Send /convert"), 10)
     assert "lua: update" not in d.log(), d.log()     # no update failed
+
+
+def readme_lua():
+    """The bot of the README's "Writing a bot in Lua", as printed there."""
+    text = open(os.path.join(ROOT, "README.md")).read()
+    part = text.split("## Writing a bot in Lua", 1)[1]
+    return part.split("```lua\n", 1)[1].split("```", 1)[0]
+
+
+def test_readme_lua_bot_runs_as_written(fakeapi, tgrund, procs):
+    api, d, script = start(fakeapi, tgrund, procs, readme_lua())
+    push(api, message(95, "/start"))
+    assert wait_until(lambda: "Hello! Press the button." in texts(api, 95), 10), texts(api, 95)
+    push(api, message(95, "hi"), callback_query(95, "pressed"))
+    assert wait_until(lambda: 'You said "hi" (message 2 here)' in texts(api, 95), 10), \
+        texts(api, 95)
+    assert [c["params"]["text"] for c in api.calls("answerCallbackQuery")] == ["Pressed!"]
+    assert len(api.calls("sendChatAction")) == 1
+    # The error the README shows, with its traceback, a line each.
+    write(script, readme_lua().replace("msg.chat.id] = (", "msg.chat.nope.id] = ("))
+    d.proc.signal(signal.SIGHUP)
+    wait_log(d.proc, "reload done")
+    uid = push(api, message(95, "boom"))
+    wait_log(d.proc, "lua: update %d (message) failed: bot.lua:7: attempt to index a nil "
+             "value (field 'nope')" % uid)
+    wait_log(d.proc, "lua: update %d (message):   bot.lua:7: in function <bot.lua:5>" % uid)
+    assert "lua: update %d (message):   stack traceback:" % uid in d.log()
+    assert "[C]: in ?" not in d.log()

@@ -88,7 +88,7 @@ void lh_log_failure(struct lh *lh, const char *what, int status, const char *msg
 		while (*p == '\t')
 			p++;
 		/* The run's own C frame at the bottom says nothing. */
-		if (!first && nl - p == 10 && strncmp(p, "[C]: in ?", 9) == 0)
+		if (!first && *nl == '\0' && strcmp(p, "[C]: in ?") == 0)
 			continue;
 		if (first)
 			tgrun_log(lh->bot, 3, "lua: %s failed: %.*s", what, (int)(nl - p), p);
