@@ -19,6 +19,19 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 EXAMPLES = os.path.join(ROOT, "worker", "examples")
 
 
+SANITIZER_REPORTS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+
+@pytest.fixture(autouse=True)
+def no_sanitizer_reports(procs):
+    """Under make SANITIZE=1, a report from any process fails the test."""
+    yield
+    procs.stop_all()
+    for argv, text in procs.logs():
+        for what in SANITIZER_REPORTS:
+            assert what not in text, "%s in the log of %s:\n%s" % (what, argv, text[-3000:])
+
+
 def write(path, src):
     with open(path, "w") as f:
         f.write(textwrap.dedent(src))
