@@ -568,3 +568,36 @@ def test_readme_lua_bot_runs_as_written(fakeapi, tgrund, procs):
     wait_log(d.proc, "lua: update %d (message):   bot.lua:7: in function <bot.lua:5>" % uid)
     assert "lua: update %d (message):   stack traceback:" % uid in d.log()
     assert "[C]: in ?" not in d.log()
+
+
+REQUIRE_BOT = """
+local found = {}
+for _, m in ipairs({ "near", "far" }) do
+  local ok, mod = pcall(require, m)
+  found[#found + 1] = m .. "=" .. tostring(ok and mod.word)
+end
+bot.on_update(function(ctx, update)
+  bot.log(4, "numeric-level", 1, true, nil)
+  return ctx:reply("u" .. ctx.update_id .. " " .. table.concat(found, " "))
+end)
+"""
+
+
+def test_require_next_to_the_script_or_from_lua_path(fakeapi, tgrund, procs):
+    libdir = os.path.join(procs.tmp, "lib")
+    os.makedirs(libdir)
+    write(os.path.join(procs.tmp, "near.lua"), 'return { word = "near" }\n')
+    write(os.path.join(libdir, "far.lua"), 'return { word = "far" }\n')
+    api, d, _ = start(fakeapi, tgrund, procs, REQUIRE_BOT)
+    uid = push(api, message(96, "x"))
+    assert wait_until(lambda: "u%d near=near far=false" % uid in texts(api, 96), 10), \
+        texts(api, 96)
+    wait_log(d.proc, "[warn] worker 0: lua: numeric-level 1 true nil")
+    # [handler] lua_path replaces the script's directory; ";;" is Lua's default.
+    d.stop()
+    d2 = tgrund(api, handler="lua", conf=lua_conf(os.path.join(procs.tmp, "bot.lua"),
+                                                 lua_path=libdir + "/?.lua;;"))
+    d2.wait_ready()
+    uid = push(api, message(97, "x"))
+    assert wait_until(lambda: "u%d near=false far=far" % uid in texts(api, 97), 10), \
+        texts(api, 97)
