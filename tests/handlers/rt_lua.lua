@@ -249,6 +249,31 @@ function cmds.deep(ctx, update, arg)
   return say(ctx, { res = tostring(res):gsub("%s", "_") })
 end
 
+-- stress: what makes a C stack switched under Lua unsafe, if anything does:
+-- waits under a resumed coroutine, inside a C function calling Lua
+-- (table.sort), under pcall with an error after the wait, and full
+-- collections while many other threads are parked inside C calls.
+function cmds.stress(ctx, update, arg)
+  local acc = {}
+  for i = 1, 50 do acc[i] = { i, tostring(i):rep(10) } end
+  local co = coroutine.wrap(function(a)
+    ctx:sleep(0.01 * (ctx.update_id % 5))
+    local b = coroutine.yield(a + 1)
+    ctx:sleep(0.01)
+    return b * 2
+  end)
+  local first = co(1)
+  collectgarbage()
+  local second = co(21)
+  local ok, err = pcall(function() ctx:sleep(0.01); error("late") end)
+  local t = { 5, 3, 9, 1 }
+  table.sort(t, function(x, y) ctx:sleep(0); return x < y end)
+  local sum = 0
+  for _, v in ipairs(acc) do sum = sum + v[1] + #v[2] - #tostring(v[1]):rep(10) end
+  return say(ctx, { first = first, second = second, ok = ok,
+    late = tostring(err):find("late") ~= nil, sorted = table.concat(t, ","), sum = sum })
+end
+
 function cmds.stale(ctx, update, arg)
   saved_ctx = ctx
   return say(ctx, { saved = true })

@@ -323,6 +323,20 @@ def test_handler_returning_false_or_nil_err_fails(fakeapi, tgrund, procs):
         % (a + 1) in d.log()
 
 
+def test_waits_under_coroutines_c_calls_and_collections(fakeapi, tgrund, procs):
+    """Many threads parked inside C calls while others run, resume
+    coroutines, sort with waiting comparators and run full collections."""
+    api, d = start_rt(fakeapi, tgrund, procs, conf={"limits": {"concurrency": 300}})
+    first = push(api, *[message(1000 + i % 30, "stress") for i in range(300)])
+    st = api.wait_stats(lambda s: s["echoed"] >= 300, 60)
+    assert st["echoed"] == 300 and st["inversions"] == 0, st
+    for i in (0, 137, 299):
+        r = report(api, first + i)
+        assert (r["first"], r["second"], r["ok"], r["late"]) == ("2", "42", "false", "true"), r
+        assert (r["sorted"], r["sum"]) == ("1,3,5,9", "1275"), r
+    assert "lua: update" not in d.log()
+
+
 def test_stale_ctx_raises_instead_of_touching_freed_memory(fakeapi, tgrund, procs):
     api, d = start_rt(fakeapi, tgrund, procs)
     report(api, push(api, message(73, "stale")))
