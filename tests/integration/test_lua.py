@@ -188,7 +188,7 @@ def test_spawn_join_results_errors_and_timeout(fakeapi, tgrund, procs):
     assert "child_boom" in r["gdesc"], r
     assert (r["hok"], r["hkind"]) == ("nil", "timeout"), r
     # The failed child's traceback is in the log; it did not fail the update.
-    wait_log(d.proc, "lua: spawned fiber failed: ")
+    wait_log(d.proc, "lua: a fiber spawned by update %d failed: rt_lua.lua:" % uid)
     assert "child boom" in d.log()
     # The attached child that was still running held the update (and its chat).
     after = report(api, uid + 1)
@@ -209,8 +209,10 @@ def test_detached_fiber_outlives_its_update(fakeapi, tgrund, procs):
 
 def test_all_settled_keeps_input_order(fakeapi, tgrund, procs):
     api, d = start_rt(fakeapi, tgrund, procs)
-    r = report(api, push(api, message(40, "all settled")))
+    uid = push(api, message(40, "all settled"))
+    r = report(api, uid)
     assert (r["all_ok"], r["n"]) == ("false", "4"), r
+    wait_log(d.proc, "lua: ctx:all function 3 of update %d failed: table: 0x" % uid)
     assert r["r1"] == "true:slow:1" and r["r2"] == "true:fast", r
     assert r["r3"] == "false:error" and r["r4"].startswith("true:"), r
     assert r["order"] == "2,3,1", r

@@ -19,6 +19,7 @@ struct lh_fiber {
 	int tref, self;
 	struct tgrun_waiter *done;	/* released when the function returned */
 	int finished, ok, detached;
+	int64_t update_id;		/* of the spawning fiber, for the log */
 };
 
 /* Move the function at the top of L onto a new thread. NULL: logged, nothing moved. */
@@ -83,9 +84,13 @@ static int push_outcome(lua_State *L, lua_State *T, int ok, int as_table)
 static int fiber_main(struct tgrun_ctx *ctx, void *arg)
 {
 	struct lh_fiber *f = arg;
-	struct lh_run r = { .ctx = ctx, .fn_on_stack = 1,
-	    .what = f->detached ? "detached fiber" : "spawned fiber" };
-	int rc = lh_run(f->lh, f->T, &r);
+	char what[80];
+	struct lh_run r = { .ctx = ctx, .fn_on_stack = 1, .what = what };
+	int rc;
+
+	snprintf(what, sizeof(what), "%s fiber spawned by update %lld",
+	    f->detached ? "detached" : "a", (long long)f->update_id);
+	rc = lh_run(f->lh, f->T, &r);
 
 	f->ok = rc == 0;
 	f->finished = 1;
@@ -126,6 +131,7 @@ int lh_ctx_spawn(lua_State *L)
 	f->lh = lh_of(L);
 	f->tref = f->self = LUA_NOREF;
 	f->detached = detached;
+	f->update_id = tgrun_update_id(ctx);
 	luaL_setmetatable(L, LH_FIBER_MT);
 	f->done = tgrun_waiter_new(ctx, 1);
 	if (f->done == NULL)
@@ -169,13 +175,19 @@ struct all_slot {
 	struct lh *lh;
 	lua_State *T;
 	int ok;
+	int n;			/* its place in the list, from 1 */
 };
 
 static int slot_main(struct tgrun_ctx *ctx, void *arg)
 {
 	struct all_slot *s = arg;
-	struct lh_run r = { .ctx = ctx, .fn_on_stack = 1, .what = "ctx:all function" };
-	int rc = lh_run(s->lh, s->T, &r);
+	char what[80];
+	struct lh_run r = { .ctx = ctx, .fn_on_stack = 1, .what = what };
+	int rc;
+
+	snprintf(what, sizeof(what), "ctx:all function %d of update %lld", s->n,
+	    (long long)tgrun_update_id(ctx));
+	rc = lh_run(s->lh, s->T, &r);
 
 	s->ok = rc == 0;
 	return rc;
@@ -223,6 +235,7 @@ int lh_ctx_all(lua_State *L)
 		lua_rawgeti(L, 2, (lua_Integer)i + 1);
 		slots[i].lh = lh;
 		slots[i].ok = 0;
+		slots[i].n = (int)i + 1;
 		if ((slots[i].T = thread_with_fn(lh, L, &ref)) == NULL)
 			return luaL_error(L, "ctx:all: out of Lua memory");
 		lua_pushthread(slots[i].T);
