@@ -185,6 +185,15 @@ function cmds.http(ctx, update, arg)
     mdcode = mderr.code })
 end
 
+-- httpecho: headers in both forms and a json body reach the service
+function cmds.httpecho(ctx, update, arg)
+  local r = assert(ctx:http{ method = "PUT", url = bot.config("echo_url"),
+    headers = { ["X-A"] = "1", "X-B: 2" }, json = { a = 1, l = bot.array() } })
+  local e = bot.json_decode(r.body)
+  return say(ctx, { status = r.status, method = e.method, xa = e.headers["x-a"],
+    xb = e.headers["x-b"], ct = e.headers["content-type"], body = e.body })
+end
+
 function cmds.json(ctx, update, arg)
   local s = bot.json_encode({ a = bot.array(), b = {}, n = bot.null, i = 9007199254740993,
     f = 1.5, l = { 1, 2, { x = true } } })

@@ -514,6 +514,44 @@ class RateService:
         self.thread.join(10)
 
 
+class EchoService:
+    """Answers any request with its method, headers and body, as JSON."""
+
+    def __init__(self):
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_PUT(self):
+                n = int(self.headers.get("Content-Length", 0))
+                body = json.dumps({"method": self.command,
+                                   "headers": {k.lower(): v for k, v in self.headers.items()},
+                                   "body": self.rfile.read(n).decode()}).encode()
+                self.send_response(201)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = "http://127.0.0.1:%d/echo" % self.srv.server_address[1]
+        self.thread = threading.Thread(target=self.srv.serve_forever, daemon=True)
+        self.thread.start()
+
+    stop = RateService.stop
+
+
+def test_http_headers_and_json_body_reach_the_service(fakeapi, tgrund, procs):
+    svc = EchoService()
+    try:
+        api, d = start_rt(fakeapi, tgrund, procs, echo_url=svc.url)
+        r = report(api, push(api, message(64, "httpecho")))
+    finally:
+        svc.stop()
+    assert (r["status"], r["method"], r["xa"], r["xb"]) == ("201", "PUT", "1", "2"), r
+    assert r["ct"] == "application/json", r
+    assert json.loads(r["body"]) == {"a": 1, "l": []}, r
+
+
 @pytest.fixture
 def rates(procs):
     r = RateService()

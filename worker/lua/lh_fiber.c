@@ -244,6 +244,9 @@ int lh_ctx_all(lua_State *L)
 		luaL_unref(L, LUA_REGISTRYINDEX, ref);
 		fns[i] = slot_main;
 		args[i] = &slots[i];
+		/* What a slot says if tgrun_all refuses to start (a ctx of another fiber). */
+		res[i].status = TGRUN_SLOT_CANCELLED;
+		res[i].ret = -1;
 	}
 	(void)tgrun_all(ctx, n, fns, args, res, fail_fast ? TGRUN_ALL_FAIL_FAST :
 	    TGRUN_ALL_SETTLED, timeout);
