@@ -3,6 +3,7 @@ import http.server
 import json
 import os
 import signal
+import subprocess
 import textwrap
 import threading
 import time
@@ -596,11 +597,33 @@ def test_converter_example_keyboard_conversation_http(fakeapi, tgrund, procs, ra
     assert "lua: update" not in d.log(), d.log()     # no update failed
 
 
-def readme_lua():
-    """The bot of the README's "Writing a bot in Lua", as printed there."""
+def readme_block(lang):
+    """The first `lang` block of the README's "Writing a bot in Lua"."""
     text = open(os.path.join(ROOT, "README.md")).read()
     part = text.split("## Writing a bot in Lua", 1)[1]
-    return part.split("```lua\n", 1)[1].split("```", 1)[0]
+    return part.split("```%s\n" % lang, 1)[1].split("```", 1)[0]
+
+
+def readme_lua():
+    return readme_block("lua")
+
+
+def test_readme_lua_config_checks(fakeapi, procs):
+    """The README's config, with this build's paths, passes tgrund -t."""
+    api = fakeapi()
+    script = write(os.path.join(procs.tmp, "mybot.lua"), readme_lua())
+    ini = readme_block("ini")
+    assert "/usr/local/lib/tgrun/handlers/lua.so" in ini and "/etc/tgrun/mybot.lua" in ini
+    ini = ini.replace("/usr/local/lib/tgrun/handlers/lua.so",
+                      os.path.join(BUILD, "handlers", "lua.so"))
+    ini = ini.replace("/etc/tgrun/mybot.lua", script)
+    conf = write(os.path.join(procs.tmp, "mybot.conf"),
+                 "[bot]\ntoken_file = %s\napi_url = %s\n[journal]\nenabled = no\n%s"
+                 % (write(os.path.join(procs.tmp, "token"), "1:abc\n"), api.url, ini))
+    r = subprocess.run([os.path.join(BUILD, "tgrund"), "-t", "-c", conf],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "configuration and handler are valid" in r.stdout
 
 
 def test_readme_lua_bot_runs_as_written(fakeapi, tgrund, procs):
