@@ -185,6 +185,14 @@ $(B)/tests/test_sched_ucontext: tests/unit/test_sched.c $(B)/obj/worker/fiber_uc
 	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $< $(B)/obj/worker/fiber_ucontext.o $(B)/libworker.a \
 		$(B)/libcommon.a $(ALL_LDFLAGS) $(PKG_LIBS) $(shell pkg-config --libs cmocka 2>/dev/null) -ldl -lm
 
+# What lua.so adds to an update, measured alone: with its JSON code and liblua.
+$(B)/bench/lua_update: tests/bench/lua_update.c worker/lua/lh_json.c worker/lua/lh.h $(B)/.flags
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  BENCH   $@")
+	$(Q)$(CC) $(ALL_CFLAGS) -Iworker/lua $(shell pkg-config --cflags $(LUA_PKG) 2>/dev/null) \
+		-o $@ $< worker/lua/lh_json.c $(ALL_LDFLAGS) $(PKG_LIBS) \
+		$(shell pkg-config --libs $(LUA_PKG) 2>/dev/null) -lm
+
 $(B)/bench/%: tests/bench/%.c $(B)/libworker.a $(B)/libcommon.a $(B)/.flags
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  BENCH   $@")

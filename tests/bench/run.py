@@ -24,7 +24,8 @@ lua       the burst of text messages (journal on, 2 workers) with the C echo
           interleaved: updates/s and the workers' CPU per update of each,
           Lua's share of C's updates/s and its added CPU per update; then the
           sleepers with the Lua twin of slow.c (tests/bench/slow.lua) and with
-          slow.c: the workers' memory per sleeping update.
+          slow.c: the workers' memory per sleeping update; then lua.so's own
+          work per update measured alone (build/bench/lua_update).
 switch    the fiber switch cost (build/bench/fiber_switch).
 ceiling   the fake API's own ceiling (tests/bench/fakeapi_ceiling.sh).
 """
@@ -435,6 +436,9 @@ def lua_scenario(build, count, repeat):
         sys.stdout.flush()
     print("== lua sleepers: memory per sleeping update, Lua / C = %.2f"
           % (per[True] / per[False] if per[False] > 0 else float("nan")))
+    print("== lua alone (build/bench/lua_update, no network, one process)")
+    sys.stdout.flush()
+    subprocess.run([os.path.join(build, "bench", "lua_update")], check=False)
 
 
 def main():
