@@ -154,8 +154,11 @@ function cmds.lock(ctx, update, arg)
     closed = true
   end
   local un, uerr = ctx:unlock(key)
+  local l2 = ctx:lock(key .. "-2")
+  local m1, m2 = l2:unlock(), l2:unlock()
   return say(ctx, { got = l ~= nil, waited = waited, again = tostring(again),
-    akind = aerr.kind, closed = closed, un = tostring(un), ukind = uerr and uerr.kind })
+    akind = aerr.kind, closed = closed, un = tostring(un), ukind = uerr and uerr.kind,
+    m = tostring(m1) .. "," .. tostring(m2) })
 end
 
 function cmds.http(ctx, update, arg)

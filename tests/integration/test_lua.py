@@ -255,6 +255,7 @@ def test_lock_orders_fibers_of_different_chats(fakeapi, tgrund, procs):
     # Not re-entrant; <close> released it, so unlock finds nothing held.
     assert (a["again"], a["akind"], a["closed"]) == ("nil", "invalid", "true"), a
     assert (a["un"], a["ukind"]) == ("nil", "invalid"), a
+    assert a["m"] == "true,false", a        # lock:unlock() releases once
 
 
 # ---- HTTP and files ---------------------------------------------------------------------
@@ -369,6 +370,22 @@ def test_cancel_makes_every_wait_return_cancelled(fakeapi, tgrund, procs):
         in d.log(), d.log()
     wait_log(d.proc, "update %d: running for" % uid)
     assert "over update_timeout; cancelling it" in d.log()
+
+
+def test_shutdown_cancels_a_waiting_handler(fakeapi, tgrund, procs):
+    api, d = start_rt(fakeapi, tgrund, procs, conf={"limits": {"shutdown_timeout": "1s"}})
+    uid = push(api, message(79, "cancel"))
+    wait_until(lambda: api.stats()["handed_out"] >= 1, 10, what="the update handed out")
+    time.sleep(0.2)         # into its 30 s sleep
+    t0 = time.monotonic()
+    d.proc.signal(signal.SIGTERM)
+    wait_log(d.proc, "cancel-test:", 15)
+    # Cancelled at shutdown_timeout, not after the 30 s sleep.
+    assert time.monotonic() - t0 < 10
+    assert "lua: cancel-test: nil cancelled true nil cancelled nil cancelled true nil" \
+        in d.log(), d.log()
+    assert d.proc.wait(20) == 0
+    assert "fetched 1, done 1" in d.log()     # it returned normally after the cancel
 
 
 def test_memory_limit_is_a_lua_error_not_an_oom_kill(fakeapi, tgrund, procs):
