@@ -286,6 +286,14 @@ function cmds.stress(ctx, update, arg)
     late = tostring(err):find("late") ~= nil, sorted = table.concat(t, ","), sum = sum })
 end
 
+-- bigsleep: absurd durations are capped or refused, never undefined
+function cmds.bigsleep(ctx, update, arg)
+  local nan = pcall(ctx.sleep, ctx, 0 / 0)
+  local w = ctx:waiter(1)
+  w:done()
+  return say(ctx, { nan = nan, huge = w:wait(1e300), neg = ctx:sleep(-5) })
+end
+
 function cmds.stale(ctx, update, arg)
   saved_ctx = ctx
   return say(ctx, { saved = true })

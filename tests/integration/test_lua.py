@@ -239,6 +239,12 @@ def test_all_timeout(fakeapi, tgrund, procs):
     assert 190 <= int(r["ms"]) < 2000, r
 
 
+def test_absurd_durations_are_refused_or_capped(fakeapi, tgrund, procs):
+    api, d = start_rt(fakeapi, tgrund, procs)
+    r = report(api, push(api, message(44, "bigsleep")))
+    assert (r["nan"], r["huge"], r["neg"]) == ("false", "true", "true"), r
+
+
 def test_waiters(fakeapi, tgrund, procs):
     api, d = start_rt(fakeapi, tgrund, procs)
     r = report(api, push(api, message(43, "waiter")))

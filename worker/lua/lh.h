@@ -89,6 +89,11 @@ void lh_ctx_open(lua_State *L);
 struct lh_ctxud *lh_ctx_push(lua_State *L, struct tgrun_ctx *ctx);
 /* The live tgrun_ctx of the ctx object at idx, or a Lua error. */
 struct tgrun_ctx *lh_ctx_check(lua_State *L, int idx);
+/*
+ * Seconds at idx (or `def` when absent and def is not NAN): a number, NaN
+ * refused, capped at a billion (the C API turns them into int64 ms).
+ */
+double lh_seconds(lua_State *L, int idx, double def);
 /* Push nil and an error table; returns 2 (for `return lh_push_err(...)`). */
 int lh_push_err(lua_State *L, const char *kind, int code, int retry_after,
     int maybe_delivered, const char *desc);

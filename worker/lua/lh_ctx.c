@@ -2,6 +2,7 @@
 #include "lh.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +75,17 @@ static int err_tostring(lua_State *L)
 		lua_pushfstring(L, "%s error: %s", luaL_optstring(L, -3, "?"),
 		    luaL_optstring(L, -1, ""));
 	return 1;
+}
+
+double lh_seconds(lua_State *L, int idx, double def)
+{
+	double s;
+
+	if (lua_isnoneornil(L, idx) && !isnan(def))
+		return def;
+	s = luaL_checknumber(L, idx);
+	luaL_argcheck(L, !isnan(s), idx, "seconds expected, got NaN");
+	return s > 1e9 ? 1e9 : s;
 }
 
 /* ---- JSON owned by C, handed to Lua without leaking on a Lua error ---------- */
@@ -272,7 +284,7 @@ static int l_reply(lua_State *L)
 static int l_sleep(lua_State *L)
 {
 	struct tgrun_ctx *ctx = lh_ctx_check(L, 1);
-	double s = luaL_checknumber(L, 2);
+	double s = lh_seconds(L, 2, NAN);
 
 	if (tgrun_sleep(ctx, s) != 0)
 		return push_errno_err(L, errno, "ctx:sleep");
@@ -296,7 +308,7 @@ static int l_lock(lua_State *L)
 {
 	struct tgrun_ctx *ctx = lh_ctx_check(L, 1);
 	const char *key = luaL_checkstring(L, 2);
-	double timeout = luaL_optnumber(L, 3, -1);
+	double timeout = lh_seconds(L, 3, -1);
 	struct lh_lock *k = lua_newuserdatauv(L, sizeof(*k), 2);
 
 	k->held = 0;
@@ -408,7 +420,7 @@ static int l_http(lua_State *L)
 	req.method = opt_field(L, 2, "method", NULL);
 	req.body = opt_field(L, 2, "body", &req.body_len);
 	if (lua_getfield(L, 2, "timeout") != LUA_TNIL)
-		req.timeout = luaL_checknumber(L, -1);
+		req.timeout = lh_seconds(L, -1, NAN);
 	if (req.url == NULL)
 		return luaL_error(L, "ctx:http: no url");
 	/* headers: {["Name"] = "value"} or {"Name: value", ...} */

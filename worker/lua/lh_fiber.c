@@ -2,6 +2,7 @@
 #include "lh.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -154,7 +155,7 @@ int lh_ctx_join(lua_State *L)
 {
 	struct tgrun_ctx *ctx = lh_ctx_check(L, 1);
 	struct lh_fiber *f = luaL_checkudata(L, 2, LH_FIBER_MT);
-	double timeout = luaL_optnumber(L, 3, -1);
+	double timeout = lh_seconds(L, 3, -1);
 
 	(void)ctx;
 	if (!f->finished && tgrun_waiter_wait(f->done, timeout) != 0) {
@@ -211,7 +212,7 @@ int lh_ctx_all(lua_State *L)
 		lua_getfield(L, 3, "fail_fast");
 		fail_fast = lua_toboolean(L, -1);
 		lua_getfield(L, 3, "timeout");
-		timeout = luaL_optnumber(L, -1, -1);
+		timeout = lh_seconds(L, -1, -1);
 	}
 	lua_settop(L, 2);
 	n = lua_rawlen(L, 2);
@@ -299,7 +300,7 @@ static int waiter_wait(lua_State *L)
 {
 	struct lh_waiter *w = luaL_checkudata(L, 1, LH_WAITER_MT);
 
-	if (tgrun_waiter_wait(w->w, luaL_optnumber(L, 2, -1)) != 0) {
+	if (tgrun_waiter_wait(w->w, lh_seconds(L, 2, -1)) != 0) {
 		if (errno == ETIMEDOUT)
 			return lh_push_err(L, "timeout", 0, 0, 0, "waiter: timed out");
 		if (errno == ECANCELED)
@@ -357,7 +358,7 @@ static int every_tick(struct tgrun_ctx *ctx, void *arg)
 int lh_bot_every(lua_State *L)
 {
 	struct lh *lh = lh_of(L);
-	double interval = luaL_checknumber(L, 1);
+	double interval = lh_seconds(L, 1, NAN);
 	struct every_job *e;
 	int ref;
 
