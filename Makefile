@@ -26,6 +26,9 @@ DEB_inih       := libinih-dev
 DEB_sqlite3    := libsqlite3-dev
 DEB_openssl    := libssl-dev
 DEB_cmocka     := libcmocka-dev
+# lua.so, the handler that runs bots written in Lua
+LUA_PKG        := lua5.4
+DEB_lua        := liblua5.4-dev
 
 PYTEST ?= /usr/bin/python3 -m pytest
 # Seconds one integration test may take (python3-pytest-timeout): a hang fails
@@ -75,6 +78,8 @@ DAEMON_OBJ  := $(call obj,$(DAEMON_SRC))
 WORKER_OBJ  := $(call obj,$(WORKER_SRC)) $(patsubst %.S,$(B)/obj/%.o,$(WORKER_ASM))
 FAKEAPI_OBJ := $(call obj,$(FAKEAPI_SRC))
 HANDLERS    := $(patsubst %.c,$(B)/handlers/%.so,$(notdir $(HANDLER_SRC)))
+LUA_SRC     := $(wildcard worker/lua/*.c)
+HANDLERS    += $(B)/handlers/lua.so
 UNIT_BINS   := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
 # The scheduler tests again on the ucontext fallback of worker/fiber.c.
 UNIT_BINS   += $(B)/tests/test_sched_ucontext
@@ -153,6 +158,15 @@ $(B)/handlers/%.so: tests/handlers/%.c worker/tgrun.h $(wildcard tests/handlers/
 		$(ALL_LDFLAGS)
 	$(Q)sh tests/noexecstack.sh $@ || { rm -f $@; exit 1; }
 
+# The Lua handler: several files, and liblua.
+$(B)/handlers/lua.so: $(LUA_SRC) worker/lua/lh.h worker/tgrun.h $(B)/.flags
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  SO      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) $(shell pkg-config --cflags $(LUA_PKG) 2>/dev/null) \
+		$(HANDLER_CFLAGS) -fPIC -shared -Wl,-z,noexecstack -o $@ $(LUA_SRC) \
+		$(ALL_LDFLAGS) $(shell pkg-config --libs $(LUA_PKG) 2>/dev/null) -ldl -lm
+	$(Q)sh tests/noexecstack.sh $@ || { rm -f $@; exit 1; }
+
 $(B)/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(B)/libdaemon.a $(B)/libworker.a \
 		$(B)/libcommon.a $(B)/.flags
 	@mkdir -p $(dir $@)
@@ -170,6 +184,14 @@ $(B)/tests/test_sched_ucontext: tests/unit/test_sched.c $(B)/obj/worker/fiber_uc
 	@$(if $(Q),echo "  TEST    $@")
 	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $< $(B)/obj/worker/fiber_ucontext.o $(B)/libworker.a \
 		$(B)/libcommon.a $(ALL_LDFLAGS) $(PKG_LIBS) $(shell pkg-config --libs cmocka 2>/dev/null) -ldl -lm
+
+# What lua.so adds to an update, measured alone: with its JSON code and liblua.
+$(B)/bench/lua_update: tests/bench/lua_update.c worker/lua/lh_json.c worker/lua/lh.h $(B)/.flags
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  BENCH   $@")
+	$(Q)$(CC) $(ALL_CFLAGS) -Iworker/lua $(shell pkg-config --cflags $(LUA_PKG) 2>/dev/null) \
+		-o $@ $< worker/lua/lh_json.c $(ALL_LDFLAGS) $(PKG_LIBS) \
+		$(shell pkg-config --libs $(LUA_PKG) 2>/dev/null) -lm
 
 $(B)/bench/%: tests/bench/%.c $(B)/libworker.a $(B)/libcommon.a $(B)/.flags
 	@mkdir -p $(dir $@)
@@ -245,7 +267,7 @@ fuzz-check: fuzz-build
 # Install the Debian development packages pkg-config cannot find, and the test tools.
 deps:
 	@missing=""; \
-	for p in $(PKGS) cmocka; do \
+	for p in $(PKGS) cmocka $(LUA_PKG); do \
 		pkg-config --exists $$p 2>/dev/null || case $$p in \
 			libevent) missing="$$missing $(DEB_libevent)";; \
 			jansson) missing="$$missing $(DEB_jansson)";; \
@@ -255,6 +277,7 @@ deps:
 			sqlite3) missing="$$missing $(DEB_sqlite3)";; \
 			openssl) missing="$$missing $(DEB_openssl)";; \
 			cmocka) missing="$$missing $(DEB_cmocka)";; \
+			$(LUA_PKG)) missing="$$missing $(DEB_lua)";; \
 		esac; \
 	done; \
 	command -v pkg-config >/dev/null || missing="$$missing pkg-config"; \
@@ -313,7 +336,9 @@ install: build-all
 		'$(PREFIX)' '$(INCLUDEDIR)' > $(DESTDIR)$(PKGCONFIGDIR)/tgrun.pc
 	chmod 644 $(DESTDIR)$(PKGCONFIGDIR)/tgrun.pc
 	install -m 755 $(patsubst %,$(B)/handlers/%.so,$(basename $(notdir $(wildcard worker/examples/*.c)))) \
-		$(DESTDIR)$(HANDLERDIR)/
+		$(B)/handlers/lua.so $(DESTDIR)$(HANDLERDIR)/
+	install -d $(DESTDIR)$(DOCDIR)/examples
+	install -m 644 $(wildcard worker/examples/*.lua) $(DESTDIR)$(DOCDIR)/examples/
 	for u in systemd/*.service; do \
 		sed -e 's#/usr/local/bin/#$(BINDIR)/#' -e 's#/usr/local/share/doc/tgrun#$(DOCDIR)#' \
 			-e 's#/etc/tgrun#$(SYSCONFDIR)/tgrun#g' "$$u" > $(DESTDIR)$(UNITDIR)/$$(basename "$$u"); \
@@ -321,7 +346,7 @@ install: build-all
 	done
 	install -m 644 conf/example.conf $(DESTDIR)$(SYSCONFDIR)/tgrun/example.conf.sample
 	install -m 644 README.md $(DESTDIR)$(DOCDIR)/
-	install -m 644 worker/tgrun.3 $(DESTDIR)$(MANDIR)/man3/
+	install -m 644 worker/tgrun.3 worker/lua/tgrun-lua.3 $(DESTDIR)$(MANDIR)/man3/
 	install -m 644 daemon/tgrun.conf.5 $(DESTDIR)$(MANDIR)/man5/
 	install -m 644 $(wildcard daemon/*.8) $(DESTDIR)$(MANDIR)/man8/
 

@@ -1,16 +1,21 @@
 /* tgrund: command line, config and token, then the master loop. */
 #include "botapi.h"
 #include "config.h"
+#include "frame.h"
 #include "log.h"
 #include "master.h"
 #include "notify.h"
 #include "token.h"
+#include "workers.h"
 
 #include <curl/curl.h>
+#include <event2/buffer.h>
+#include <jansson.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -24,26 +29,61 @@ static void usage(FILE *f)
 	    "             3 token rejected by the Bot API\n");
 }
 
-/* Load the handler in a throw-away worker process: the master never loads user code. */
-static int check_handler(const char *handler)
+/*
+ * Start the handler in a throw-away worker process (the master never loads
+ * user code): it gets the settings a worker gets, so its tgrun_init runs
+ * with the [handler] section (a Lua script is loaded and compiled there),
+ * then tgrun_fini, and it exits.
+ */
+static int check_handler(const struct config *cfg, const char *token)
 {
-	char *worker = workers_find_binary();
-	pid_t pid;
-	int st;
+	char *worker = workers_find_binary(), *text = NULL;
+	struct evbuffer *out = evbuffer_new();
+	json_t *set = workers_settings(cfg, 0, 1, token, 0, 0);
+	int sv[2] = { -1, -1 }, st, rc = -1;
+	pid_t pid = -1;
 
-	if (worker == NULL)
-		return -1;
+	if (worker == NULL || out == NULL || set == NULL ||
+	    (text = json_dumps(set, JSON_COMPACT)) == NULL ||
+	    frame_write(out, FRAME_CONFIG, 0, 0, 0, text, strlen(text)) != 0 ||
+	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+		log_err("cannot start a worker to check the handler");
+		goto fail;
+	}
 	pid = fork();
 	if (pid == 0) {
 		notify_scrub_env();
-		execl(worker, "tgrun-worker", "--check", handler, (char *)NULL);
+		if (dup2(sv[1], FRAME_WORKER_FD) < 0)
+			_exit(127);
+		execl(worker, "tgrun-worker", "--check", cfg->handler, (char *)NULL);
 		fprintf(stderr, "exec %s failed\n", worker);
 		_exit(127);
 	}
+	close(sv[1]);
+	sv[1] = -1;
+	/*
+	 * The frame is small; the worker reads it before anything else. The
+	 * socket stays open until the worker exits: an EOF would stop it.
+	 */
+	while (pid > 0 && evbuffer_get_length(out) > 0)
+		if (evbuffer_write(out, sv[0]) < 0)
+			break;
+	if (pid > 0 && waitpid(pid, &st, 0) == pid)
+		rc = WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+fail:
+	if (sv[0] >= 0)
+		close(sv[0]);
+	if (sv[1] >= 0)
+		close(sv[1]);
+	if (text != NULL) {
+		explicit_bzero(text, strlen(text));
+		free(text);
+	}
+	json_decref(set);
+	if (out != NULL)
+		evbuffer_free(out);
 	free(worker);
-	if (pid < 0 || waitpid(pid, &st, 0) != pid)
-		return -1;
-	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+	return rc;
 }
 
 int main(int argc, char **argv)
@@ -86,7 +126,7 @@ int main(int argc, char **argv)
 	log_add_secret(token);
 	botapi_proxy_secrets(cfg->api_proxy);
 	if (check) {
-		status = check_handler(cfg->handler) == 0 ? EXIT_OK : EXIT_CONFIG;
+		status = check_handler(cfg, token) == 0 ? EXIT_OK : EXIT_CONFIG;
 		if (status == EXIT_OK)
 			printf("%s: configuration and handler are valid\n", path);
 		free(token);

@@ -48,6 +48,14 @@ struct workers *workers_new(struct event_base *base, const char *token,
     const struct workers_cbs *cbs, void *arg);
 /* Where tgrun-worker is: next to tgrund, else the libexec directory (malloc'd). */
 char *workers_find_binary(void);
+/*
+ * The settings a worker gets in its CONFIG frame (a new reference, NULL
+ * when out of memory): `cfg` as worker `slot` of generation `gen`, with
+ * the throttle's memory and the done log handed over or not.
+ */
+struct json_t;
+struct json_t *workers_settings(const struct config *cfg, int slot, int gen,
+    const char *token, int throttle, int done_log);
 /* Kills nothing: call after the workers are gone (workers_alive() == 0). */
 void workers_free(struct workers *p);
 

@@ -69,9 +69,9 @@ int64_t workers_orphan_limit_ms(const struct config *cfg)
 	return donelog_orphan_limit_ms(orphan_finish_ms(cfg), cfg->kill_grace_ms);
 }
 
-static json_t *settings_json(struct workers *p, struct wslot *w)
+json_t *workers_settings(const struct config *c, int slot, int gen, const char *token,
+    int throttle, int done_log)
 {
-	const struct config *c = cfg_of(p, w);
 	json_t *kv = json_object();
 
 	for (size_t i = 0; i < c->handler_nkv; i++)
@@ -79,8 +79,8 @@ static json_t *settings_json(struct workers *p, struct wslot *w)
 		    json_string(c->handler_kv[i].value));
 	return json_pack("{s:i, s:i, s:i, s:s, s:s, s:s, s:I, s:i, s:I, s:o, "
 	    "s:i, s:I, s:i, s:b, s:b, s:i, s:s?, s:s?, s:s?, s:b, s:I, s:I}",
-	    "slot", w->slot, "count", c->worker_count, "generation", w->gen,
-	    "handler", c->handler, "api_url", c->api_url, "token", p->token,
+	    "slot", slot, "count", c->worker_count, "generation", gen,
+	    "handler", c->handler, "api_url", c->api_url, "token", token,
 	    "api_timeout_ms", (json_int_t)c->api_timeout_ms,
 	    "api_retries", c->api_retries,
 	    "retry_after_max_ms", (json_int_t)c->api_retry_after_max_ms,
@@ -88,16 +88,23 @@ static json_t *settings_json(struct workers *p, struct wslot *w)
 	    "worker_concurrency", c->worker_concurrency,
 	    "stack_size", (json_int_t)c->stack_size,
 	    "log_level", c->log_level,
-	    /* spawn() hands it the memory on THROTTLE_FD then. */
-	    "throttle", c->throttle_enabled && p->throttle != NULL,
+	    "throttle", throttle,
 	    "retry_ambiguous", c->api_retry_ambiguous,
 	    "http_version", c->api_http_version,
 	    "ca_file", c->api_ca_file, "ca_path", c->api_ca_path,
 	    "proxy", c->api_proxy,
-	    /* spawn() hands it the done log on DONELOG_FD then. */
-	    "done_log", p->done_fd >= 0,
+	    "done_log", done_log,
 	    "orphan_ms", (json_int_t)orphan_finish_ms(c),
 	    "orphan_grace_ms", (json_int_t)c->kill_grace_ms);
+}
+
+static json_t *settings_json(struct workers *p, struct wslot *w)
+{
+	const struct config *c = cfg_of(p, w);
+
+	/* spawn() hands it the memory on THROTTLE_FD, the done log on DONELOG_FD then. */
+	return workers_settings(c, w->slot, w->gen, p->token,
+	    c->throttle_enabled && p->throttle != NULL, p->done_fd >= 0);
 }
 
 void workers_on_respawn(evutil_socket_t fd, short what, void *arg)

@@ -137,6 +137,11 @@ static void on_config(struct worker *w, const struct frame *f)
 		fail_start(w, FRAME_FAIL_INIT, err);
 	}
 	w->configured = 1;
+	if (w->check_only) {
+		/* tgrund -t: it loads and starts; tgrun_fini runs on the way out. */
+		log_debug("handler %s: loaded and initialised", w->bot.set.handler_path);
+		worker_exit(w, WORKER_EXIT_OK);
+	}
 	n = snprintf(ready, sizeof(ready), "{\"pid\":%ld}", (long)getpid());
 	send_frame(w, FRAME_READY, 0, 0, 0, ready, (size_t)n);
 	log_debug("ready (handler %s, %d updates at once, %ld-byte stacks)",
@@ -446,7 +451,11 @@ static void worker_exit(struct worker *w, int status)
 	exit(status);
 }
 
-/* `tgrun-worker --check PATH`: load the handler and check its ABI, run nothing. */
+/*
+ * `tgrun-worker --check PATH`: load the handler and check its ABI, run
+ * nothing. With a socket on fd 3 (tgrund -t), the settings come over it
+ * and the handler starts as in a worker: tgrun_init, then tgrun_fini.
+ */
 static int check_handler(const char *path)
 {
 	struct handler h;
@@ -474,7 +483,11 @@ int main(int argc, char **argv)
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
-		case 'k': return check_handler(optarg);
+		case 'k':
+			if (fcntl(FRAME_WORKER_FD, F_GETFD) < 0)
+				return check_handler(optarg);
+			w.check_only = 1;
+			break;
 		case 's': slot = atoi(optarg); break;
 		default:
 			fprintf(stderr, "usage: tgrun-worker --slot N (started by tgrund)\n");

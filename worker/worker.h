@@ -89,6 +89,7 @@ struct worker {
 	struct evcurl *ec;
 	struct tgrun_bot bot;
 	int configured, draining, quit, exit_status;
+	int check_only;			/* tgrund -t: start the handler, then exit */
 	struct u64map updates;		/* id -> struct wupdate, running or queued */
 	int running;			/* updates whose fibers run */
 	struct wupdate_queue queue;	/* over worker_concurrency: waiting */

@@ -19,6 +19,13 @@ tls       the same burst over HTTPS through nghttpx (HTTP/2, and HTTP/1.1
           the whole daemon, TLS connections opened; with --baseline DIR, the
           build in DIR too, in the same run (its CA store is the system bundle
           plus the test CA, bind-mounted in a private mount namespace).
+lua       the burst of text messages (journal on, 2 workers) with the C echo
+          handler (echo.so) and with worker/examples/echo.lua (lua.so),
+          interleaved: updates/s and the workers' CPU per update of each,
+          Lua's share of C's updates/s and its added CPU per update; then the
+          sleepers with the Lua twin of slow.c (tests/bench/slow.lua) and with
+          slow.c: the workers' memory per sleeping update; then lua.so's own
+          work per update measured alone (build/bench/lua_update).
 switch    the fiber switch cost (build/bench/fiber_switch).
 ceiling   the fake API's own ceiling (tests/bench/fakeapi_ceiling.sh).
 """
@@ -334,6 +341,106 @@ def sleepers(build, count, seconds):
           % (", ".join(str(x) for x in rss), sum(rss) / 1024.0))
 
 
+ROOT = os.path.dirname(os.path.dirname(HERE))
+
+
+def echo_burst(build, count, lua):
+    """The burst of text messages only (both echo handlers answer those)."""
+    tmp = tempfile.mkdtemp(prefix="tgrun-bench-")
+    api = FakeApi(build, tmp, args=("--count", str(count), "--chats", "500",
+                                    "--users", "2000", "--seed", "3", "--mix", "message=1"))
+    expected = api.stats()["expected_echoes"]
+    conf = {"workers": {"count": 2}, "log": {"level": "notice"},
+            "journal": {"enabled": "yes", "sync": "full"}}
+    if lua:
+        conf["handler"] = {"script": os.path.join(ROOT, "worker", "examples", "echo.lua")}
+    d = Tgrund(build, tmp, api.url, handler="lua" if lua else "echo", conf=conf)
+    try:
+        d.wait_ready(30)
+        wpids = d.worker_pids()
+        cpu0 = [cpu_seconds(p) for p in wpids]
+        elapsed, st = wait_all(api, expected, 600)
+        r = {"elapsed": elapsed, "st": st, "expected": expected,
+             "worker_cpu": sum(cpu_seconds(p) for p in wpids) - sum(cpu0),
+             "rss_workers": [proc_status(p, "VmHWM") for p in wpids]}
+    finally:
+        d.stop()
+        api.stop()
+    return r
+
+
+def sleepers_with(build, count, seconds, lua):
+    tmp = tempfile.mkdtemp(prefix="tgrun-bench-")
+    api = FakeApi(build, tmp)
+    conf = {"workers": {"count": 2}, "log": {"level": "notice"},
+            "limits": {"concurrency": count, "max_pending": count + 100}}
+    if lua:
+        conf["handler"] = {"script": os.path.join(HERE, "slow.lua")}
+    d = Tgrund(build, tmp, api.url, handler="lua" if lua else "slow", conf=conf)
+    try:
+        d.wait_ready(30)
+        wpids = d.worker_pids()
+        base = sum(proc_status(p, "VmRSS") for p in wpids)
+        t0 = time.monotonic()
+        api.push_updates([message(10**6 + i, "sleep %g" % seconds) for i in range(count)])
+        # Memory while every update sleeps: sampled until the first answer.
+        peak_sleeping = base
+        while api.stats()["echoed"] == 0 and time.monotonic() - t0 < 60:
+            peak_sleeping = max(peak_sleeping, sum(proc_status(p, "VmRSS") for p in wpids))
+            time.sleep(0.05)
+        st = api.wait_stats(lambda s: s["echoed"] >= count, 120)
+        elapsed = time.monotonic() - t0
+        rss = [proc_status(p, "VmHWM") for p in wpids]
+    finally:
+        d.stop()
+        api.stop()
+    return {"elapsed": elapsed, "st": st, "base": base, "sleeping": peak_sleeping,
+            "hwm": rss}
+
+
+def lua_scenario(build, count, repeat):
+    rows = {False: [], True: []}
+    for _ in range(repeat):
+        for lua in (False, True):
+            r = echo_burst(build, count, lua)
+            rows[lua].append(r)
+            st = r["st"]
+            print("== lua burst, %s: %.0f updates/s (%d of %d echoed in %.2f s), workers' "
+                  "CPU %.1f us per update, missing/dup/inv %d/%d/%d, workers' peak RSS %s KiB"
+                  % ("echo.lua" if lua else "echo.c  ", st["echoed"] / r["elapsed"],
+                     st["echoed"], r["expected"], r["elapsed"],
+                     r["worker_cpu"] * 1e6 / max(st["echoed"], 1), st["missing"],
+                     st["duplicates"], st["inversions"],
+                     "+".join(str(x) for x in r["rss_workers"])))
+            sys.stdout.flush()
+    med = {}
+    for lua in (False, True):
+        rates = sorted(x["st"]["echoed"] / x["elapsed"] for x in rows[lua])
+        cpus = sorted(x["worker_cpu"] * 1e6 / max(x["st"]["echoed"], 1) for x in rows[lua])
+        med[lua] = (rates[len(rates) // 2], cpus[len(cpus) // 2])
+    print("== lua burst medians over %d runs: echo.c %.0f updates/s, %.1f us worker CPU "
+          "per update; echo.lua %.0f updates/s, %.1f us: %.0f%% of C's updates/s, "
+          "%+.1f us CPU per update" % (repeat, med[False][0], med[False][1], med[True][0],
+                                       med[True][1], 100.0 * med[True][0] / med[False][0],
+                                       med[True][1] - med[False][1]))
+    per = {}
+    for lua in (False, True):
+        r = sleepers_with(build, 10000, 5, lua)
+        per[lua] = (r["sleeping"] - r["base"]) / 10000.0
+        print("== lua sleepers, %s: 10000 updates sleeping 5 s, 2 workers: all answered "
+              "%.2f s after they were pushed (all echoed: %s); workers' RSS %d KiB idle, %d KiB while all sleep "
+              "(%.2f KiB per sleeping update), peak %s KiB"
+              % ("slow.lua" if lua else "slow.c  ", r["elapsed"],
+                 r["st"]["echoed"] >= 10000, r["base"], r["sleeping"], per[lua],
+                 "+".join(str(x) for x in r["hwm"])))
+        sys.stdout.flush()
+    print("== lua sleepers: memory per sleeping update, Lua / C = %.2f"
+          % (per[True] / per[False] if per[False] > 0 else float("nan")))
+    print("== lua alone (build/bench/lua_update, no network, one process)")
+    sys.stdout.flush()
+    subprocess.run([os.path.join(build, "bench", "lua_update")], check=False)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -343,7 +450,7 @@ def main():
     ap.add_argument("--repeat", type=int, default=3, help="burst runs per journal mode")
     ap.add_argument("--baseline", default=None,
                     help="build dir of another version, measured in the same run (tls)")
-    ap.add_argument("--only", default="burst,latency,steady,tls,sleepers,switch,ceiling",
+    ap.add_argument("--only", default="burst,latency,steady,tls,sleepers,lua,switch,ceiling",
                     help="comma-separated scenarios")
     a = ap.parse_args()
     build = os.path.abspath(a.build)
@@ -385,6 +492,8 @@ def main():
                      a.count, a.repeat)
     if "sleepers" in only:
         sleepers(build, 10000, 5)
+    if "lua" in only:
+        lua_scenario(build, a.count, a.repeat)
     if "switch" in only:
         print("== fiber switch")
         sys.stdout.flush()

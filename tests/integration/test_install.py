@@ -19,6 +19,9 @@ def test_make_install_layout(tmp_path):
             "usr/include/tgrun.h", "usr/lib/pkgconfig/tgrun.pc",
             "usr/lib/systemd/system/tgrun@.service", "etc/tgrun/example.conf.sample",
             "usr/lib/tgrun/handlers/echo.so", "usr/lib/tgrun/handlers/all.so",
+            "usr/lib/tgrun/handlers/lua.so", "usr/share/man/man3/tgrun-lua.3",
+            "usr/share/doc/tgrun/examples/echo.lua",
+            "usr/share/doc/tgrun/examples/converter.lua",
             "usr/share/man/man8/tgrund.8", "usr/share/man/man8/tgrunctl.8",
             "usr/share/man/man5/tgrun.conf.5", "usr/share/man/man3/tgrun.3",
             "usr/share/doc/tgrun/README.md"]
@@ -42,8 +45,17 @@ def test_make_install_layout(tmp_path):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "configuration and handler are valid" in r.stdout
+    # The installed Lua handler compiles the installed Lua example in the check.
+    conf.write_text("[bot]\ntoken = 1:abc\n[workers]\nhandler = %s\n[handler]\nscript = %s\n"
+                    "[journal]\nenabled = no\n"
+                    % (os.path.join(dest, "usr/lib/tgrun/handlers/lua.so"),
+                       os.path.join(dest, "usr/share/doc/tgrun/examples/echo.lua")))
+    r = subprocess.run([os.path.join(dest, "usr/bin/tgrund"), "-t", "-c", str(conf)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
     # The man pages render without warnings.
-    for page in ["usr/share/man/man8/tgrund.8", "usr/share/man/man5/tgrun.conf.5"]:
+    for page in ["usr/share/man/man8/tgrund.8", "usr/share/man/man5/tgrun.conf.5",
+                 "usr/share/man/man3/tgrun-lua.3"]:
         m = subprocess.run(["man", "--warnings", "-l", os.path.join(dest, page)],
                            capture_output=True, text=True, timeout=60,
                            env=dict(os.environ, MANPAGER="cat", MANWIDTH="80"))
