@@ -672,10 +672,11 @@ int journal_offset(struct journal *j, int64_t *out)
 		*out = sqlite3_column_int64(st, 0);
 	else if (rc == SQLITE_DONE)
 		*out = 0;
-	if (rc == SQLITE_ROW && j->offset > *out)
-		*out = j->offset;
 	else
 		fail(j, "sqlite3_step", "read offset");
+	/* A batch of this run whose offset is not in `meta` yet. */
+	if ((rc == SQLITE_ROW || rc == SQLITE_DONE) && j->offset > *out)
+		*out = j->offset;
 	sqlite3_reset(st);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		return -1;
