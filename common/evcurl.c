@@ -18,6 +18,8 @@ struct evcurl {
 	int active;		/* transfers added and not finished */
 	struct ec_sock **socks;	/* by descriptor: every socket curl opened */
 	size_t nsocks;
+	long h2cap;		/* evcurl_http2_cap(); 0 = none */
+	int h2known;		/* a transfer told which HTTP version the server speaks */
 };
 
 /*
@@ -51,6 +53,19 @@ static void check_done(struct evcurl *ec)
 		if (msg->msg != CURLMSG_DONE)
 			continue;
 		curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&rq);
+		if (ec->h2cap > 0 && !ec->h2known && res == CURLE_OK) {
+			long v = 0;
+
+			if (curl_easy_getinfo(easy, CURLINFO_HTTP_VERSION, &v) == CURLE_OK &&
+			    v != 0) {
+				ec->h2known = 1;
+				if (v != CURL_HTTP_VERSION_2_0) {
+					curl_multi_setopt(ec->multi,
+					    CURLMOPT_MAX_HOST_CONNECTIONS, 0L);
+					log_debug("HTTP/1.x: connections per host not capped");
+				}
+			}
+		}
 		curl_multi_remove_handle(ec->multi, easy);
 		curl_easy_setopt(easy, CURLOPT_PRIVATE, NULL);
 		ec->active--;
@@ -289,6 +304,13 @@ void evcurl_remove(struct evcurl *ec, CURL *easy)
 	curl_easy_setopt(easy, CURLOPT_PRIVATE, NULL);
 	free(rq);
 	ec->active--;
+}
+
+void evcurl_http2_cap(struct evcurl *ec, long conns)
+{
+	ec->h2cap = conns;
+	ec->h2known = 0;
+	curl_multi_setopt(ec->multi, CURLMOPT_MAX_HOST_CONNECTIONS, conns);
 }
 
 int evcurl_running(const struct evcurl *ec)

@@ -26,5 +26,16 @@ int evcurl_add(struct evcurl *ec, CURL *easy, evcurl_done_cb cb, void *arg)
 void evcurl_remove(struct evcurl *ec, CURL *easy);
 /* Transfers running now. */
 int evcurl_running(const struct evcurl *ec);
+/*
+ * At most `conns` connections per host while this multi's server speaks
+ * HTTP/2 (0: never cap). libcurl 7.88 opens a new connection for every call
+ * that finds the HTTP/2 ones full instead of waiting for the one still in
+ * its handshake; with a cap, calls past the streams in use wait for a free
+ * stream. The cap holds from now on; the first transfer that ends on
+ * HTTP/1.x lifts it for good (each call then needs a connection of its own).
+ * Use it on a multi that talks to one server (the Bot API): it caps every
+ * host of that multi.
+ */
+void evcurl_http2_cap(struct evcurl *ec, long conns);
 
 #endif

@@ -166,7 +166,7 @@ int tgrun_http(struct tgrun_ctx *ctx, const struct tgrun_http_request *req,
 		api_set_err(err, TGRUN_ERR_INVALID, 0, 0, "tgrun_http: cannot set up the request");
 		goto out;
 	}
-	if (xfer_run(ctx, e, "http", hx_finish, &h, &cc) != 0) {
+	if (xfer_run_other(ctx, e, "http", hx_finish, &h, &cc) != 0) {
 		api_set_err(err, TGRUN_ERR_CANCELLED, 0, 0, "cancelled");
 		goto out;
 	}

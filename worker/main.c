@@ -118,7 +118,17 @@ static void on_config(struct worker *w, const struct frame *f)
 	w->sched = w->pool ? sched_new(w->base, w->pool) : NULL;
 	/* One kept connection per call this worker may have in flight. */
 	w->ec = evcurl_new(w->base, w->bot.set.worker_concurrency);
-	if (w->sched == NULL || w->ec == NULL)
+	w->ec_http = evcurl_new(w->base, w->bot.set.worker_concurrency);
+	/*
+	 * The Bot API over HTTP/2 (TLS, not [api] http_version = 1.1): a server
+	 * allows ~100 streams a connection, so a few connections carry every
+	 * call this worker may have in flight. Lifted at the first answer over
+	 * HTTP/1.x.
+	 */
+	if (w->ec != NULL && w->bot.set.net.http != BOTAPI_HTTP_1_1 &&
+	    strncmp(w->bot.set.net.api_url, "https://", 8) == 0)
+		evcurl_http2_cap(w->ec, (w->bot.set.worker_concurrency + 49) / 50 + 1);
+	if (w->sched == NULL || w->ec == NULL || w->ec_http == NULL)
 		fail_start(w, FRAME_FAIL_CONFIG, "cannot set up the fiber runtime");
 	cloexec_all();
 	if (w->bot.set.throttle &&

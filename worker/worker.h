@@ -86,7 +86,8 @@ struct worker {
 	struct fconn *conn;		/* to the master */
 	struct fiber_pool *pool;
 	struct sched *sched;
-	struct evcurl *ec;
+	struct evcurl *ec;		/* Bot API calls, uploads, downloads */
+	struct evcurl *ec_http;		/* tgrun_http: other servers */
 	struct tgrun_bot bot;
 	int configured, draining, quit, exit_status;
 	int check_only;			/* tgrund -t: start the handler, then exit */

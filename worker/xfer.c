@@ -17,6 +17,7 @@
  */
 struct xfer {
 	struct worker *w;
+	struct evcurl *ec;	/* the multi it runs on */
 	CURL *easy;
 	struct task *t;
 	xfer_done_fn done;
@@ -57,7 +58,7 @@ static void xfer_start(void *arg)
 	struct xfer *x = arg;
 
 	if (!x->aborted) {
-		if (evcurl_add(x->w->ec, x->easy, xfer_finished, x) == 0)
+		if (evcurl_add(x->ec, x->easy, xfer_finished, x) == 0)
 			x->added = 1;
 		else
 			xfer_end(x, CURLE_FAILED_INIT);
@@ -72,13 +73,28 @@ static void xfer_abort(struct task *t, void *obj)
 
 	x->aborted = 1;
 	if (x->added) {
-		evcurl_remove(x->w->ec, x->easy);
+		evcurl_remove(x->ec, x->easy);
 		x->added = 0;
 	}
 }
 
+static int run_on(struct evcurl *ec, struct tgrun_ctx *ctx, CURL *easy,
+    const char *what, xfer_done_fn done, void *arg, CURLcode *cc);
+
 int xfer_run(struct tgrun_ctx *ctx, CURL *easy, const char *what,
     xfer_done_fn done, void *arg, CURLcode *cc)
+{
+	return run_on(ctx->bot->w->ec, ctx, easy, what, done, arg, cc);
+}
+
+int xfer_run_other(struct tgrun_ctx *ctx, CURL *easy, const char *what,
+    xfer_done_fn done, void *arg, CURLcode *cc)
+{
+	return run_on(ctx->bot->w->ec_http, ctx, easy, what, done, arg, cc);
+}
+
+static int run_on(struct evcurl *ec, struct tgrun_ctx *ctx, CURL *easy,
+    const char *what, xfer_done_fn done, void *arg, CURLcode *cc)
 {
 	struct worker *w = ctx->bot->w;
 	struct xfer *x;
@@ -96,6 +112,7 @@ int xfer_run(struct tgrun_ctx *ctx, CURL *easy, const char *what,
 		return 0;
 	}
 	x->w = w;
+	x->ec = ec;
 	x->easy = easy;
 	x->t = ctx->task;
 	x->done = done;

@@ -29,5 +29,8 @@ typedef void (*xfer_done_fn)(CURL *easy, CURLcode cc, void *arg);
  */
 int xfer_run(struct tgrun_ctx *ctx, CURL *easy, const char *what,
     xfer_done_fn done, void *arg, CURLcode *cc) __attribute__((warn_unused_result));
+/* The same on the multi for servers other than the Bot API (tgrun_http). */
+int xfer_run_other(struct tgrun_ctx *ctx, CURL *easy, const char *what,
+    xfer_done_fn done, void *arg, CURLcode *cc) __attribute__((warn_unused_result));
 
 #endif
