@@ -110,6 +110,17 @@ static int l_array(lua_State *L)
 	return 1;
 }
 
+/*
+ * Run `fn` with `p` as its one argument under lua_pcall, so an allocation
+ * error raised inside it leaves the caller free to release `p` first.
+ */
+static int call_protected(lua_State *L, lua_CFunction fn, void *p)
+{
+	lua_pushcfunction(L, fn);
+	lua_pushlightuserdata(L, p);
+	return lua_pcall(L, 1, 1, 0);
+}
+
 static int push_string_k(lua_State *L)
 {
 	lua_pushstring(L, lua_touserdata(L, 1));
@@ -129,9 +140,7 @@ static int l_json_encode(lua_State *L)
 	json_decref(j);
 	if (s == NULL)
 		return luaL_error(L, "bot.json_encode: out of memory");
-	lua_pushcfunction(L, push_string_k);
-	lua_pushlightuserdata(L, s);
-	st = lua_pcall(L, 1, 1, 0);
+	st = call_protected(L, push_string_k, s);
 	free(s);
 	if (st != LUA_OK)
 		return lua_error(L);
@@ -162,9 +171,7 @@ static int l_json_decode(lua_State *L)
 		    je.line, je.column);
 		return 2;
 	}
-	lua_pushcfunction(L, push_decoded_k);
-	lua_pushlightuserdata(L, j);
-	st = lua_pcall(L, 1, 1, 0);
+	st = call_protected(L, push_decoded_k, j);
 	json_decref(j);
 	if (st != LUA_OK)
 		return lua_error(L);
