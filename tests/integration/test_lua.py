@@ -14,7 +14,7 @@ import pytest
 from conftest import BUILD, SANITIZED  # noqa: F401
 from daemon import run_check, wait_until
 from updates import callback_query, message
-from waits import wait_echoed, wait_log
+from waits import sent_texts, wait_echoed, wait_log
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXAMPLES = os.path.join(ROOT, "worker", "examples")
@@ -57,13 +57,7 @@ def start(fakeapi, tgrund, procs, src, api_args=(), workers=1, conf=None, **hand
 
 
 def texts(api, chat=None):
-    out = []
-    for c in api.calls("sendMessage"):
-        p = c["params"]
-        if chat is not None and int(p.get("chat_id", 0)) != chat:
-            continue
-        out.append(p.get("text", ""))
-    return out
+    return [t for t, _ in sent_texts(api, chat)]
 
 
 def report(api, uid, timeout=20):
@@ -506,7 +500,22 @@ def test_check_mode_compiles_the_script(fakeapi, tgrund, procs):
 
 # ---- the real bot example: keyboard, conversation, HTTP ----------------------------------
 
-class RateService:
+class LocalService:
+    """An HTTP server on loopback, in a thread of the test, at self.url."""
+
+    def serve(self, handler, path):
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = "http://127.0.0.1:%d%s" % (self.srv.server_address[1], path)
+        self.thread = threading.Thread(target=self.srv.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+        self.thread.join(10)
+
+
+class RateService(LocalService):
     """A tiny exchange-rate service on loopback: GET /latest?from=EUR&to=USD."""
 
     def __init__(self):
@@ -527,18 +536,10 @@ class RateService:
             def log_message(self, *a):
                 pass
 
-        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.url = "http://127.0.0.1:%d/latest" % self.srv.server_address[1]
-        self.thread = threading.Thread(target=self.srv.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        self.srv.shutdown()
-        self.srv.server_close()
-        self.thread.join(10)
+        self.serve(H, "/latest")
 
 
-class EchoService:
+class EchoService(LocalService):
     """Answers any request with its method, headers and body, as JSON."""
 
     def __init__(self):
@@ -556,12 +557,7 @@ class EchoService:
             def log_message(self, *a):
                 pass
 
-        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.url = "http://127.0.0.1:%d/echo" % self.srv.server_address[1]
-        self.thread = threading.Thread(target=self.srv.serve_forever, daemon=True)
-        self.thread.start()
-
-    stop = RateService.stop
+        self.serve(H, "/echo")
 
 
 def test_http_headers_and_json_body_reach_the_service(fakeapi, tgrund, procs):

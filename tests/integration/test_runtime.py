@@ -9,19 +9,12 @@ import pytest
 
 from daemon import Tgrund, wait_until
 from updates import message
+from waits import sent_texts
 
 from conftest import BUILD, ROOT, SANITIZED  # noqa: E402
 
 
-def texts(api, chat=None):
-    """[(text, t_ms)] of every sendMessage, optionally to one chat."""
-    out = []
-    for c in api.calls("sendMessage"):
-        p = c["params"]
-        if chat is not None and int(p.get("chat_id", 0)) != chat:
-            continue
-        out.append((p.get("text", ""), c["t_ms"]))
-    return out
+texts = sent_texts
 
 
 def report(api, uid, timeout=20):

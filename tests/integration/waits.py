@@ -52,3 +52,14 @@ def eventually(fn, expected, timeout=5, interval=0.05):
         time.sleep(interval)
         v = fn()
     return v
+
+
+def sent_texts(api, chat=None):
+    """[(text, t_ms)] of every sendMessage the fake API took, optionally to one chat."""
+    out = []
+    for c in api.calls("sendMessage"):
+        p = c["params"]
+        if chat is not None and int(p.get("chat_id", 0)) != chat:
+            continue
+        out.append((p.get("text", ""), c["t_ms"]))
+    return out
