@@ -178,9 +178,8 @@ static void retry_or_dead_letter(struct master *m, struct upd *u, const char *wh
 		    (long long)u->id, store_errmsg(m->store));
 	delay = backoff_delay(m->cfg->retry_delay_ms, RETRY_DELAY_CAP_MS,
 	    u->attempt - 1, &m->retry_rng);
-	log_warn("update %lld (%s): attempt %d of %d in %lld ms (%s)", (long long)u->id,
-	    keys_type_name(u->type), u->attempt, m->cfg->max_attempts,
-	    (long long)delay, why);
+	log_warn("update %lld: retrying (attempt %d) in %lld ms: %s", (long long)u->id,
+	    u->attempt, (long long)delay, why);
 	dispatch_retry(m->dsp, &u->de, clock_ms() + delay, alone);
 }
 
@@ -251,7 +250,6 @@ static void lost_update(void *arg, struct dsp_entry *e, int timed_out)
 	struct lost *l = arg;
 	struct master *m = l->m;
 	struct upd *u = upd_of(e);
-	char why[48];
 
 	if (m->stopping && m->store != NULL)
 		return;		/* stays journaled for the next start */
@@ -262,8 +260,9 @@ static void lost_update(void *arg, struct dsp_entry *e, int timed_out)
 		master_finish(m, u, 1);
 		return;
 	}
-	snprintf(why, sizeof(why), "worker %d died while it ran", l->slot);
-	retry_or_dead_letter(m, u, why, 1);
+	log_info("update %lld (%s) was running in worker %d, which died",
+	    (long long)u->id, keys_type_name(u->type), l->slot);
+	retry_or_dead_letter(m, u, "its worker died while it ran", 1);
 }
 
 static void master_worker_closed(void *arg, struct wslot *w)
