@@ -24,7 +24,7 @@ enum frame_type {
 	/* worker -> master */
 	FRAME_READY = 16,	/* payload: JSON {"pid":..} */
 	FRAME_DONE = 17,	/* seq: update id; flags: enum frame_status; arg: ms;
-				 * payload: why it failed (ERROR only; may be empty) */
+				 * payload: why it failed (ERROR, FINAL; may be empty) */
 	FRAME_PONG = 18,	/* seq: the ping number */
 	FRAME_FAIL = 19,	/* start-up failed; flags: enum frame_fail; payload: text */
 	FRAME_STATS = 20,	/* flags: enum frame_stats_kind; payload: JSON */
@@ -39,7 +39,10 @@ enum frame_type {
  */
 enum frame_stats_kind { FRAME_STATS_API = 0, FRAME_STATS_DUMP = 1 };
 
-enum frame_status { FRAME_ST_OK = 0, FRAME_ST_ERROR = 1, FRAME_ST_CANCELLED = 2 };
+/* FINAL: the handler failed and asked for no retry (tgrun_no_retry). */
+enum frame_status {
+	FRAME_ST_OK = 0, FRAME_ST_ERROR = 1, FRAME_ST_CANCELLED = 2, FRAME_ST_FINAL = 3
+};
 /*
  * Longest error text in a DONE frame: one line, UTF-8 cut at a character.
  * A longer one is a protocol error; the master escapes what it gets.

@@ -221,7 +221,10 @@ static void master_update_done(void *arg, struct wslot *w, int64_t id,
 		escape_text(err + n, sizeof(err) - n, why, whylen);
 		log_info("update %lld (%s) failed in worker %d after %u ms", (long long)id,
 		    keys_type_name(u->type), workers_slot(w), ms);
-		retry_or_dead_letter(m, u, err, 0);
+		if (status == FRAME_ST_FINAL)
+			master_dead_letter(m, u, 1, err);	/* tgrun_no_retry */
+		else
+			retry_or_dead_letter(m, u, err, 0);
 	}
 	/* Every DONE frame this turn costs one done-log write and one dispatch. */
 	event_active(m->turn_ev, EV_TIMEOUT, 0);

@@ -77,6 +77,12 @@ int tgrun_fail(struct tgrun_ctx *ctx, const char *fmt, ...)
 	return -1;
 }
 
+void tgrun_no_retry(struct tgrun_ctx *ctx)
+{
+	if (ctx != NULL && ctx->u != NULL)
+		ctx->u->no_retry = 1;
+}
+
 int ctx_in_fiber(const struct tgrun_ctx *ctx)
 {
 	return ctx != NULL && ctx->task != NULL && sched_current() == ctx->task;

@@ -72,8 +72,7 @@ static void send_done(struct worker *w, uint64_t id, int status, uint32_t ms,
     const char *why)
 {
 	orphan_note_done(w, (int64_t)id, status);
-	send_frame(w, FRAME_DONE, (uint16_t)status, id, ms, why,
-	    status == FRAME_ST_ERROR && why ? strlen(why) : 0);
+	send_frame(w, FRAME_DONE, (uint16_t)status, id, ms, why, why ? strlen(why) : 0);
 }
 
 /* Write out what is queued, then the process exits (inside a callback too). */
@@ -172,7 +171,7 @@ static void update_main(struct task *t, void *arg)
 	struct tgrun_ctx *ctx = task_data(t);
 	int rc = u->w_bot->h.handle(ctx, u->update);
 
-	u->status = rc == 0 ? FRAME_ST_OK : FRAME_ST_ERROR;
+	u->status = rc == 0 ? FRAME_ST_OK : u->no_retry ? FRAME_ST_FINAL : FRAME_ST_ERROR;
 	if (u->cancelled && rc != 0)
 		u->status = FRAME_ST_CANCELLED;
 	/* The update is done only when its attached children are. */
@@ -237,15 +236,17 @@ static void update_done(struct task *t, void *arg)
 	struct worker *w = u->w_bot->w;
 	struct tgrun_ctx *ctx = task_data(t);
 	uint32_t ms = (uint32_t)(clock_ms() - u->t0);
+	int failed;
 
 	ctx->task = NULL;
 	ctx_free(ctx);
 	spawn_release_handles(u);
-	if (u->status == FRAME_ST_ERROR)
-		log_info("update %lld (%s, attempt %d): handler failed: %s",
-		    (long long)u->id, u->type, u->attempt, update_failure(u));
-	send_done(w, (uint64_t)u->id, u->status, ms,
-	    u->status == FRAME_ST_ERROR ? update_failure(u) : NULL);
+	failed = u->status == FRAME_ST_ERROR || u->status == FRAME_ST_FINAL;
+	if (failed)
+		log_info("update %lld (%s, attempt %d): handler failed%s: %s",
+		    (long long)u->id, u->type, u->attempt,
+		    u->status == FRAME_ST_FINAL ? " (no retry)" : "", update_failure(u));
+	send_done(w, (uint64_t)u->id, u->status, ms, failed ? update_failure(u) : NULL);
 	update_free(w, u);
 	w->running--;
 	while (!TAILQ_EMPTY(&w->queue) && w->running < w->bot.set.worker_concurrency) {

@@ -104,6 +104,15 @@ struct tgrun_error {
 int tgrun_fail(struct tgrun_ctx *ctx, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
+/*
+ * If the update of `ctx` fails (the handler returns -1), it goes to the dead
+ * letters at once instead of being retried: for failures that another
+ * attempt cannot fix, or after a call that may have run already
+ * (err->maybe_delivered) when running it twice would be worse than not at
+ * all. Does nothing for a fiber with no update.
+ */
+void tgrun_no_retry(struct tgrun_ctx *ctx);
+
 /* ---- calling the Bot API ---------------------------------------------------- */
 
 /*

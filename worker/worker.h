@@ -68,6 +68,7 @@ struct wupdate {
 	int status;			/* enum frame_status */
 	char *err;			/* why it failed (ctx_update_error), or NULL */
 	int err_explicit;		/* `err` came from tgrun_fail() */
+	int no_retry;			/* tgrun_no_retry(): a failure is final */
 	int64_t t0;
 	int waiting;			/* in the worker's queue, not started */
 	TAILQ_ENTRY(wupdate) queue;

@@ -3,8 +3,9 @@
  * message whose text holds "#failK" (K a digit) fails its first K attempts
  * with tgrun_fail (a text with an escape character in it), "#callfail"
  * fails every attempt after a Bot API call that failed (no tgrun_fail),
- * "#bare" fails every attempt with a bare -1, and "#slow" sleeps 60 s (for
- * update_timeout) and fails when cancelled.
+ * "#bare" fails every attempt with a bare -1, "#final" fails with
+ * tgrun_no_retry, and "#slow" sleeps 60 s (for update_timeout) and fails
+ * when cancelled.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +33,10 @@ int tgrun_handle(struct tgrun_ctx *ctx, const json_t *update)
 	}
 	if (text != NULL && strstr(text, "#bare") != NULL)
 		return -1;
+	if (text != NULL && strstr(text, "#final") != NULL) {
+		tgrun_no_retry(ctx);
+		return tgrun_fail(ctx, "flaky: no point in trying again");
+	}
 	if (text != NULL && strstr(text, "#slow") != NULL &&
 	    tgrun_sleep(ctx, 60) != 0)
 		return -1;

@@ -349,6 +349,13 @@ def test_lua_error_is_retried_then_dead_lettered(fakeapi, tgrund, procs):
     r = report(api, uid + 1)
     assert r["attempt"] == "1"
     assert d.status()["done"] == 1
+    # ctx:no_retry(): dead-lettered after its first attempt.
+    final = push(api, message(74, "fail final"))
+    wait_until(lambda: d.status()["dead_letters"] == 2, 10, what="the second dead letter")
+    dl = d.ctl("dead-letters", "show", final)["dead_letter"]
+    assert (dl["attempts"], dl["error"]) == \
+        (1, "the handler failed: the handler returned nil, told to fail"), dl
+    assert "update %d: retrying" % final not in d.log()
 
 
 def test_waits_under_coroutines_c_calls_and_collections(fakeapi, tgrund, procs):

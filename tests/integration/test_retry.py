@@ -82,6 +82,20 @@ def test_dead_lettered_after_max_attempts_with_the_last_error(fakeapi, tgrund):
     assert (st["failed"], st["retried"], st["done"]) == (6, 3, 1), st
 
 
+def test_no_retry_dead_letters_at_once(fakeapi, tgrund):
+    api = fakeapi()
+    d = tgrund(api, handler="flaky", conf=conf(max_attempts=3)).wait_ready()
+    a = api.push_updates([message(515, "#final"), message(515, "after")])["first_id"]
+    wait_until(lambda: texts(api, 515), 10, what="the chat's next update")
+    assert texts(api, 515) == ["u%d a1" % (a + 1)]
+    dl = d.ctl("dead-letters", "show", a)["dead_letter"]
+    assert (dl["attempts"], dl["error"]) == \
+        (1, "the handler failed: flaky: no point in trying again"), dl
+    assert "update %d: retrying" % a not in d.log()
+    st = d.status()
+    assert (st["failed"], st["retried"], st["dead_letters"]) == (1, 0, 1), st
+
+
 def test_update_timeout_is_not_retried(fakeapi, tgrund):
     api = fakeapi()
     d = tgrund(api, handler="flaky",
