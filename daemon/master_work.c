@@ -13,7 +13,6 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include <jansson.h>
 
@@ -164,10 +163,8 @@ static void retry_or_dead_letter(struct master *m, struct upd *u, const char *wh
 {
 	int64_t delay;
 
-	free(u->last_err);
-	u->last_err = strdup(why);
 	if (u->attempt >= m->cfg->max_attempts) {
-		master_dead_letter(m, u, 1, u->last_err ? u->last_err : why);
+		master_dead_letter(m, u, 1, why);
 		return;
 	}
 	u->attempt++;

@@ -31,7 +31,6 @@ struct pending *pending_new(void)
 
 static void upd_free(struct upd *u)
 {
-	free(u->last_err);
 	free(u->json);
 	free(u);
 }

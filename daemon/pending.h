@@ -18,7 +18,6 @@ struct upd {
 	int64_t fetched_ms;	/* added (metrics: dispatch latency) */
 	int journaled;		/* written to the journal */
 	const char *refused;	/* why no worker can run it (a constant), or NULL */
-	char *last_err;		/* why its last attempt failed (escaped), or NULL */
 	enum update_type type;
 	struct seq_entry se;	/* the sequencer's links */
 	struct dsp_entry de;	/* the dispatcher's links */
