@@ -2,8 +2,10 @@
 import os
 import re
 
+from test_lua import no_sanitizer_reports  # noqa: F401 (autouse: SANITIZE=1 reports fail)
 from updates import message
 from waits import sent_texts, wait_echoed, wait_log, wait_until
+
 
 # flaky.so's tgrun_fail text for attempt N, as the master escapes it.
 def flaky_error(n):
