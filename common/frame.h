@@ -23,7 +23,8 @@ enum frame_type {
 	FRAME_DUMP = 6,		/* seq: request id; answered by STATS with FRAME_STATS_DUMP */
 	/* worker -> master */
 	FRAME_READY = 16,	/* payload: JSON {"pid":..} */
-	FRAME_DONE = 17,	/* seq: update id; flags: enum frame_status; arg: ms */
+	FRAME_DONE = 17,	/* seq: update id; flags: enum frame_status; arg: ms;
+				 * payload: why it failed (ERROR, FINAL; may be empty) */
 	FRAME_PONG = 18,	/* seq: the ping number */
 	FRAME_FAIL = 19,	/* start-up failed; flags: enum frame_fail; payload: text */
 	FRAME_STATS = 20,	/* flags: enum frame_stats_kind; payload: JSON */
@@ -38,7 +39,15 @@ enum frame_type {
  */
 enum frame_stats_kind { FRAME_STATS_API = 0, FRAME_STATS_DUMP = 1 };
 
-enum frame_status { FRAME_ST_OK = 0, FRAME_ST_ERROR = 1, FRAME_ST_CANCELLED = 2 };
+/* FINAL: the handler failed and asked for no retry (tgrun_no_retry). */
+enum frame_status {
+	FRAME_ST_OK = 0, FRAME_ST_ERROR = 1, FRAME_ST_CANCELLED = 2, FRAME_ST_FINAL = 3
+};
+/*
+ * Longest error text in a DONE frame: one line, UTF-8 cut at a character.
+ * A longer one is a protocol error; the master escapes what it gets.
+ */
+#define FRAME_DONE_ERR_MAX 240
 enum frame_fail { FRAME_FAIL_LOAD = 1, FRAME_FAIL_INIT = 2, FRAME_FAIL_CONFIG = 3 };
 
 /*

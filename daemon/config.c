@@ -54,6 +54,7 @@ const struct key config_keys[] = {
 	{ "limits", "update_timeout", KT_DURATION, F(update_timeout_ms), 1, DAY_MS, NULL },
 	{ "limits", "shutdown_timeout", KT_DURATION, F(shutdown_timeout_ms), 0, DAY_MS, NULL },
 	{ "limits", "max_attempts", KT_INT, F(max_attempts), 1, 100, NULL },
+	{ "limits", "retry_delay", KT_DURATION, F(retry_delay_ms), 0, DAY_MS / 24, NULL },
 	{ "limits", "kill_grace", KT_DURATION, F(kill_grace_ms), 0, DAY_MS, NULL },
 	{ "limits", "heartbeat_timeout", KT_DURATION, F(heartbeat_timeout_ms),
 	    1, DAY_MS, NULL },
@@ -134,6 +135,7 @@ config_load(const char *path, char *err, size_t errlen)
 	cfg->update_timeout_ms = 60 * UNITS_SECOND_MS;
 	cfg->shutdown_timeout_ms = 30 * UNITS_SECOND_MS;
 	cfg->max_attempts = 3;
+	cfg->retry_delay_ms = UNITS_SECOND_MS;
 	cfg->kill_grace_ms = 5 * UNITS_SECOND_MS;
 	cfg->heartbeat_timeout_ms = 10 * UNITS_SECOND_MS;
 	cfg->journal_enabled = 1;

@@ -64,6 +64,7 @@ struct config {
 	int64_t update_timeout_ms;	/* 60s */
 	int64_t shutdown_timeout_ms;	/* 30s */
 	int max_attempts;		/* 3 */
+	int64_t retry_delay_ms;		/* 1s: before the first retry, then doubling */
 	int64_t kill_grace_ms;		/* 5s */
 	int64_t heartbeat_timeout_ms;	/* 10s */
 

@@ -148,57 +148,95 @@ static int send_to(struct dispatch *d, struct dsp_peer *p, struct dsp_entry *e)
 	return 0;
 }
 
-void dispatch_retry(struct dispatch *d, struct dsp_entry *e)
+static void unqueue(struct dispatch *d, struct dsp_entry *e)
 {
+	TAILQ_REMOVE(&d->retries, e, link);
+	e->queued = 0;
+	d->queued--;
+}
+
+void dispatch_retry(struct dispatch *d, struct dsp_entry *e, int64_t not_before_ms,
+    int alone)
+{
+	e->not_before_ms = not_before_ms;
+	e->alone = alone;
 	e->queued = 1;
 	TAILQ_INSERT_TAIL(&d->retries, e, link);
 	d->queued++;
 }
 
+int dispatch_retry_due(const struct dispatch *d, int64_t now)
+{
+	const struct dsp_entry *e;
+
+	TAILQ_FOREACH(e, &d->retries, link)
+		if (e->not_before_ms <= now)
+			return 1;
+	return 0;
+}
+
 void dispatch_forget(struct dispatch *d, struct dsp_entry *e)
 {
 	if (e->queued) {
-		TAILQ_REMOVE(&d->retries, e, link);
-		e->queued = 0;
-		d->queued--;
+		unqueue(d, e);
 	} else if (e->peer != NULL) {
 		untrack(d, e);
 	}
 }
 
+static struct dsp_peer *idle_peer(struct dispatch *d)
+{
+	struct dsp_peer *p;
+
+	TAILQ_FOREACH(p, &d->peers, link)
+		if (p->open && !p->isolated && p->inflight == 0)
+			return p;
+	return NULL;
+}
+
+/* No peer is idle for a retry that runs alone: keep one from new work. */
+static void reserve_one(struct dispatch *d)
+{
+	struct dsp_peer *p;
+
+	TAILQ_FOREACH(p, &d->peers, link)
+		if (p->reserved)
+			return;
+	if ((p = least_loaded(d)) != NULL)
+		p->reserved = 1;
+}
+
 static void run_retries(struct dispatch *d)
 {
-	struct dsp_entry *e;
+	struct dsp_entry *e, *next;
+	int64_t now = clock_ms();
+	int alone_waits = 0;
 
-	while ((e = TAILQ_FIRST(&d->retries)) != NULL && d->inflight < d->lim.total) {
-		struct dsp_peer *idle = NULL, *p;
+	for (e = TAILQ_FIRST(&d->retries); e != NULL && d->inflight < d->lim.total;
+	    e = next) {
+		struct dsp_peer *p;
 
-		TAILQ_FOREACH(p, &d->peers, link) {
-			if (p->open && !p->isolated && p->inflight == 0) {
-				idle = p;
-				break;
-			}
+		next = TAILQ_NEXT(e, link);
+		if (e->not_before_ms > now || (e->alone && alone_waits))
+			continue;
+		if (e->alone && (p = idle_peer(d)) == NULL) {
+			reserve_one(d);
+			alone_waits = 1;
+			continue;
 		}
-		if (idle == NULL) {
-			TAILQ_FOREACH(p, &d->peers, link)
-				if (p->reserved)
-					return;
-			if ((p = least_loaded(d)) != NULL)
-				p->reserved = 1;
-			return;
-		}
-		idle->reserved = 0;
-		TAILQ_REMOVE(&d->retries, e, link);
-		e->queued = 0;
-		d->queued--;
-		if (send_to(d, idle, e) != 0) {
+		if (!e->alone && (p = least_loaded(d)) == NULL)
+			continue;
+		p->reserved = 0;
+		unqueue(d, e);
+		if (send_to(d, p, e) != 0) {
 			/* Still first in line; try again at the next event. */
 			e->queued = 1;
 			TAILQ_INSERT_HEAD(&d->retries, e, link);
 			d->queued++;
 			return;
 		}
-		idle->isolated = 1;
+		if (e->alone)
+			p->isolated = 1;
 	}
 }
 
@@ -212,7 +250,7 @@ void dispatch_run(struct dispatch *d)
 		if ((e = d->cbs.next(d->cbs.arg)) == NULL)
 			return;
 		if (send_to(d, p, e) != 0) {
-			dispatch_retry(d, e);
+			dispatch_retry(d, e, 0, 1);
 			return;
 		}
 	}

@@ -18,6 +18,8 @@ struct dsp_entry {
 	/* private to the dispatcher */
 	struct dsp_peer *peer;		/* running there; NULL when not running */
 	int queued;			/* on the retry queue */
+	int alone;			/* the retry runs alone on an idle peer */
+	int64_t not_before_ms;		/* the retry waits until then */
 	TAILQ_ENTRY(dsp_entry) link;	/* in the peer's in-flight list or the queue */
 	int64_t dispatched_ms;		/* last sent; 0 before the first send */
 	int64_t cancel_sent_ms;		/* update_timeout: cancel asked; 0 if not */
@@ -67,10 +69,15 @@ int dispatch_peer_inflight(const struct dsp_peer *p);
 /* Send what may run now, within the limits. */
 void dispatch_run(struct dispatch *d);
 /*
- * Queue `e` to run again. A retried update runs alone on an idle peer, so an
- * update that kills its worker cannot take other updates down with it again.
+ * Queue `e` to run again, not before `not_before_ms` (clock_ms()). With
+ * `alone` it runs alone on an idle peer, so an update that kills its worker
+ * cannot take other updates down with it again; else on the least loaded.
+ * Retries go first, in the order queued, once due (dispatch_run).
  */
-void dispatch_retry(struct dispatch *d, struct dsp_entry *e);
+void dispatch_retry(struct dispatch *d, struct dsp_entry *e, int64_t not_before_ms,
+    int alone);
+/* 1 when a queued retry is due at `now_ms`. */
+int dispatch_retry_due(const struct dispatch *d, int64_t now_ms);
 /*
  * `e` ended on `p` (the peer said so). Returns 1 when it was cancelled for
  * its timeout, 0 otherwise, -1 when it was not running on `p` (ignored).

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
@@ -199,6 +200,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	int64_t every = m->cfg->heartbeat_timeout_ms / 4;
 
 	dispatch_tick(m->dsp, now);
+	if (dispatch_retry_due(m->dsp, now))
+		master_dispatch(m);
 	if (now - m->last_ping_ms >= (every > TICK_MS ? every : TICK_MS)) {
 		m->last_ping_ms = now;
 		workers_heartbeat(m->pool);
@@ -415,6 +418,7 @@ int master_run(struct config *cfg, const char *token)
 	m.stats_ev = add_timer(&m, STATS_INTERVAL_S * 1000, on_stats);
 	m.tick_ev = add_timer(&m, TICK_MS, on_tick);
 	m.last_stats_ms = clock_ms();
+	m.retry_rng = (uint64_t)m.last_stats_ms * 0x9e3779b97f4a7c15ull ^ (uint64_t)getpid();
 	notify_init(&m.sd);
 	if (notify_watchdog_interval_usec(&m.sd) > 0)
 		m.watchdog_ev = add_timer(&m,

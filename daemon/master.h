@@ -63,6 +63,7 @@ struct master {
 	/* counters */
 	uint64_t n_fetched, n_done, n_failed, n_retried, n_dead;
 	uint64_t n_done_last;
+	uint64_t retry_rng;		/* jitter of retry delays */
 	int64_t last_stats_ms;
 	int64_t last_poll_ok_ms;
 	double rate;			/* updates/s over the last stats interval */

@@ -2,7 +2,9 @@
 #include "master.h"
 #include "clock.h"
 #include "control.h"
+#include "backoff.h"
 #include "dispatch.h"
+#include "escape.h"
 #include "frame.h"
 #include "log.h"
 #include "metrics.h"
@@ -15,6 +17,9 @@
 #include <jansson.h>
 
 #include <event2/event.h>
+
+/* The longest delay between two attempts of an update (above a larger retry_delay). */
+#define RETRY_DELAY_CAP_MS (5 * 60 * 1000)
 
 /* ---- dispatch -------------------------------------------------------------- */
 
@@ -147,12 +152,42 @@ void master_dead_letter(struct master *m, struct upd *u, int ran, const char *wh
 	master_finish(m, u, 1);
 }
 
+/*
+ * `u` failed an attempt (`why`, escaped): it runs again in place (it keeps
+ * its key slots, so its chat's order holds) after a growing delay, or,
+ * after max_attempts, goes to the dead letters with `why`. `alone`: its
+ * worker died, so it runs alone in an idle one.
+ */
+static void retry_or_dead_letter(struct master *m, struct upd *u, const char *why,
+    int alone)
+{
+	int64_t delay;
+
+	if (u->attempt >= m->cfg->max_attempts) {
+		master_dead_letter(m, u, 1, why);
+		return;
+	}
+	u->attempt++;
+	m->n_retried++;
+	if (m->store != NULL && u->journaled &&
+	    store_set_attempt(m->store, u->id, u->attempt) != 0)
+		log_warn("journal: cannot store the attempt of update %lld: %s",
+		    (long long)u->id, store_errmsg(m->store));
+	delay = backoff_delay(m->cfg->retry_delay_ms, RETRY_DELAY_CAP_MS,
+	    u->attempt - 1, &m->retry_rng);
+	log_warn("update %lld: retrying (attempt %d) in %lld ms: %s", (long long)u->id,
+	    u->attempt, (long long)delay, why);
+	dispatch_retry(m->dsp, &u->de, clock_ms() + delay, alone);
+}
+
 static void master_update_done(void *arg, struct wslot *w, int64_t id,
-    int status, uint32_t ms)
+    int status, uint32_t ms, const char *why, size_t whylen)
 {
 	struct master *m = arg;
 	struct upd *u = pending_get(m->pend, id);
 	int timed_out = u ? dispatch_done(m->dsp, workers_udata(w), &u->de) : -1;
+	char err[4 * FRAME_DONE_ERR_MAX + 64];
+	size_t n;
 
 	if (timed_out < 0) {
 		log_warn("worker %d: DONE for update %lld it was not running; ignored",
@@ -162,21 +197,31 @@ static void master_update_done(void *arg, struct wslot *w, int64_t id,
 	metrics_observe_handler(m->metrics, ms);
 	if (status == FRAME_ST_OK) {
 		m->n_done++;
+		master_finish(m, u, 1);
+	} else if (timed_out) {
+		m->n_failed++;
+		log_warn("update %lld (%s): cancelled after update_timeout; its keys "
+		    "are released now; not retried", (long long)id,
+		    keys_type_name(u->type));
+		master_finish(m, u, 1);
+	} else if (status == FRAME_ST_CANCELLED && m->stopping) {
+		m->n_failed++;
+		log_info("update %lld: cancelled by the stop", (long long)id);
+		/* With a journal it stays there for the next start. */
+		if (m->store == NULL)
+			master_finish(m, u, 1);
 	} else {
 		m->n_failed++;
-		if (timed_out)
-			log_warn("update %lld (%s): cancelled after update_timeout; its keys "
-			    "are released now", (long long)id, keys_type_name(u->type));
-		else if (status == FRAME_ST_CANCELLED && m->stopping)
-			log_info("update %lld: cancelled by the stop", (long long)id);
+		n = (size_t)snprintf(err, sizeof(err), "%s",
+		    status == FRAME_ST_CANCELLED ? "its worker refused it" :
+		    whylen > 0 ? "the handler failed: " : "the handler failed");
+		escape_text(err + n, sizeof(err) - n, why, whylen);
+		log_info("update %lld (%s) failed in worker %d after %u ms", (long long)id,
+		    keys_type_name(u->type), workers_slot(w), ms);
+		if (status == FRAME_ST_FINAL)
+			master_dead_letter(m, u, 1, err);	/* tgrun_no_retry */
 		else
-			log_info("update %lld (%s) failed in worker %d after %u ms",
-			    (long long)id, keys_type_name(u->type), workers_slot(w), ms);
-	}
-	if (status == FRAME_ST_CANCELLED && m->stopping && !timed_out && m->store) {
-		/* Cancelled by the stop: it stays journaled for the next start. */
-	} else {
-		master_finish(m, u, 1);
+			retry_or_dead_letter(m, u, err, 0);
 	}
 	/* Every DONE frame this turn costs one done-log write and one dispatch. */
 	event_active(m->turn_ev, EV_TIMEOUT, 0);
@@ -215,20 +260,9 @@ static void lost_update(void *arg, struct dsp_entry *e, int timed_out)
 		master_finish(m, u, 1);
 		return;
 	}
-	if (u->attempt >= m->cfg->max_attempts) {
-		master_dead_letter(m, u, 1, "its worker died during each attempt");
-		return;
-	}
-	u->attempt++;
-	m->n_retried++;
-	if (m->store != NULL && u->journaled &&
-	    store_set_attempt(m->store, u->id, u->attempt) != 0)
-		log_warn("journal: cannot store the attempt of update %lld: %s",
-		    (long long)u->id, store_errmsg(m->store));
-	log_warn("update %lld: retrying (attempt %d) after worker %d died",
-	    (long long)u->id, u->attempt, l->slot);
-	/* It keeps its key slots, so per-chat order holds. */
-	dispatch_retry(m->dsp, e);
+	log_info("update %lld (%s) was running in worker %d, which died",
+	    (long long)u->id, keys_type_name(u->type), l->slot);
+	retry_or_dead_letter(m, u, "its worker died while it ran", 1);
 }
 
 static void master_worker_closed(void *arg, struct wslot *w)

@@ -175,9 +175,9 @@ void metrics_render(struct metrics *mt, struct evbuffer *out)
 	counter(out, "tgrun_updates_done_total", "Updates the handler finished.",
 	    st.done);
 	counter(out, "tgrun_updates_failed_total",
-	    "Updates whose handler failed, was cancelled or timed out.", st.failed);
+	    "Attempts whose handler failed, was cancelled or timed out.", st.failed);
 	counter(out, "tgrun_updates_retried_total",
-	    "Deliveries repeated after a worker died.", st.retried);
+	    "Deliveries repeated after a handler failed or a worker died.", st.retried);
 	counter(out, "tgrun_updates_dead_lettered_total",
 	    "Updates given up after max_attempts.", st.dead_lettered);
 	counter(out, "tgrun_updates_timed_out_total",

@@ -25,9 +25,12 @@ struct workers_cbs {
 	/* Every worker of generation `gen` is READY for the first time, or one failed. */
 	void (*generation_ready)(void *arg, int gen);
 	void (*generation_failed)(void *arg, int gen, const char *why);
-	/* A DONE frame: update `id` ended with enum frame_status `status`. */
+	/*
+	 * A DONE frame: update `id` ended with enum frame_status `status`; `why`
+	 * (`whylen` bytes, not terminated, outside text) is why it failed.
+	 */
 	void (*update_done)(void *arg, struct wslot *w, int64_t id, int status,
-	    uint32_t ms);
+	    uint32_t ms, const char *why, size_t whylen);
 	/* A STATS frame: API counts for the metrics, or a fiber dump. */
 	void (*stats)(void *arg, struct wslot *w, const struct frame *f);
 	/* `w` takes no new update from now on (it drains, or cannot be reached). */

@@ -85,6 +85,10 @@ static void handle_frames(struct wslot *w, struct evbuffer *in)
 				workers_protocol_error(w, "DONE before READY");
 				return;
 			}
+			if (f.len > FRAME_DONE_ERR_MAX) {
+				workers_protocol_error(w, "DONE with an error text too long");
+				return;
+			}
 			if (f.flags == FRAME_ST_OK)
 				w->done++;
 			else
@@ -93,7 +97,8 @@ static void handle_frames(struct wslot *w, struct evbuffer *in)
 			if (w->recycle_at && w->done + w->failed >= w->recycle_at &&
 			    !w->recycling && !p->stopping && w->state == W_READY)
 				workers_recycle(w);
-			p->cbs.update_done(p->arg, w, (int64_t)f.seq, f.flags, f.arg);
+			p->cbs.update_done(p->arg, w, (int64_t)f.seq, f.flags, f.arg,
+			    f.payload, f.len);
 			break;
 		case FRAME_FAIL:
 			on_fail_frame(p, w, &f);

@@ -34,6 +34,9 @@ struct api_retry {
 void api_set_err(struct tgrun_error *err, enum tgrun_error_kind kind,
     int code, int retry_after, const char *desc)
 {
+	/* A cancellation says nothing about why an update failed. */
+	if (kind != TGRUN_ERR_NONE && kind != TGRUN_ERR_CANCELLED)
+		ctx_note_call_error(desc);
 	if (err == NULL)
 		return;
 	err->maybe_delivered = 0;

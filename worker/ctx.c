@@ -1,10 +1,14 @@
 /* Fiber contexts: what a fiber works for, its cancellation, parking it, sleep. */
 #include "tgrun.h"
+#include "frame.h"
 #include "worker.h"
 #include "sched.h"
 
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 int64_t ctx_timeout_ms(double s)
 {
@@ -31,6 +35,52 @@ void ctx_free(struct tgrun_ctx *c)
 	locks_release_all(c);
 	LIST_REMOVE(c, link);
 	free(c);
+}
+
+void ctx_update_error(struct wupdate *u, const char *text, int explicit)
+{
+	size_t n = strcspn(text, "\r\n");
+
+	if (u->err_explicit && !explicit)
+		return;
+	if (n > FRAME_DONE_ERR_MAX) {
+		n = FRAME_DONE_ERR_MAX;
+		/* Not inside a UTF-8 character: back to its first byte. */
+		while (n > 0 && ((unsigned char)text[n] & 0xc0) == 0x80)
+			n--;
+	}
+	free(u->err);
+	u->err = strndup(text, n);
+	u->err_explicit = explicit && u->err != NULL;
+}
+
+void ctx_note_call_error(const char *desc)
+{
+	struct task *t = sched_current();
+	struct tgrun_ctx *ctx = t ? task_data(t) : NULL;
+
+	if (ctx != NULL && ctx->u != NULL)
+		ctx_update_error(ctx->u, desc, 0);
+}
+
+int tgrun_fail(struct tgrun_ctx *ctx, const char *fmt, ...)
+{
+	char text[FRAME_DONE_ERR_MAX * 2];
+	va_list ap;
+
+	if (ctx == NULL || ctx->u == NULL || fmt == NULL)
+		return -1;
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	ctx_update_error(ctx->u, text, 1);
+	return -1;
+}
+
+void tgrun_no_retry(struct tgrun_ctx *ctx)
+{
+	if (ctx != NULL && ctx->u != NULL)
+		ctx->u->no_retry = 1;
 }
 
 int ctx_in_fiber(const struct tgrun_ctx *ctx)

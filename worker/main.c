@@ -64,11 +64,15 @@ static void send_frame(struct worker *w, uint8_t type, uint16_t flags,
 	fconn_kick(w->conn);	/* written once, at the end of this loop turn */
 }
 
-/* Update `id` ended with enum frame_status `status` after `ms`. */
-static void send_done(struct worker *w, uint64_t id, int status, uint32_t ms)
+/*
+ * Update `id` ended with enum frame_status `status` after `ms`; `why` it
+ * failed (one line of at most FRAME_DONE_ERR_MAX bytes), or NULL.
+ */
+static void send_done(struct worker *w, uint64_t id, int status, uint32_t ms,
+    const char *why)
 {
 	orphan_note_done(w, (int64_t)id, status);
-	send_frame(w, FRAME_DONE, (uint16_t)status, id, ms, NULL, 0);
+	send_frame(w, FRAME_DONE, (uint16_t)status, id, ms, why, why ? strlen(why) : 0);
 }
 
 /* Write out what is queued, then the process exits (inside a callback too). */
@@ -167,7 +171,7 @@ static void update_main(struct task *t, void *arg)
 	struct tgrun_ctx *ctx = task_data(t);
 	int rc = u->w_bot->h.handle(ctx, u->update);
 
-	u->status = rc == 0 ? FRAME_ST_OK : FRAME_ST_ERROR;
+	u->status = rc == 0 ? FRAME_ST_OK : u->no_retry ? FRAME_ST_FINAL : FRAME_ST_ERROR;
 	if (u->cancelled && rc != 0)
 		u->status = FRAME_ST_CANCELLED;
 	/* The update is done only when its attached children are. */
@@ -183,7 +187,23 @@ static void update_free(struct worker *w, struct wupdate *u)
 {
 	u64map_del(&w->updates, (uint64_t)u->id);
 	json_decref(u->update);
+	free(u->err);
 	free(u);
+}
+
+/* Why `u` failed, for the log and the DONE frame: its error, bounded. */
+static const char *update_failure(struct wupdate *u)
+{
+	char text[FRAME_DONE_ERR_MAX + 64];
+
+	if (u->err == NULL)
+		return "handler returned -1";
+	if (!u->err_explicit) {
+		snprintf(text, sizeof(text), "handler returned -1; last call error: %s",
+		    u->err);
+		ctx_update_error(u, text, 1);
+	}
+	return u->err;
 }
 
 static void maybe_exit(struct worker *w)
@@ -216,14 +236,17 @@ static void update_done(struct task *t, void *arg)
 	struct worker *w = u->w_bot->w;
 	struct tgrun_ctx *ctx = task_data(t);
 	uint32_t ms = (uint32_t)(clock_ms() - u->t0);
+	int failed;
 
 	ctx->task = NULL;
 	ctx_free(ctx);
 	spawn_release_handles(u);
-	if (u->status == FRAME_ST_ERROR)
-		log_info("update %lld (%s, attempt %d): handler failed",
-		    (long long)u->id, u->type, u->attempt);
-	send_done(w, (uint64_t)u->id, u->status, ms);
+	failed = u->status == FRAME_ST_ERROR || u->status == FRAME_ST_FINAL;
+	if (failed)
+		log_info("update %lld (%s, attempt %d): handler failed%s: %s",
+		    (long long)u->id, u->type, u->attempt,
+		    u->status == FRAME_ST_FINAL ? " (no retry)" : "", update_failure(u));
+	send_done(w, (uint64_t)u->id, u->status, ms, failed ? update_failure(u) : NULL);
 	update_free(w, u);
 	w->running--;
 	while (!TAILQ_EMPTY(&w->queue) && w->running < w->bot.set.worker_concurrency) {
@@ -244,7 +267,8 @@ static void start_update(struct worker *w, struct wupdate *u)
 	if (t == NULL) {
 		log_err("update %lld: out of memory for its fiber", (long long)u->id);
 		ctx_free(ctx);
-		send_done(w, (uint64_t)u->id, FRAME_ST_ERROR, 0);
+		send_done(w, (uint64_t)u->id, FRAME_ST_ERROR, 0,
+		    "the worker is out of memory for a fiber");
 		update_free(w, u);
 		return;
 	}
@@ -261,7 +285,7 @@ static void on_update(struct worker *w, const struct frame *f)
 
 	if (w->draining) {
 		log_warn("update %llu after DRAIN: refused", (unsigned long long)f->seq);
-		send_done(w, f->seq, FRAME_ST_CANCELLED, 0);
+		send_done(w, f->seq, FRAME_ST_CANCELLED, 0, NULL);
 		return;
 	}
 	if (u64map_get(&w->updates, f->seq) != NULL) {
@@ -286,10 +310,13 @@ static void on_update(struct worker *w, const struct frame *f)
 		u->update = json_loadb(f->payload, f->len, 0, &je);
 	}
 	if (u->update == NULL || !json_is_object(u->update)) {
-		log_warn("update %lld: not a JSON object: %s", (long long)u->id, je.text);
+		char why[sizeof(je.text) + 32];
+
+		snprintf(why, sizeof(why), "not a JSON object: %s", je.text);
+		log_warn("update %lld: %s", (long long)u->id, why);
 		json_decref(u->update);
 		free(u);
-		send_done(w, f->seq, FRAME_ST_ERROR, 0);
+		send_done(w, f->seq, FRAME_ST_ERROR, 0, why);
 		return;
 	}
 	wupdate_describe(u);
@@ -313,7 +340,7 @@ static void on_cancel(struct worker *w, const struct frame *f)
 	if (u->waiting) {
 		/* Never started: answer at once. */
 		TAILQ_REMOVE(&w->queue, u, queue);
-		send_done(w, f->seq, FRAME_ST_CANCELLED, 0);
+		send_done(w, f->seq, FRAME_ST_CANCELLED, 0, NULL);
 		update_free(w, u);
 		return;
 	}

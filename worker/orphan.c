@@ -133,8 +133,11 @@ void orphan_note_done(struct worker *w, int64_t id, int status)
 {
 	struct orphan *o = w->orphan;
 
-	/* Cancelled by a stop, it stays journaled: the master decides that. */
-	if (o == NULL || status == FRAME_ST_CANCELLED)
+	/*
+	 * Only what is done: a failed update is retried, and one cancelled by a
+	 * stop stays journaled; the next master decides.
+	 */
+	if (o == NULL || status != FRAME_ST_OK)
 		return;
 	if (w->orphaned) {
 		record(id);

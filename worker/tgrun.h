@@ -52,7 +52,15 @@ struct tgrun_bot;
 
 /* ---- exports of the handler ---------------------------------------------- */
 
-/* Required. Handle one update; return 0 when done, -1 when it failed. */
+/*
+ * Required. Handle one update; return 0 when done, -1 when it failed. A
+ * failed update is run again from the start (tgrun_attempt() says which
+ * delivery it is), after a growing delay and in its place in its chat's
+ * order, up to [limits] max_attempts; then it goes to the dead letters
+ * with its last error (tgrun_fail). What the handler did before it failed
+ * (messages sent...) is done again: make it idempotent, or check
+ * tgrun_attempt(), or set max_attempts = 1 to never retry.
+ */
 int tgrun_handle(struct tgrun_ctx *ctx, const json_t *update);
 /* Optional. Run once per worker before any update; non-zero stops the daemon. */
 int tgrun_init(struct tgrun_bot *bot);
@@ -84,6 +92,26 @@ struct tgrun_error {
 	int maybe_delivered;
 	char description[256];
 };
+
+/*
+ * Say why the update of `ctx` fails (printf format): the first line, up to
+ * 240 bytes, goes to the log and, when no attempt is left, to the dead
+ * letters (`tgrunctl dead-letters show`). Returns -1, so a handler can
+ * `return tgrun_fail(ctx, "no such user %lld", id);`. Without it a failed
+ * update reports the last error one of its tgrun_* calls returned, or
+ * "handler returned -1". Does nothing for a fiber with no update.
+ */
+int tgrun_fail(struct tgrun_ctx *ctx, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/*
+ * If the update of `ctx` fails (the handler returns -1), it goes to the dead
+ * letters at once instead of being retried: for failures that another
+ * attempt cannot fix, or after a call that may have run already
+ * (err->maybe_delivered) when running it twice would be worse than not at
+ * all. Does nothing for a fiber with no update.
+ */
+void tgrun_no_retry(struct tgrun_ctx *ctx);
 
 /* ---- calling the Bot API ---------------------------------------------------- */
 

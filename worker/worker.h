@@ -66,6 +66,9 @@ struct wupdate {
 	struct ctx_list ctxs;		/* main and attached children, alive */
 	struct handle_list handles;	/* released when the update ends */
 	int status;			/* enum frame_status */
+	char *err;			/* why it failed (ctx_update_error), or NULL */
+	int err_explicit;		/* `err` came from tgrun_fail() */
+	int no_retry;			/* tgrun_no_retry(): a failure is final */
 	int64_t t0;
 	int waiting;			/* in the worker's queue, not started */
 	TAILQ_ENTRY(wupdate) queue;
@@ -129,6 +132,13 @@ int ctx_park(struct tgrun_ctx *ctx, const char *what, task_abort_fn abort,
     void *obj, int64_t timeout_ms);
 /* A timeout in seconds as sched_park() takes it: < 0 is -1 (none). */
 int64_t ctx_timeout_ms(double seconds);
+/*
+ * Keep the first line of `text` (cut to FRAME_DONE_ERR_MAX bytes) as why
+ * `u` failed. `explicit` (tgrun_fail) wins over a call's error.
+ */
+void ctx_update_error(struct wupdate *u, const char *text, int explicit);
+/* A tgrun_* call of the running fiber failed with `desc`: noted for its update. */
+void ctx_note_call_error(const char *desc);
 
 /* worker/spawn.c */
 /* The update ended: drop its references to the fiber handles it made. */

@@ -221,6 +221,7 @@ end
 
 function cmds.fail(ctx, update, arg)
   if arg == "false" then return false end
+  if arg == "final" then ctx:no_retry() end
   return nil, "told to fail"
 end
 

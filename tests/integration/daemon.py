@@ -80,14 +80,20 @@ class Tgrund:
     def log(self):
         return self.proc.log()
 
+    def ctl(self, *args, as_json=True):
+        """`tgrunctl [--json] ARGS...`, which must succeed: its parsed reply, or
+        its output as text."""
+        args = [str(a) for a in args]
+        p = subprocess.run([os.path.join(self.build, "tgrunctl"), "-c", self.conf_path] +
+                           (["--json"] if as_json else []) + args, cwd=self.dir,
+                           env=self.env, capture_output=True, text=True, timeout=20)
+        assert p.returncode == 0, "tgrunctl %s: %d %s%s" % (" ".join(args), p.returncode,
+                                                            p.stdout, p.stderr)
+        return json.loads(p.stdout) if as_json else p.stdout
+
     def status(self):
         """`tgrunctl --json status`: its counters (in_flight, done, ...) and state."""
-        p = subprocess.run([os.path.join(self.build, "tgrunctl"), "-c", self.conf_path,
-                            "--json", "status"], cwd=self.dir, env=self.env,
-                           capture_output=True, text=True, timeout=20)
-        assert p.returncode == 0, "tgrunctl status: %d %s%s" % (p.returncode, p.stdout,
-                                                                p.stderr)
-        return json.loads(p.stdout)
+        return self.ctl("status")
 
     def stop(self, timeout=20):
         return self.proc.stop(timeout) if self.proc else None

@@ -173,7 +173,7 @@ def test_dead_letters_list_show_retry_drop(fakeapi, tgrund):
     dl = ctl_json(d, "dead-letters", "list")["dead_letters"]
     assert [x["update_id"] for x in dl] == [a, b]
     assert all(x["attempts"] == 2 and x["type"] == "message" for x in dl)
-    assert dl[0]["error"] == "its worker died during each attempt"
+    assert dl[0]["error"] == "its worker died while it ran"
     st, out, _ = ctl(d, "dead-letters", "list")
     assert st == 0
     assert out.splitlines()[0].split() == ["UPDATE", "TYPE", "ATTEMPTS", "DIED", "ERROR"]

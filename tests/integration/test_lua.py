@@ -2,6 +2,7 @@
 import http.server
 import json
 import os
+import re
 import signal
 import subprocess
 import textwrap
@@ -325,6 +326,36 @@ def test_handler_returning_false_or_nil_err_fails(fakeapi, tgrund, procs):
     assert "lua: update %d (message) failed: the handler returned false" % a in d.log()
     assert "lua: update %d (message) failed: the handler returned nil, told to fail" \
         % (a + 1) in d.log()
+
+
+def test_lua_error_is_retried_then_dead_lettered(fakeapi, tgrund, procs):
+    api, d = start_rt(fakeapi, tgrund, procs,
+                      conf={"limits": {"max_attempts": 2, "retry_delay": "100ms"}})
+    uid = push(api, message(73, "error"), message(73, "fields"))
+    wait_until(lambda: d.status()["dead_letters"] == 1, 20, what="the dead letter")
+    log = d.log()
+    # Each attempt logs the error with its traceback.
+    assert log.count("lua: update %d (message) failed: rt_lua.lua:" % uid) == 2, log
+    assert log.count("lua: update %d (message):   stack traceback:" % uid) == 2, log
+    # The retry and the dead letter carry the error's first line.
+    m = re.search(r"update %d: retrying \(attempt 2\) in \d+ ms: the handler failed: "
+                  r"(rt_lua\.lua:\d+: boom %d)$" % (uid, uid), log, re.M)
+    assert m, log
+    why = "the handler failed: " + m.group(1)
+    assert "update %d (message): dead-lettered after 2 attempts: %s" % (uid, why) in log
+    dl = d.ctl("dead-letters", "show", uid)["dead_letter"]
+    assert (dl["attempts"], dl["error"]) == (2, why), dl
+    # The chat's next update ran after it, once.
+    r = report(api, uid + 1)
+    assert r["attempt"] == "1"
+    assert d.status()["done"] == 1
+    # ctx:no_retry(): dead-lettered after its first attempt.
+    final = push(api, message(74, "fail final"))
+    wait_until(lambda: d.status()["dead_letters"] == 2, 10, what="the second dead letter")
+    dl = d.ctl("dead-letters", "show", final)["dead_letter"]
+    assert (dl["attempts"], dl["error"]) == \
+        (1, "the handler failed: the handler returned nil, told to fail"), dl
+    assert "update %d: retrying" % final not in d.log()
 
 
 def test_waits_under_coroutines_c_calls_and_collections(fakeapi, tgrund, procs):

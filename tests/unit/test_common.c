@@ -81,6 +81,25 @@ static void test_backoff_bounds(void **state)
 	assert_true(backoff_next(&b) <= 100);
 }
 
+static void test_backoff_delay(void **state)
+{
+	uint64_t rng = 7;
+
+	for (int i = 0; i < 50; i++) {
+		int64_t d1 = backoff_delay(1000, 300000, 1, &rng);
+		int64_t d3 = backoff_delay(1000, 300000, 3, &rng);
+		int64_t d30 = backoff_delay(1000, 300000, 30, &rng);
+
+		assert_true(d1 >= 500 && d1 <= 1000);
+		assert_true(d3 >= 2000 && d3 <= 4000);
+		assert_true(d30 >= 150000 && d30 <= 300000);
+		/* A base above the cap is the bound itself. */
+		d1 = backoff_delay(600000, 300000, 2, &rng);
+		assert_true(d1 >= 300000 && d1 <= 600000);
+	}
+	assert_int_equal(backoff_delay(0, 300000, 5, &rng), 0);
+}
+
 static void test_token_syntax(void **state)
 {
 	assert_true(botapi_token_valid("123456:ABC-def_123"));
@@ -276,6 +295,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_u64map_against_model),
 		cmocka_unit_test(test_backoff_bounds),
+		cmocka_unit_test(test_backoff_delay),
 		cmocka_unit_test(test_token_syntax),
 		cmocka_unit_test(test_buf_append_limits),
 		cmocka_unit_test(test_log_redacts_secret),

@@ -357,6 +357,11 @@ static const struct tcase cases[] = {
 	    RANGE("limits", "max_attempts", "0", "an integer 1..100")),
 	BAD("limits.max_attempts high", H "[limits]\nmax_attempts = 101\n",
 	    RANGE("limits", "max_attempts", "101", "an integer 1..100")),
+	OK_I64("limits.retry_delay 250ms", H "[limits]\nretry_delay = 250ms\n", retry_delay_ms, 250),
+	OK_I64("limits.retry_delay 0", H "[limits]\nretry_delay = 0\n", retry_delay_ms, 0),
+	BAD("limits.retry_delay high", H "[limits]\nretry_delay = 61m\n",
+	    RANGE("limits", "retry_delay", "61m",
+	    "a duration 0s..60m: a number with ms, s or m; bare = seconds")),
 	OK_I64("limits.kill_grace 100ms", H "[limits]\nkill_grace = 100ms\n", kill_grace_ms, 100),
 	OK_I64("limits.kill_grace 0", H "[limits]\nkill_grace = 0\n", kill_grace_ms, 0),
 	BAD("limits.kill_grace nan", H "[limits]\nkill_grace = abc\n", NOTDUR("limits", "kill_grace", "abc")),
@@ -365,7 +370,8 @@ static const struct tcase cases[] = {
 	    RANGE("limits", "heartbeat_timeout", "0s", DUR_ACC("1ms"))),
 	BAD("limits unknown key", H "[limits]\nconcurency = 5\n",
 	    UNKNOWN("limits", "concurency", "concurrency, worker_concurrency, max_pending, "
-	    "update_timeout, shutdown_timeout, max_attempts, kill_grace, heartbeat_timeout")),
+	    "update_timeout, shutdown_timeout, max_attempts, retry_delay, kill_grace, "
+	    "heartbeat_timeout")),
 
 	/* [journal] */
 	OK_STR("journal.path", H "[journal]\npath = /var/lib/x/j.db\n", journal_path, "/var/lib/x/j.db"),
@@ -859,6 +865,7 @@ test_defaults(void **state)
 	assert_int_equal(cfg->update_timeout_ms, 60000);
 	assert_int_equal(cfg->shutdown_timeout_ms, 30000);
 	assert_int_equal(cfg->max_attempts, 3);
+	assert_int_equal(cfg->retry_delay_ms, 1000);
 	assert_int_equal(cfg->kill_grace_ms, 5000);
 	assert_int_equal(cfg->heartbeat_timeout_ms, 10000);
 	assert_string_equal(cfg->journal_path, cwd_join("bot.journal.db"));

@@ -1,6 +1,7 @@
 /*
  * Dispatch decisions (daemon/dispatch.h) with fake peers: least-loaded
- * choice, limits, retries run alone, reservation, lost peers, timeouts.
+ * choice, limits, retries run alone or delayed, reservation, lost peers,
+ * timeouts.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -144,7 +145,7 @@ static void lost_retry(void *arg, struct dsp_entry *e, int timed_out)
 	struct fake *f = arg;
 
 	assert_int_equal(timed_out, 0);
-	dispatch_retry(f->d, e);
+	dispatch_retry(f->d, e, 0, 1);
 }
 
 /* A retried update runs alone: on an idle peer that gets nothing else meanwhile. */
@@ -187,7 +188,7 @@ static void test_retry_reserves_a_peer(void **state)
 	int light = count_on(&f, 0) == 1 ? 0 : 1;
 	int light_ent = f.peer_of[0] == light ? 0 : f.peer_of[1] == light ? 1 : 2;
 
-	dispatch_retry(f.d, &f.ents[10]);
+	dispatch_retry(f.d, &f.ents[10], 0, 1);
 	f.nready = 8;
 	dispatch_run(f.d);
 	/* The light peer is reserved: it got none of the new updates. */
@@ -278,12 +279,37 @@ static void test_forget(void **state)
 	setup_fake(&f, 1, 4, 100);
 	f.nready = 1;
 	dispatch_run(f.d);
-	dispatch_retry(f.d, &f.ents[5]);
+	dispatch_retry(f.d, &f.ents[5], 0, 1);
 	dispatch_forget(f.d, &f.ents[0]);
 	dispatch_forget(f.d, &f.ents[5]);
 	assert_int_equal(dispatch_counts(f.d).inflight, 0);
 	assert_int_equal(dispatch_counts(f.d).queued, 0);
 	assert_int_equal(count_on(&f, 0), 0);
+	dispatch_free(f.d);
+}
+
+/* A failed handler's retry waits for its time, then joins a busy peer. */
+static void test_delayed_retry_not_alone(void **state)
+{
+	struct fake f;
+
+	setup_fake(&f, 1, 4, 100);
+	f.nready = 2;
+	dispatch_run(f.d);
+	assert_int_equal(dispatch_done(f.d, f.peers[0], &f.ents[0]), 0);
+	dispatch_retry(f.d, &f.ents[0], clock_ms() + 60000, 0);
+	assert_false(dispatch_retry_due(f.d, clock_ms()));
+	dispatch_run(f.d);
+	assert_int_equal(f.sends, 2);
+	assert_int_equal(dispatch_counts(f.d).queued, 1);
+	/* Due: it runs beside ents[1], and new work still goes there too. */
+	f.ents[0].not_before_ms = clock_ms();
+	assert_true(dispatch_retry_due(f.d, clock_ms()));
+	f.nready = 3;
+	dispatch_run(f.d);
+	assert_int_equal(f.sends, 4);
+	assert_int_equal(dispatch_counts(f.d).queued, 0);
+	assert_int_equal(count_on(&f, 0), 3);
 	dispatch_free(f.d);
 }
 
@@ -299,6 +325,7 @@ int main(void)
 		cmocka_unit_test(test_timeouts_cancel_then_kill),
 		cmocka_unit_test(test_cancel_failure_kills),
 		cmocka_unit_test(test_forget),
+		cmocka_unit_test(test_delayed_retry_not_alone),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

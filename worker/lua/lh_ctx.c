@@ -292,6 +292,13 @@ static int l_sleep(lua_State *L)
 	return 1;
 }
 
+/* ctx:no_retry(): if the update fails, it is dead-lettered, not retried */
+static int l_no_retry(lua_State *L)
+{
+	tgrun_no_retry(lh_ctx_check(L, 1));
+	return 0;
+}
+
 static int l_cancelled(lua_State *L)
 {
 	lua_pushboolean(L, tgrun_cancelled(lh_ctx_check(L, 1)));
@@ -534,7 +541,7 @@ void lh_ctx_open(lua_State *L)
 {
 	static const luaL_Reg methods[] = {
 		{ "call", l_call }, { "reply", l_reply }, { "send_text", l_send_text },
-		{ "sleep", l_sleep }, { "cancelled", l_cancelled },
+		{ "sleep", l_sleep }, { "cancelled", l_cancelled }, { "no_retry", l_no_retry },
 		{ "lock", l_lock }, { "unlock", l_unlock },
 		{ "http", l_http }, { "upload", l_upload }, { "download", l_download },
 		{ "spawn", lh_ctx_spawn }, { "join", lh_ctx_join }, { "all", lh_ctx_all },

@@ -147,14 +147,17 @@ void lh_thread_put(struct lh *lh, lua_State *T, int ref)
 /* A handler that returned false, or nil and an error, failed. */
 static void check_returned(lua_State *T, struct lh_run *r)
 {
+	char why[1024];
+
 	if (lua_type(T, -2) == LUA_TBOOLEAN && !lua_toboolean(T, -2))
-		tgrun_log(lh_of(T)->bot, 4, "lua: %s failed: the handler returned false",
-		    r->what);
+		snprintf(why, sizeof(why), "the handler returned false");
 	else if (lua_isnil(T, -2) && !lua_isnil(T, -1))
-		tgrun_log(lh_of(T)->bot, 4, "lua: %s failed: the handler returned nil, %s",
-		    r->what, luaL_tolstring(T, -1, NULL));
+		snprintf(why, sizeof(why), "the handler returned nil, %s",
+		    luaL_tolstring(T, -1, NULL));
 	else
 		return;
+	tgrun_log(lh_of(T)->bot, 4, "lua: %s failed: %s", r->what, why);
+	(void)tgrun_fail(r->ctx, "%s", why);
 	r->failed = 1;
 }
 
@@ -211,8 +214,13 @@ int lh_run(struct lh *lh, lua_State *T, struct lh_run *r)
 	if (r->cud != NULL)
 		r->cud->ctx = NULL;
 	if (r->status != LUA_OK) {
-		lh_log_failure(lh, r->what, r->status, lua_tostring(T, -1));
-		return -1;
+		const char *msg = lua_tostring(T, -1);
+
+		lh_log_failure(lh, r->what, r->status, msg);
+		/* The message's first line: the traceback is in the log. */
+		return r->status == LUA_ERRMEM ? tgrun_fail(r->ctx, "not enough memory "
+		    "([handler] lua_memory_limit = %zu)", lh->limit) :
+		    tgrun_fail(r->ctx, "%s", msg ? msg : "(no message)");
 	}
 	return r->failed ? -1 : 0;
 }
@@ -230,7 +238,7 @@ int tgrun_handle(struct tgrun_ctx *ctx, const json_t *update)
 	snprintf(what, sizeof(what), "update %lld (%s)", (long long)tgrun_update_id(ctx),
 	    tgrun_update_type(ctx));
 	if ((T = lh_thread_get(lh, &ref)) == NULL)
-		return -1;
+		return tgrun_fail(ctx, "not enough memory for a Lua thread");
 	rc = lh_run(lh, T, &r);
 	lh_thread_put(lh, T, ref);
 	return rc;
