@@ -198,6 +198,7 @@ static int64_t api_retry_policy(struct worker *w, const char *method, struct api
 	maybe = !botapi_not_delivered(easy, cc, decoded, res);
 	if (maybe && !botapi_method_readonly(method) && !w->bot.set.retry_ambiguous) {
 		retry_fail(rs, method, decoded, res, cc, 1, err);
+		ctx_note_ambiguous();
 		log_warn("%s: %s; not retried: the request may have reached the Bot API "
 		    "([api] retry_ambiguous = yes retries it)", method, res->description);
 		return -1;

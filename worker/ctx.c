@@ -63,6 +63,15 @@ void ctx_note_call_error(const char *desc)
 		ctx_update_error(ctx->u, desc, 0);
 }
 
+void ctx_note_ambiguous(void)
+{
+	struct task *t = sched_current();
+	struct tgrun_ctx *ctx = t ? task_data(t) : NULL;
+
+	if (ctx != NULL && ctx->u != NULL)
+		ctx->u->no_retry = 1;
+}
+
 int tgrun_fail(struct tgrun_ctx *ctx, const char *fmt, ...)
 {
 	char text[FRAME_DONE_ERR_MAX * 2];

@@ -139,6 +139,12 @@ int64_t ctx_timeout_ms(double seconds);
 void ctx_update_error(struct wupdate *u, const char *text, int explicit);
 /* A tgrun_* call of the running fiber failed with `desc`: noted for its update. */
 void ctx_note_call_error(const char *desc);
+/*
+ * A call of the running fiber may have reached the Bot API and was not
+ * retried ([api] retry_ambiguous = no): a failure of its update is final,
+ * since running it again would send again what that rule held back.
+ */
+void ctx_note_ambiguous(void);
 
 /* worker/spawn.c */
 /* The update ended: drop its references to the fiber handles it made. */

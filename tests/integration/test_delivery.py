@@ -55,3 +55,20 @@ def test_ambiguous_failure_is_logged_with_the_way_out(fakeapi, tgrund):
     report(api, push(api, message(65, "api sendMessage")))
     assert d.proc.wait_log("not retried: the request may have reached the Bot API "
                            "([api] retry_ambiguous = yes retries it)", 10), d.log()
+
+
+def test_update_whose_send_may_have_run_is_not_run_again(fakeapi, tgrund):
+    """A handler failing after an ambiguous send is dead-lettered, not retried:
+    a second run would send what retry_ambiguous = no held back."""
+    api = fakeapi()
+    d = tgrund(api, handler="echo_id",
+               conf={"workers": {"count": 1},
+                     "limits": {"max_attempts": "3", "retry_delay": "100ms"}}).wait_ready()
+    api.set_fault("sendMessage", kind="drop", times=1)
+    uid = push(api, message(66, "once"))
+    assert d.proc.wait_log("update %d (message): dead-lettered after 1 attempts" % uid,
+                           15), d.log()
+    sends = [c for c in api.calls("sendMessage")
+             if c["params"].get("text") == "u%d" % uid]
+    assert len(sends) == 1, "the update ran again after a send that may have run"
+    assert d.status()["dead_letters"] == 1
