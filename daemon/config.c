@@ -36,6 +36,7 @@ const struct key config_keys[] = {
 	{ "poll", "limit", KT_INT, F(poll_limit), 1, 100, NULL },
 	{ "poll", "allowed_updates", KT_UPDATES, F(allowed_updates), 0, 0, NULL },
 	{ "poll", "delete_webhook", KT_BOOL, F(delete_webhook), 0, 0, NULL },
+	{ "poll", "coalesce", KT_DURATION, F(poll_coalesce_ms), 0, UNITS_SECOND_MS, NULL },
 
 	{ "workers", "count", KT_INT_AUTO, F(worker_count), 1, 256, NULL },
 	{ "workers", "handler", KT_FILE, F(handler), 0, 0,
@@ -127,6 +128,7 @@ config_load(const char *path, char *err, size_t errlen)
 	}
 	ld.cfg = cfg;
 	cfg->poll_timeout_ms = 30 * UNITS_SECOND_MS;
+	cfg->poll_coalesce_ms = POLL_COALESCE_DEFAULT_MS;
 	cfg->poll_limit = 100;
 	cfg->stack_size = 256 * UNITS_KIB;
 	cfg->sequentialize = CFG_SEQ_CHAT;

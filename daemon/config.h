@@ -31,6 +31,9 @@ struct cfg_kv {
  * All durations are in milliseconds, sizes in bytes. Strings are owned by the
  * struct and freed by config_free(). Defaults are those documented in README.
  */
+/* [poll] coalesce when not set. */
+#define POLL_COALESCE_DEFAULT_MS	5
+
 struct config {
 	char *path;			/* file it was read from */
 
@@ -46,6 +49,7 @@ struct config {
 	int poll_limit;			/* 100; 1..100 */
 	char *allowed_updates;		/* JSON array text, NULL = Telegram's default */
 	int delete_webhook;		/* 0 */
+	int64_t poll_coalesce_ms;	/* 0..1s: see poller_poll() */
 
 	/* [workers] */
 	int worker_count;		/* 0 in the file = auto = online CPUs */

@@ -28,6 +28,8 @@ struct poller {
 	enum poll_state state;
 	int64_t offset;
 	int limit;
+	int64_t sent_ms;	/* when the getUpdates in flight was sent */
+	int64_t hold_until_ms;	/* [poll] coalesce: the next getUpdates waits until then */
 	int limit_cap;		/* answers were too large: ask for fewer; 0 = none */
 	struct backoff bo;
 	int conflict_logged;
@@ -85,6 +87,21 @@ static int collect(void *arg, const char *json, size_t len, int err)
  * update. Returns 1 when handled; 0 sends the answer down the general path
  * (errors, empty results, anything unusual).
  */
+static void batch_seen(struct poller *p, size_t n)
+{
+	int64_t now = clock_ms();
+
+	/*
+	 * Updates were already waiting (the answer came within the coalescing
+	 * window) and fewer than asked for: traffic is steady, not a backlog.
+	 * Asking again at once would fetch one or two at a time; the next
+	 * getUpdates waits until the window since this one's start is over.
+	 */
+	p->hold_until_ms = 0;
+	if (n > 0 && n < (size_t)p->limit && now - p->sent_ms < p->cfg->poll_coalesce_ms)
+		p->hold_until_ms = p->sent_ms + p->cfg->poll_coalesce_ms;
+}
+
 static int fast_batch(struct poller *p, CURLcode res)
 {
 	long code = 0;
@@ -104,6 +121,7 @@ static int fast_batch(struct poller *p, CURLcode res)
 	if (p->nitems < (size_t)p->limit)
 		p->limit_cap = 0;	/* the backlog is through */
 	p->state = P_IDLE;
+	batch_seen(p, p->nitems);
 	p->cbs.on_batch(p->cbs.arg, p->items, p->nitems);
 	return 1;
 }
@@ -207,6 +225,7 @@ static void on_done(CURL *easy, CURLcode res, void *arg)
 				    strlen(texts[i]), 0) != 0)
 					fatalx("out of memory");
 			}
+			batch_seen(p, p->nitems);
 			p->cbs.on_batch(p->cbs.arg, p->items, p->nitems);
 			for (i = 0; i < json_array_size(r.result); i++)
 				free(texts[i]);
@@ -301,6 +320,7 @@ static void send_request(struct poller *p, int64_t offset, int limit, long timeo
 	json_decref(body);
 	if (p->state != P_CONFIRM)
 		p->state = P_REQUEST;
+	p->sent_ms = clock_ms();
 	if (evcurl_add(p->ec, p->req.easy, on_done, p) != 0) {
 		p->state = P_IDLE;
 		wait_then_retry(p, 1000);
@@ -348,6 +368,15 @@ void poller_poll(struct poller *p, int64_t offset, int limit)
 		return;
 	p->offset = offset;
 	p->limit = p->limit_cap > 0 && limit > p->limit_cap ? p->limit_cap : limit;
+	if (p->hold_until_ms > 0) {
+		int64_t wait = p->hold_until_ms - clock_ms();
+
+		p->hold_until_ms = 0;
+		if (wait > 0) {
+			wait_then_retry(p, wait);
+			return;
+		}
+	}
 	send_request(p, offset, p->limit, (long)(p->cfg->poll_timeout_ms / 1000));
 }
 

@@ -356,3 +356,22 @@ def test_token_from_credentials_directory(fakeapi, tmp_path, tgrund):
     api.push_updates([message(5, "x")])
     wait_echoed(api, 1, timeout=20)
     assert d.proc.alive()
+
+
+# ---- [poll] coalesce -------------------------------------------------------------
+
+@pytest.mark.parametrize("coalesce,bound", [("200ms", lambda n: n < 60),
+                                            ("0", lambda n: n >= 100)])
+def test_steady_arrivals_are_fetched_in_batches_with_coalesce(fakeapi, tgrund,
+                                                              coalesce, bound):
+    """1,500 updates arriving at 300/s: with a 200 ms window the master asks about
+    once per window (some 25 getUpdates over five seconds); without it, about
+    once per update (fewer only when the machine is slow)."""
+    api = fakeapi("--count", "1500", "--chats", "50", "--rate", "300", "--seed", "5")
+    tgrund(api, conf={"poll": {"coalesce": coalesce}})
+    st = wait_echoed(api, api.stats()["expected_echoes"], timeout=60)
+    assert (st["missing"], st["duplicates"], st["inversions"]) == (0, 0, 0), st
+    polls = api.stats()["calls"]["getUpdates"]
+    print("coalesce %s: %d getUpdates calls" % (coalesce, polls))
+    assert bound(polls), "coalesce %s: %d getUpdates calls for 1500 updates" % (
+        coalesce, polls)

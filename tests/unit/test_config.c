@@ -151,6 +151,11 @@ static const struct tcase cases[] = {
 	OK_I64("poll.timeout 50s", H "[poll]\ntimeout = 50s\n", poll_timeout_ms, 50000),
 	OK_I64("poll.timeout bare", H "[poll]\ntimeout = 20\n", poll_timeout_ms, 20000),
 	OK_I64("poll.timeout 2000ms", H "[poll]\ntimeout = 2000ms\n", poll_timeout_ms, 2000),
+	OK_I64("poll.coalesce default", H, poll_coalesce_ms, POLL_COALESCE_DEFAULT_MS),
+	OK_I64("poll.coalesce 0", H "[poll]\ncoalesce = 0\n", poll_coalesce_ms, 0),
+	OK_I64("poll.coalesce 20ms", H "[poll]\ncoalesce = 20ms\n", poll_coalesce_ms, 20),
+	BAD("poll.coalesce high", H "[poll]\ncoalesce = 2s\n",
+	    RANGE("poll", "coalesce", "2s", "a duration 0s..1s: a number with ms, s or m; bare = seconds")),
 	BAD("poll.timeout nan", H "[poll]\ntimeout = abc\n", NOTDUR("poll", "timeout", "abc")
 	    "whole seconds 0..50, e.g. 30 or 30s)"),
 	BAD("poll.timeout unit", H "[poll]\ntimeout = 10x\n", NOTDUR("poll", "timeout", "10x")),
@@ -224,7 +229,7 @@ static const struct tcase cases[] = {
 	BAD("poll.delete_webhook empty", H "[poll]\ndelete_webhook =\n",
 	    EMPTY("poll", "delete_webhook")),
 	BAD("poll unknown key", H "[poll]\ntimout = 5\n",
-	    UNKNOWN("poll", "timout", "timeout, limit, allowed_updates, delete_webhook")),
+	    UNKNOWN("poll", "timout", "timeout, limit, allowed_updates, delete_webhook, coalesce")),
 
 	/* [workers] */
 	OK_FN("workers.count auto", H "count = auto\n", check_count_auto),
