@@ -302,10 +302,13 @@ def steady(build, count=10000, rate=1000, journal=True, trace=False):
     if not trace:
         print("== steady %d/s, %d updates, %s: %.0f updates/s; CPU per update: master "
               "%.1f us, workers %.1f us, whole daemon %.1f us; hand-out to answer p50 / "
-              "p99 %s / %s ms; missing/dup/inv %d/%d/%d"
+              "p99 %s / %s ms; arrival to answer p50 / p99 %s / %s ms; missing/dup/inv "
+              "%d/%d/%d"
               % (rate, count, label, st["echoed"] / elapsed, cpu[0] * 1e6 / n,
                  cpu[1] * 1e6 / n, (cpu[0] + cpu[1]) * 1e6 / n, st["latency_ms"]["p50"],
-                 st["latency_ms"]["p99"], st["missing"], st["duplicates"], st["inversions"]))
+                 st["latency_ms"]["p99"], st["arrival_latency_ms"]["p50"],
+                 st["arrival_latency_ms"]["p99"], st["missing"], st["duplicates"],
+                 st["inversions"]))
     else:
         for name in ("master", "workers"):
             c = counts.get(name, {})

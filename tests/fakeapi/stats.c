@@ -43,6 +43,8 @@ struct stats {
 	size_t nfirst, capfirst;
 	double *lat;		/* first hand-out to first echo, ms */
 	size_t nlat, caplat;
+	double *alat;		/* release (arrival) to first echo, ms */
+	size_t nalat, capalat;
 };
 
 #define GROW(arr, n, cap) do {						\
@@ -72,6 +74,7 @@ stats_free(struct stats *st)
 	free(st->ev);
 	free(st->first_order);
 	free(st->lat);
+	free(st->alat);
 	hmap_free(&st->method_ix);
 	hmap_free(&st->chat_max);
 	free(st);
@@ -223,6 +226,8 @@ stats_echo(struct stats *st, struct stream *s, size_t idx, int mid, double now_m
 		GROW(st->lat, st->nlat, st->caplat);
 		st->lat[st->nlat++] = now_ms - u->first_handout_ms;
 	}
+	GROW(st->alat, st->nalat, st->capalat);
+	st->alat[st->nalat++] = now_ms - u->released_ms;
 	if (u->has_chat) {
 		int64_t *max = hmap_put(&st->chat_max, u->chat_id, INT64_MIN);
 
@@ -253,18 +258,17 @@ pct(const double *v, size_t n, double p)
 }
 
 static void
-dump_latency(struct stats *st, struct evbuffer *buf)
+dump_latency(struct evbuffer *buf, const char *name, const double *lat, size_t n)
 {
 	double *v = NULL;
-	size_t n = st->nlat;
 
 	if (n > 0) {
 		v = util_xmalloc(n * sizeof(*v));
-		memcpy(v, st->lat, n * sizeof(*v));
+		memcpy(v, lat, n * sizeof(*v));
 		qsort(v, n, sizeof(*v), cmp_double);
 	}
-	evbuffer_add_printf(buf, "\"latency_ms\":{\"count\":%zu,\"p50\":%.3f,"
-	    "\"p90\":%.3f,\"p99\":%.3f,\"max\":%.3f}", n, pct(v, n, 50),
+	evbuffer_add_printf(buf, "\"%s\":{\"count\":%zu,\"p50\":%.3f,"
+	    "\"p90\":%.3f,\"p99\":%.3f,\"max\":%.3f}", name, n, pct(v, n, 50),
 	    pct(v, n, 90), pct(v, n, 99), n ? v[n - 1] : 0.0);
 	free(v);
 }
@@ -301,7 +305,9 @@ stats_dump(struct stats *st, struct stream *s, const char *webhook, struct evbuf
 	    st->handed_out_total, st->confirmed, expected, st->echoed,
 	    expected - st->echoed_expected, st->echo_events - st->echoed,
 	    st->inversions);
-	dump_latency(st, buf);
+	dump_latency(buf, "latency_ms", st->lat, st->nlat);
+	evbuffer_add(buf, ",", 1);
+	dump_latency(buf, "arrival_latency_ms", st->alat, st->nalat);
 	evbuffer_add_printf(buf, ",\"peak_concurrent\":%" PRIu64 ",\"concurrent\":%"
 	    PRIu64 ",\"calls\":", st->peak_concurrent, st->concurrent);
 	dump_methods(st, buf, 0);
@@ -378,7 +384,7 @@ stats_reset(struct stats *st, struct stream *s)
 	st->api_open_peak = st->api_open;
 	st->peak_concurrent = st->concurrent;
 	hmap_clear(&st->chat_max);
-	st->nev = st->nfirst = st->nlat = 0;
+	st->nev = st->nfirst = st->nlat = st->nalat = 0;
 	for (size_t i = 0; i < n; i++) {
 		struct stream_update *u = stream_at(s, i);
 

@@ -195,6 +195,7 @@ stream_add(struct stream *s, json_t *update, char *err, size_t errlen)
 	u->expected = u->has_chat || u->type == STREAM_TYPE_INLINE_QUERY;
 	s->expected += (size_t)u->expected;
 	u->first_handout_ms = u->first_echo_ms = -1;
+	u->released_ms = util_now_ms();
 	u->echo_head = u->echo_tail = -1;
 	*hmap_put(&s->by_id, id, 0) = (int64_t)s->len;
 	s->next_id = id + 1;
@@ -236,6 +237,8 @@ stream_at(struct stream *s, size_t i)
 void
 stream_release_all(struct stream *s)
 {
+	for (size_t i = s->released; i < s->len; i++)
+		s->u[i].released_ms = util_now_ms();
 	s->released = s->len;
 	/* the rate clock restarts after what was forced out */
 	s->rate_base = s->len;
@@ -252,6 +255,9 @@ stream_tick(struct stream *s, double now_ms)
 	want = s->rate_base + (size_t)floor(s->rate * (now_ms - s->rate_t0) / 1000.0);
 	if (want > s->len)
 		want = s->len;
+	for (size_t i = s->released; i < want; i++)
+		s->u[i].released_ms = s->rate_t0 + (double)(i + 1 - s->rate_base) *
+		    1000.0 / s->rate;
 	if (want > s->released)
 		s->released = want;
 	return s->released - before;

@@ -29,6 +29,7 @@ struct stream_update {
 	char *inline_id;	/* inline_query id, or NULL */
 	int64_t message_id;	/* a `message` update's message_id, else 0 */
 	/* stats */
+	double released_ms;		/* became available to getUpdates */
 	double first_handout_ms;	/* < 0: never handed out */
 	double first_echo_ms;		/* < 0: never echoed */
 	uint32_t handouts;

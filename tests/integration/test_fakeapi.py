@@ -667,7 +667,7 @@ def test_echo_statistics(fakeapi):
     assert api.control("chatlog?chat_id=%d" % a)["ids"] == [2, 1, 5]
     assert set(s) == {"updates_total", "updates_released", "handed_out", "handed_out_total",
                       "confirmed", "expected_echoes", "echoed", "missing", "duplicates",
-                      "inversions", "latency_ms", "peak_concurrent", "concurrent", "calls",
+                      "inversions", "latency_ms", "arrival_latency_ms", "peak_concurrent", "concurrent", "calls",
                       "responses", "faults_injected", "conflicts", "connections",
                       "api_connections", "api_connections_peak", "webhook", "uptime_ms"}
     # This test's client made every call on connections of its own.
@@ -713,6 +713,18 @@ def test_latency_percentiles(fakeapi):
     lat = api.stats()["latency_ms"]
     assert lat["count"] == 20
     assert lat["p50"] < 300 <= lat["p90"] and 600 <= lat["max"] == lat["p99"]
+
+
+def test_arrival_latency_counts_the_wait_before_the_hand_out(fakeapi):
+    """An update that waited 300 ms for a getUpdates: hand-out latency is small,
+    arrival latency includes the wait."""
+    api = fakeapi("--count", 1, "--mix", "message=1", "--chats", 1)
+    time.sleep(0.3)  # kept: the wait under test (arrival latency >= 300 ms)
+    get_updates(api)
+    api.api("sendMessage", {"chat_id": 1, "text": "u1"})
+    st = api.stats()
+    assert st["latency_ms"]["count"] == st["arrival_latency_ms"]["count"] == 1
+    assert st["latency_ms"]["max"] < 300 <= st["arrival_latency_ms"]["max"] < 5000
 
 
 def test_reset_stats(fakeapi):
