@@ -16,7 +16,7 @@ DESTDIR    ?=
 
 B := build
 CC ?= cc
-PKGS := libevent jansson libcurl libsystemd inih sqlite3 openssl
+PKGS := libevent jansson libcurl libsystemd inih sqlite3 openssl libnats
 # Debian package that provides each pkg-config module (used by `make deps`).
 DEB_libevent   := libevent-dev
 DEB_jansson    := libjansson-dev
@@ -26,6 +26,7 @@ DEB_inih       := libinih-dev
 DEB_sqlite3    := libsqlite3-dev
 DEB_openssl    := libssl-dev
 DEB_cmocka     := libcmocka-dev
+DEB_libnats    := libnats-dev
 # lua.so, the handler that runs bots written in Lua
 LUA_PKG        := lua5.4
 DEB_lua        := liblua5.4-dev
@@ -276,6 +277,7 @@ deps:
 			inih) missing="$$missing $(DEB_inih)";; \
 			sqlite3) missing="$$missing $(DEB_sqlite3)";; \
 			openssl) missing="$$missing $(DEB_openssl)";; \
+			libnats) missing="$$missing $(DEB_libnats)";; \
 			cmocka) missing="$$missing $(DEB_cmocka)";; \
 			$(LUA_PKG)) missing="$$missing $(DEB_lua)";; \
 		esac; \
@@ -292,6 +294,7 @@ deps:
 	command -v microsocks >/dev/null || missing="$$missing microsocks"; \
 	command -v tinyproxy >/dev/null || missing="$$missing tinyproxy"; \
 	command -v strace >/dev/null || missing="$$missing strace"; \
+	{ command -v nats-server || test -x /usr/sbin/nats-server; } >/dev/null || missing="$$missing nats-server"; \
 	{ command -v clang >/dev/null && test -f "$$(clang -print-file-name=libclang_rt.fuzzer-$$(uname -m).a)"; } || \
 		missing="$$missing clang libclang-rt-dev"; \
 	if [ -n "$$missing" ]; then \
