@@ -292,6 +292,8 @@ deps:
 	command -v microsocks >/dev/null || missing="$$missing microsocks"; \
 	command -v tinyproxy >/dev/null || missing="$$missing tinyproxy"; \
 	command -v strace >/dev/null || missing="$$missing strace"; \
+	pkg-config --exists libnats 2>/dev/null || missing="$$missing libnats-dev"; \
+	{ command -v nats-server || test -x /usr/sbin/nats-server; } >/dev/null || missing="$$missing nats-server"; \
 	{ command -v clang >/dev/null && test -f "$$(clang -print-file-name=libclang_rt.fuzzer-$$(uname -m).a)"; } || \
 		missing="$$missing clang libclang-rt-dev"; \
 	if [ -n "$$missing" ]; then \
