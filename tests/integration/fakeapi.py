@@ -94,6 +94,10 @@ class FakeApi:
             q["method"] = method
         return self.control("calls?" + urllib.parse.urlencode(q))["calls"]
 
+    def release(self):
+        """Start releasing the updates of a server started with --hold."""
+        return self.control("release", "POST")
+
     def polls(self, via=None, since=0):
         """The poll log: every getUpdates call since `since` (of the client that
         named itself `via` in /__via/<via>/bot...), with arrival `t_ms`, answer

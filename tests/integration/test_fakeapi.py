@@ -799,3 +799,20 @@ def test_via_names_the_client_in_calls_and_the_poll_log(fakeapi):
         st, _, _ = api.request("GET", bad + TEST_TOKEN + "/getMe")
         assert st == 404, bad
     assert api.stats()["calls"]["getUpdates"] == 3
+
+
+@pytest.mark.parametrize("rate", [0, 2000])
+def test_hold_releases_nothing_until_release(fakeapi, rate):
+    api = fakeapi("--count", "200", "--chats", "10", "--rate", rate, "--hold")
+    time.sleep(0.3)
+    assert get_updates(api, timeout=0) == []
+    assert api.stats()["updates_released"] == 0
+    t0 = time.monotonic()
+    api.release()
+    ids = []
+    while len(ids) < 200 and time.monotonic() - t0 < 5:
+        got = get_updates(api, offset=ids[-1] + 1 if ids else 0, timeout=1)
+        ids += [u["update_id"] for u in got]
+    assert ids == list(range(1, 201))
+    # At the rate, counted from the release.
+    assert time.monotonic() - t0 >= (0.09 if rate else 0)
