@@ -61,8 +61,10 @@ class NatsServer:
                   for j in range(size) if j != index]
         cluster = ""
         if size > 1:
+            # no_advertise: clients learn no other servers' URLs, so a client
+            # given one URL stays cut off when that server is down.
             cluster = ("cluster {\n  name: %s\n  listen: 127.0.0.1:%d\n"
-                       "  routes: [\n%s\n  ]\n}\n"
+                       "  no_advertise: true\n  routes: [\n%s\n  ]\n}\n"
                        % (cluster_name, self.route_port,
                           "\n".join("    " + r for r in routes)))
         with open(self.conf_path, "w") as f:
@@ -248,6 +250,7 @@ class NatsClient:
         self.timeout = timeout
         line = self._line(time.monotonic() + timeout)
         assert line.startswith(b"INFO "), line
+        self.info = json.loads(line[5:].decode())
         self.sock.sendall(b'CONNECT {"verbose":false,"pedantic":false,"headers":true,'
                           b'"no_responders":true,"protocol":1}\r\nPING\r\n')
         end = time.monotonic() + timeout

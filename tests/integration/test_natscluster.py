@@ -47,6 +47,8 @@ def test_three_servers_elect_a_meta_leader_and_keep_three_replicas(nats_cluster)
         assert s.meta() == (leader, 3)
         assert s.routes() == 2
     with NatsClient(c.urls[0]) as nc:
+        # A client learns no other server: one URL means one server.
+        assert not nc.info.get("connect_urls"), nc.info
         r = make_stream(nc, "PROBE")
         assert r["config"]["num_replicas"] == 3
         for i in range(10):
