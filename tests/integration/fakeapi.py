@@ -107,10 +107,6 @@ class FakeApi:
             q["via"] = via
         return self.control("polls?" + urllib.parse.urlencode(q))
 
-    def via_url(self, name):
-        """An api_url under which a client's calls are recorded with via = name."""
-        return "%s/__via/%s" % (self.url, name)
-
     def clock(self):
         """The fake server's t_ms now, and time.monotonic() at that moment (the
         middle of the request): to place its records on this process's clock."""

@@ -19,6 +19,14 @@ from waits import wait_until
 
 _serial = [0]
 
+
+def node_conf(name, nats_urls, api_url, lease="2s", replicas=3):
+    """The config sections of one tgrund cluster node named `name`: its
+    [cluster] and an api_url under which the fake Bot API records it as `via`."""
+    return {"bot": {"api_url": "%s/__via/%s" % (api_url, name)},
+            "cluster": {"nats": ", ".join(nats_urls), "node": name,
+                        "replicas": replicas, "lease": lease}}
+
 NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
 
 
@@ -57,6 +65,7 @@ class NatsServer:
         self.conf_path = os.path.join(self.dir, "server.conf")
         self.log_path = os.path.join(tmp, "%s-%s.log" % (prefix, self.name))
         self.url = "nats://127.0.0.1:%d" % self.port
+        self.alone = size == 1
         routes = ["nats-route://127.0.0.1:%d" % ports[j][1]
                   for j in range(size) if j != index]
         cluster = ""
@@ -116,8 +125,11 @@ class NatsServer:
             return None
 
     def meta(self):
-        """(meta leader name or None, cluster size) as this server sees JetStream."""
+        """(meta leader name or None, cluster size) as this server sees JetStream;
+        a server alone is its own leader once healthy."""
         j = self.monitor("jsz") or {}
+        if self.alone:
+            return (self.name, 1) if j.get("config") else (None, 0)
         mc = j.get("meta_cluster") or {}
         return mc.get("leader") or None, mc.get("cluster_size", 0)
 

@@ -18,7 +18,7 @@ import signal
 import time
 
 from conftest import SANITIZED
-from natscluster import NatsClient
+from natscluster import NatsClient, node_conf
 from waits import wait_log, wait_until
 
 LEASE_S = 2
@@ -78,11 +78,8 @@ class Node:
         self.generations = []      # every Tgrund this node ran
 
     def start(self):
-        conf = {"bot": {"api_url": self.bed.api.via_url(self.name)},
-                "cluster": {"nats": ", ".join(self.urls), "node": self.name,
-                            "replicas": 3, "lease": "%ds" % LEASE_S},
-                "workers": {"count": 1},
-                "limits": dict(LIMITS)}
+        conf = node_conf(self.name, self.urls, self.bed.api.url, lease="%ds" % LEASE_S)
+        conf.update({"workers": {"count": 1}, "limits": dict(LIMITS)})
         for sec, kv in self.conf.items():
             conf.setdefault(sec, {}).update(kv)
         self.d = self.bed.tgrund(self.bed.api, handler=self.bed.handler, conf=conf)
