@@ -49,8 +49,8 @@ endif
 # common/ sees only its own headers: worker/sched.h would also hide the
 # system <sched.h> that <pthread.h> includes (common/throttle.c).
 $(B)/obj/common/%.o: BASEFLAGS := $(filter-out -Iworker -Idaemon,$(BASEFLAGS))
-# The JetStream modules run threads: the same holds for <pthread.h> there.
-$(B)/obj/daemon/jsutil.o $(B)/obj/daemon/store_js.o $(B)/obj/daemon/workq.o: BASEFLAGS := $(filter-out -Iworker,$(BASEFLAGS))
+# daemon/ needs no worker header either, and its NATS code includes <pthread.h>.
+$(B)/obj/daemon/%.o: BASEFLAGS := $(filter-out -Iworker,$(BASEFLAGS))
 
 # Handlers are built as tgrun.pc tells handler authors to build theirs: with
 # stack clash protection, so a large frame is probed page by page and cannot
