@@ -129,8 +129,13 @@ static void become_leader(struct master *m)
 
 	if (!mc->epoch_pending || mc->leading || !cluster_leading(mc->cl))
 		return;
+	/*
+	 * A batch's acks are waited for on the loop, which also keeps the
+	 * lease's deadline: lease/5 keeps a stalled leader's step-down within
+	 * the lease.
+	 */
 	m->store = store_js_open(cluster_conn(mc->cl), cluster_js(mc->cl), m->cfg->name,
-	    m->cfg->cluster_replicas, m->cfg->cluster_lease_ms / 2, err, sizeof(err));
+	    m->cfg->cluster_replicas, m->cfg->cluster_lease_ms / 5, err, sizeof(err));
 	if (m->store == NULL) {
 		log_err("cluster: %s; trying again", err);
 		evtimer_add(mc->lead_ev, &tv);
