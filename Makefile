@@ -99,6 +99,8 @@ all: deps
 
 .PHONY: build-all
 build-all: $(PROGRAMS) $(HANDLERS) $(UNIT_BINS) $(BENCH_BINS)
+# The JetStream modules' tests need a nats-server: test_nats_modules.py runs them.
+build-all: $(B)/tests/jetstream
 
 # Rebuild everything when the flags change (e.g. switching SANITIZE on or off).
 $(B)/.flags: FORCE

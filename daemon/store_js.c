@@ -449,7 +449,8 @@ static void maybe_purge(struct sjs *s)
 		if (e->seq > 0 && e->seq < upto)
 			upto = e->seq;
 	}
-	if (upto <= s->st.FirstSeq)
+	/* Sequence 0 would purge it all. */
+	if (upto <= 1 || upto <= s->st.FirstSeq)
 		return;
 	jsOptions_Init(&o);
 	o.Wait = s->timeout_ms;
