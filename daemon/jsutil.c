@@ -79,6 +79,27 @@ int jsu_stream(jsCtx *js, jsStreamConfig *cfg, char *err, size_t errlen)
 	return 0;
 }
 
+int jsu_journal_stream(jsCtx *js, const char *bot_name, int replicas, char *err,
+    size_t errlen)
+{
+	char name[JSU_NAME_MAX], subj[JSU_NAME_MAX];
+	const char *subjects[1] = { subj };
+	jsStreamConfig sc;
+
+	if (jsu_stream_name(name, sizeof(name), bot_name, "JOURNAL") == -1 ||
+	    jsu_subject(subj, sizeof(subj), bot_name, "journal.>") == -1) {
+		snprintf(err, errlen, "bot name too long for a stream name");
+		return -1;
+	}
+	jsStreamConfig_Init(&sc);
+	sc.Name = name;
+	sc.Subjects = subjects;
+	sc.SubjectsLen = 1;
+	sc.Storage = js_FileStorage;
+	sc.Replicas = replicas;
+	return jsu_stream(js, &sc, err, errlen);
+}
+
 kvStore *jsu_dead_bucket(jsCtx *js, const char *bot_name, int replicas, char *err,
     size_t errlen)
 {

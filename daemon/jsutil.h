@@ -33,6 +33,13 @@ void jsu_errf(char *err, size_t errlen, const char *call, const char *what,
  */
 int jsu_stream(jsCtx *js, jsStreamConfig *cfg, char *err, size_t errlen)
 	__attribute__((warn_unused_result));
+/*
+ * The journal stream TGRUN_<name>_JOURNAL (subjects tgrun.<name>.journal.>,
+ * file storage), bound or created: the store writes it, every node's work
+ * queue publishes completions to it.
+ */
+int jsu_journal_stream(jsCtx *js, const char *bot_name, int replicas, char *err,
+    size_t errlen) __attribute__((warn_unused_result));
 /* The dead-letter bucket TGRUN_<name>_DEAD, bound or created (history 1). */
 kvStore *jsu_dead_bucket(jsCtx *js, const char *bot_name, int replicas, char *err,
     size_t errlen) __attribute__((warn_unused_result));

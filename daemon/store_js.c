@@ -1113,8 +1113,6 @@ struct store *store_js_open(natsConnection *nc, jsCtx *js, const char *bot_name,
     int64_t timeout_ms, char *err, size_t errlen)
 {
 	struct sjs *s = calloc(1, sizeof(*s));
-	const char *subjects[1];
-	jsStreamConfig sc;
 	jsOptions o;
 	natsStatus st;
 
@@ -1146,14 +1144,7 @@ struct store *store_js_open(natsConnection *nc, jsCtx *js, const char *bot_name,
 		jsu_errf(err, errlen, "natsConnection_JetStream", s->stream, st, 0);
 		goto fail;
 	}
-	jsStreamConfig_Init(&sc);
-	subjects[0] = s->subj_all;
-	sc.Name = s->stream;
-	sc.Subjects = subjects;
-	sc.SubjectsLen = 1;
-	sc.Storage = js_FileStorage;
-	sc.Replicas = replicas;
-	if (jsu_stream(s->js, &sc, err, errlen) == -1)
+	if (jsu_journal_stream(s->js, bot_name, replicas, err, errlen) == -1)
 		goto fail;
 	s->dead = jsu_dead_bucket(s->js, bot_name, replicas, err, errlen);
 	if (s->dead == NULL)
