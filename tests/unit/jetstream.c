@@ -327,6 +327,275 @@ static void test_store_replay_20000(void **state)
 	store_close(a);
 }
 
+/* ---- the work queue ---- */
+
+struct worker {
+	struct workq *q;
+	int n, *total;
+	struct workq_item *items[32];
+	int64_t ids[32];
+	int delivery[32];
+};
+
+static void on_work(void *arg, struct workq_item *it, int64_t id, const char *body,
+    size_t len, int delivery)
+{
+	struct worker *w = arg;
+	char want[64];
+
+	snprintf(want, sizeof(want), "{\"update_id\":%lld}", (long long)id);
+	assert_int_equal(len, strlen(want));
+	assert_memory_equal(body, want, len);
+	assert_true(w->n < 32);
+	w->items[w->n] = it;
+	w->ids[w->n] = id;
+	w->delivery[w->n++] = delivery;
+	if (w->total != NULL)
+		(*w->total)++;
+}
+
+static void open_worker(struct worker *w, const char *name, struct event_base *base,
+    int64_t ack_wait_ms)
+{
+	struct workq_cbs cbs = { .arg = w, .on_work = on_work };
+	char err[256] = "";
+
+	memset(w, 0, sizeof(*w));
+	w->q = workq_open(nc, js, base, name, 1, ack_wait_ms, 4, &cbs, err, sizeof(err));
+	if (w->q == NULL)
+		fail_msg("workq_open(%s): %s", name, err);
+}
+
+static void publish_ids(struct workq *q, int64_t first, int n)
+{
+	char body[64];
+
+	for (int64_t id = first; id < first + n; id++) {
+		snprintf(body, sizeof(body), "{\"update_id\":%lld}", (long long)id);
+		assert_int_equal(workq_publish(q, id, body, strlen(body)), 0);
+	}
+}
+
+/* Run the loop for ms. */
+static void spin(struct event_base *b, int ms)
+{
+	int never = 0;
+
+	assert_false(wait_for(b, &never, 1, ms));
+}
+
+/* Wait until the work stream holds `want` messages. */
+static void wait_work_msgs(struct event_base *b, struct workq *q, uint64_t want)
+{
+	struct workq_info info;
+	int64_t end = clock_ms() + TIMEOUT_MS;
+
+	do {
+		assert_int_equal(workq_info(q, &info), 0);
+		if (info.messages == want)
+			return;
+		spin(b, 20);
+	} while (clock_ms() < end);
+	fail_msg("the work stream holds %llu messages, not %llu",
+	    (unsigned long long)info.messages, (unsigned long long)want);
+}
+
+/* A journal follower, to see the completions the work queue publishes. */
+static struct store *follower(const char *name, struct event_base *base, struct dones *d)
+{
+	struct store *st = open_store(name);
+
+	assert_int_equal(replay(st).n, 0);
+	assert_int_equal(store_js_follow(st, base, on_done, d), 0);
+	return st;
+}
+
+static void test_workq_ok(void **state)
+{
+	const char *name = bot("wok");
+	struct event_base *base = event_base_new();
+	struct dones d = { 0 };
+	struct store *st = follower(name, base, &d);
+	struct workq_info info;
+	struct worker w;
+
+	open_worker(&w, name, base, 5000);
+	publish_ids(w.q, 41, 1);
+	workq_set_capacity(w.q, 1);
+	assert_true(wait_for(base, &w.n, 1, TIMEOUT_MS));
+	assert_int_equal(w.ids[0], 41);
+	assert_int_equal(w.delivery[0], 1);
+	wait_work_msgs(base, w.q, 1);
+	workq_finish(w.q, w.items[0], WORKQ_OK, NULL);
+	assert_true(wait_for(base, &d.n, 1, TIMEOUT_MS));
+	assert_int_equal(d.ids[0], 41);
+	assert_int_equal(d.dead[0], 0);
+	/* Acked once the completion was stored: the work queue forgets it. */
+	wait_work_msgs(base, w.q, 0);
+	assert_int_equal(workq_info(w.q, &info), 0);
+	assert_int_equal(info.pulled, 1);
+	assert_int_equal(info.ran, 1);
+	assert_int_equal(info.last_seq, 1);
+	workq_close(w.q);
+	store_close(st);
+	event_base_free(base);
+}
+
+static void test_workq_failed_redelivered(void **state)
+{
+	const char *name = bot("wfail");
+	struct event_base *base = event_base_new();
+	struct worker w;
+
+	open_worker(&w, name, base, 5000);
+	publish_ids(w.q, 42, 1);
+	workq_set_capacity(w.q, 1);
+	assert_true(wait_for(base, &w.n, 1, TIMEOUT_MS));
+	workq_finish(w.q, w.items[0], WORKQ_FAILED, "handler failed");
+	workq_set_capacity(w.q, 1);
+	assert_true(wait_for(base, &w.n, 2, TIMEOUT_MS));
+	assert_int_equal(w.ids[1], 42);
+	assert_int_equal(w.delivery[1], 2);
+	workq_finish(w.q, w.items[1], WORKQ_OK, NULL);
+	wait_work_msgs(base, w.q, 0);
+	workq_close(w.q);
+	event_base_free(base);
+}
+
+static int check_dead_43(void *arg, const struct store_dead *d)
+{
+	assert_int_equal(d->update_id, 43);
+	assert_int_equal(d->attempts, 1);
+	assert_string_equal(d->error, "worker killed by signal 9");
+	assert_string_equal(d->body, "{\"update_id\":43}");
+	(*(int *)arg)++;
+	return 0;
+}
+
+static void test_workq_dead(void **state)
+{
+	const char *name = bot("wdead");
+	struct event_base *base = event_base_new();
+	struct dones d = { 0 };
+	struct store *st = follower(name, base, &d);
+	struct worker w;
+	int n = 0;
+
+	open_worker(&w, name, base, 5000);
+	publish_ids(w.q, 43, 1);
+	workq_set_capacity(w.q, 1);
+	assert_true(wait_for(base, &w.n, 1, TIMEOUT_MS));
+	workq_finish(w.q, w.items[0], WORKQ_DEAD, "worker killed by signal 9");
+	assert_true(wait_for(base, &d.n, 1, TIMEOUT_MS));
+	assert_int_equal(d.ids[0], 43);
+	assert_int_equal(d.dead[0], 1);
+	assert_int_equal(store_dead_get(st, 43, check_dead_43, &n), 1);
+	assert_int_equal(n, 1);
+	wait_work_msgs(base, w.q, 0);
+	workq_close(w.q);
+	store_close(st);
+	event_base_free(base);
+}
+
+static void test_workq_capacity(void **state)
+{
+	const char *name = bot("wcap");
+	struct event_base *base = event_base_new();
+	struct worker w;
+
+	open_worker(&w, name, base, 5000);
+	publish_ids(w.q, 1, 5);
+	wait_work_msgs(base, w.q, 5);
+	/* No free slot: nothing is pulled. */
+	workq_set_capacity(w.q, 0);
+	spin(base, 600);
+	assert_int_equal(w.n, 0);
+	workq_set_capacity(w.q, 2);
+	assert_true(wait_for(base, &w.n, 2, TIMEOUT_MS));
+	spin(base, 600);
+	assert_int_equal(w.n, 2);
+	/* In order, each once. */
+	assert_int_equal(w.ids[0], 1);
+	assert_int_equal(w.ids[1], 2);
+	workq_finish(w.q, w.items[0], WORKQ_OK, NULL);
+	workq_set_capacity(w.q, 1);
+	assert_true(wait_for(base, &w.n, 3, TIMEOUT_MS));
+	spin(base, 600);
+	assert_int_equal(w.n, 3);
+	assert_int_equal(w.ids[2], 3);
+	workq_set_capacity(w.q, 10);
+	assert_true(wait_for(base, &w.n, 5, TIMEOUT_MS));
+	for (int i = 1; i < 5; i++)
+		workq_finish(w.q, w.items[i], WORKQ_OK, NULL);
+	wait_work_msgs(base, w.q, 0);
+	workq_close(w.q);
+	event_base_free(base);
+}
+
+static void test_workq_two_share(void **state)
+{
+	const char *name = bot("wshare");
+	struct event_base *base = event_base_new();
+	struct worker a, b;
+	int total = 0, seen[11] = { 0 };
+
+	open_worker(&a, name, base, 5000);
+	open_worker(&b, name, base, 5000);
+	a.total = b.total = &total;
+	publish_ids(a.q, 1, 10);
+	workq_set_capacity(a.q, 5);
+	workq_set_capacity(b.q, 5);
+	assert_true(wait_for(base, &total, 10, TIMEOUT_MS));
+	assert_int_equal(a.n, 5);
+	assert_int_equal(b.n, 5);
+	for (int i = 0; i < 5; i++) {
+		seen[a.ids[i]]++;
+		seen[b.ids[i]]++;
+		workq_finish(a.q, a.items[i], WORKQ_OK, NULL);
+		workq_finish(b.q, b.items[i], WORKQ_OK, NULL);
+	}
+	for (int i = 1; i <= 10; i++)
+		assert_int_equal(seen[i], 1);
+	wait_work_msgs(base, a.q, 0);
+	/* One closing leaves the shared consumer to the other. */
+	workq_close(a.q);
+	publish_ids(b.q, 11, 1);
+	workq_set_capacity(b.q, 1);
+	assert_true(wait_for(base, &b.n, 6, TIMEOUT_MS));
+	assert_int_equal(b.ids[5], 11);
+	workq_finish(b.q, b.items[5], WORKQ_OK, NULL);
+	wait_work_msgs(base, b.q, 0);
+	workq_close(b.q);
+	event_base_free(base);
+}
+
+static void test_workq_abandoned_redelivered(void **state)
+{
+	const char *name = bot("wgone");
+	struct event_base *base = event_base_new();
+	struct worker a, b;
+	int64_t t0;
+
+	open_worker(&a, name, base, 1000);
+	publish_ids(a.q, 7, 1);
+	workq_set_capacity(a.q, 1);
+	assert_true(wait_for(base, &a.n, 1, TIMEOUT_MS));
+	t0 = clock_ms();
+	/* Its holder goes away without finishing it (a node that dies). */
+	workq_close(a.q);
+	open_worker(&b, name, base, 1000);
+	workq_set_capacity(b.q, 1);
+	assert_true(wait_for(base, &b.n, 1, TIMEOUT_MS));
+	assert_int_equal(b.ids[0], 7);
+	assert_int_equal(b.delivery[0], 2);
+	/* Not before the ack wait ran out. */
+	assert_true(clock_ms() - t0 >= 700);
+	workq_finish(b.q, b.items[0], WORKQ_OK, NULL);
+	wait_work_msgs(base, b.q, 0);
+	workq_close(b.q);
+	event_base_free(base);
+}
+
 /* ---- main ---- */
 
 static int setup(void **state)
@@ -366,6 +635,12 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_store_offset_survives_purge),
 		cmocka_unit_test(test_store_follow),
 		cmocka_unit_test(test_store_replay_20000),
+		cmocka_unit_test(test_workq_ok),
+		cmocka_unit_test(test_workq_failed_redelivered),
+		cmocka_unit_test(test_workq_dead),
+		cmocka_unit_test(test_workq_capacity),
+		cmocka_unit_test(test_workq_two_share),
+		cmocka_unit_test(test_workq_abandoned_redelivered),
 	};
 
 	if (argc > 1)
