@@ -48,6 +48,7 @@ struct repub {
 
 struct workq {
 	jsCtx *js;			/* our own: acks to on_ack() */
+	jsCtx *ujs;			/* the caller's: requests from on_ack() */
 	kvStore *dead;
 	struct event_base *base;
 	struct workq_cbs cbs;
@@ -72,6 +73,8 @@ struct workq {
 	pthread_mutex_t pmu;
 	struct u64map acking;
 	int closing;
+	int busy;			/* on_ack() calls outside pmu; workq_close() waits for 0 */
+	pthread_cond_t pcv;
 	uint64_t pulled, ran;		/* loop */
 };
 
@@ -215,6 +218,43 @@ static natsStatus publish_async(struct workq *q, natsMsg **m)
 	return js_PublishMsgAsync(q->js, m, &po);
 }
 
+/*
+ * libnats' thread: a work message was a duplicate of `seq`. While that one is
+ * in the stream, it is one (a new leader republishing). Once it is gone (run
+ * and acked, or terminated as dead) this is a dead letter retried within the
+ * duplicate window: publish it again under an id of its own. Returns whether
+ * it took `msg`.
+ */
+static int republish_gone(struct workq *q, natsMsg *msg, uint64_t seq)
+{
+	natsMsg *old = NULL, *again = msg;
+	jsErrCode jerr = 0;
+	natsStatus st;
+	char mid[48];
+	int took = 0;
+
+	pthread_mutex_lock(&q->pmu);
+	if (q->closing) {
+		pthread_mutex_unlock(&q->pmu);
+		return 0;
+	}
+	q->busy++;
+	pthread_mutex_unlock(&q->pmu);
+	st = js_GetMsg(&old, q->ujs, q->stream, seq, NULL, &jerr);
+	natsMsg_Destroy(old);
+	if (st == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr) {
+		snprintf(mid, sizeof(mid), "w%lld.%llu", (long long)msg_update_id(msg),
+		    (unsigned long long)seq);
+		took = natsMsgHeader_Set(msg, "Nats-Msg-Id", mid) == NATS_OK &&
+		    publish_async(q, &again) == NATS_OK;
+	}
+	pthread_mutex_lock(&q->pmu);
+	if (--q->busy == 0)
+		pthread_cond_broadcast(&q->pcv);
+	pthread_mutex_unlock(&q->pmu);
+	return took;
+}
+
 /* libnats' thread: a completion is stored, so its item may go; or a publish failed. */
 static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
 {
@@ -223,6 +263,11 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
 	struct repub *r;
 	natsMsg *again;
 
+	if (pa != NULL && pa->Duplicate && strcmp(natsMsg_GetSubject(msg), q->subj_work) == 0) {
+		if (!republish_gone(q, msg, pa->Sequence))
+			natsMsg_Destroy(msg);
+		return;
+	}
 	/* Held throughout: workq_close() waits for an ack being sent. */
 	pthread_mutex_lock(&q->pmu);
 	it = q->closing ? NULL : u64map_del(&q->acking, (uint64_t)(uintptr_t)msg);
@@ -476,6 +521,8 @@ struct workq *workq_open(natsConnection *nc, jsCtx *js, struct event_base *base,
 	pthread_mutex_init(&q->mu, NULL);
 	pthread_mutex_init(&q->pmu, NULL);
 	pthread_cond_init(&q->cv, NULL);
+	pthread_cond_init(&q->pcv, NULL);
+	q->ujs = js;
 	if (jsu_stream_name(q->stream, sizeof(q->stream), bot_name, "WORK") == -1 ||
 	    jsu_subject(q->subj_work, sizeof(q->subj_work), bot_name, "work") == -1 ||
 	    jsu_subject(q->subj_done, sizeof(q->subj_done), bot_name, "journal.done") == -1) {
@@ -574,6 +621,8 @@ void workq_close(struct workq *q)
 	}
 	pthread_mutex_lock(&q->pmu);
 	q->closing = 1;
+	while (q->busy > 0)
+		pthread_cond_wait(&q->pcv, &q->pmu);
 	while (u64map_next(&q->acking, &it, &k, &v))
 		free_item(v);
 	u64map_free(&q->acking);
@@ -599,5 +648,6 @@ void workq_close(struct workq *q)
 	pthread_mutex_destroy(&q->mu);
 	pthread_mutex_destroy(&q->pmu);
 	pthread_cond_destroy(&q->cv);
+	pthread_cond_destroy(&q->pcv);
 	free(q);
 }

@@ -492,6 +492,23 @@ static void test_workq_dead(void **state)
 	assert_int_equal(store_dead_get(st, 43, check_dead_43, &n), 1);
 	assert_int_equal(n, 1);
 	wait_work_msgs(base, w.q, 0);
+	/* Retried at once, within the duplicate window of w43: it runs again all the same. */
+	publish_ids(w.q, 43, 1);
+	workq_set_capacity(w.q, 1);
+	assert_true(wait_for(base, &w.n, 2, TIMEOUT_MS));
+	assert_int_equal(w.ids[1], 43);
+	assert_int_equal(w.delivery[1], 1);
+	/* While it waits in the stream, a republish (a new leader) is one message still. */
+	workq_finish(w.q, w.items[1], WORKQ_FAILED, NULL);
+	publish_ids(w.q, 43, 1);
+	spin(base, 100);
+	workq_set_capacity(w.q, 1);
+	assert_true(wait_for(base, &w.n, 3, TIMEOUT_MS));
+	assert_int_equal(w.delivery[2], 2);
+	workq_finish(w.q, w.items[2], WORKQ_OK, NULL);
+	wait_work_msgs(base, w.q, 0);
+	spin(base, 300);
+	assert_int_equal(w.n, 3);
 	workq_close(w.q);
 	store_close(st);
 	event_base_free(base);
