@@ -48,6 +48,20 @@ int jsu_dead_put(kvStore *kv, int64_t update_id, int attempts, const char *error
     const char *body, size_t len, char *err, size_t errlen)
 	__attribute__((warn_unused_result));
 
+/*
+ * A KV bucket read through its stream, so its leader answers (a direct get
+ * may come from a replica that lags behind a put just acked elsewhere).
+ * jsu_kv_get: the live value of `key`: 1 (*out to natsMsg_Destroy, its
+ * sequence is the revision), 0 absent or deleted, -1. jsu_kv_keys: every
+ * live key, each to `cb` (its non-zero return stops the walk and is
+ * returned), 0 or -1.
+ */
+int jsu_kv_get(jsCtx *js, const char *bucket, const char *key, natsMsg **out, char *err,
+    size_t errlen) __attribute__((warn_unused_result));
+int jsu_kv_keys(jsCtx *js, const char *bucket, int64_t idle_ms,
+    int (*cb)(void *arg, const char *key), void *arg, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+
 /* The state of a stream (a bounded request). 0 or -1. */
 int jsu_stream_state(jsCtx *js, const char *stream, jsStreamState *out, char *err,
     size_t errlen) __attribute__((warn_unused_result));

@@ -53,7 +53,7 @@ struct sjs {
 	jsCtx *js;			/* our own: Wait = timeout, acks to on_ack() */
 	kvStore *dead;
 	int64_t timeout_ms;
-	char stream[JSU_NAME_MAX];
+	char stream[JSU_NAME_MAX], bucket[JSU_NAME_MAX];
 	char subj_all[JSU_NAME_MAX], subj_upd[JSU_NAME_MAX];
 	char subj_done[JSU_NAME_MAX], subj_off[JSU_NAME_MAX];
 	char origin[48];		/* JSU_HDR_ORIGIN of the completions we publish */
@@ -718,62 +718,75 @@ static int sjs_dead_letter(struct store *st, int64_t id, int attempts, const cha
 	return 0;
 }
 
+struct idlist {
+	int64_t *ids;
+	int64_t n, cap;
+};
+
+static int collect_id(void *arg, const char *key)
+{
+	struct idlist *l = arg;
+	int64_t *p;
+
+	if (l->n == l->cap) {
+		l->cap = l->cap ? l->cap * 2 : 64;
+		p = realloc(l->ids, (size_t)l->cap * sizeof(*p));
+		if (p == NULL)
+			return -1;
+		l->ids = p;
+	}
+	l->ids[l->n++] = strtoll(key, NULL, 10);
+	return 0;
+}
+
 /* The dead letters' ids in order, or one id; *n = -1 on failure. */
 static int64_t *dead_ids(struct sjs *s, int64_t one, int64_t *n)
 {
-	kvKeysList kl = { NULL, 0 };
-	int64_t *ids;
-	natsStatus st;
+	struct idlist l = { NULL, 0, 0 };
 
 	*n = -1;
 	if (one != STORE_ALL) {
-		ids = malloc(sizeof(*ids));
-		if (ids != NULL) {
-			ids[0] = one;
+		if (collect_id(&l, "0") == 0) {
+			l.ids[0] = one;
 			*n = 1;
 		}
-		return ids;
+		return l.ids;
 	}
-	st = kvStore_Keys(&kl, s->dead, NULL);
-	if (st != NATS_OK && st != NATS_NOT_FOUND) {
-		jsu_errf(s->errmsg, sizeof(s->errmsg), "kvStore_Keys", "dead letters", st, 0);
-		log_warn("journal stream %s: %s", s->stream, s->errmsg);
+	if (jsu_kv_keys(s->js, s->bucket, s->timeout_ms, collect_id, &l, s->errmsg,
+	    sizeof(s->errmsg)) != 0) {
+		log_warn("journal stream %s: dead letters: %s", s->stream, s->errmsg);
+		free(l.ids);
 		return NULL;
 	}
-	ids = malloc(((size_t)kl.Count + 1) * sizeof(*ids));
-	if (ids != NULL) {
-		for (int i = 0; i < kl.Count; i++)
-			ids[i] = strtoll(kl.Keys[i], NULL, 10);
-		qsort(ids, (size_t)kl.Count, sizeof(*ids), cmp_id);
-		*n = kl.Count;
+	if (l.ids == NULL && collect_id(&l, "0") == 0)
+		l.n = 0;
+	if (l.ids != NULL) {
+		qsort(l.ids, (size_t)l.n, sizeof(*l.ids), cmp_id);
+		*n = l.n;
 	}
-	kvKeysList_Destroy(&kl);
-	return ids;
+	return l.ids;
 }
 
 /* One dead letter, decoded: 1 (and *d filled, *json to json_decref), 0 absent, -1. */
 static int dead_read(struct sjs *s, int64_t id, struct store_dead *d, json_t **json,
     uint64_t *rev)
 {
-	kvEntry *ke = NULL;
+	natsMsg *m = NULL;
 	json_error_t je;
 	json_t *o, *b;
-	natsStatus st;
 	char key[24];
+	int got;
 
 	snprintf(key, sizeof(key), "%lld", (long long)id);
-	st = kvStore_Get(&ke, s->dead, key);
-	if (st == NATS_NOT_FOUND)
-		return 0;
-	if (st != NATS_OK) {
-		jsu_errf(s->errmsg, sizeof(s->errmsg), "kvStore_Get", key, st, 0);
+	got = jsu_kv_get(s->js, s->bucket, key, &m, s->errmsg, sizeof(s->errmsg));
+	if (got == -1)
 		log_warn("journal stream %s: dead letter: %s", s->stream, s->errmsg);
-		return -1;
-	}
-	o = json_loadb(kvEntry_Value(ke), (size_t)kvEntry_ValueLen(ke), 0, &je);
+	if (got != 1)
+		return got;
+	o = json_loadb(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), 0, &je);
 	if (rev != NULL)
-		*rev = kvEntry_Revision(ke);
-	kvEntry_Destroy(ke);
+		*rev = natsMsg_GetSequence(m);
+	natsMsg_Destroy(m);
 	if (o == NULL || !json_is_object(o)) {
 		json_decref(o);
 		seterr(s, "dead letter %s: not the JSON we write", key);
@@ -1127,6 +1140,7 @@ struct store *store_js_open(natsConnection *nc, jsCtx *js, const char *bot_name,
 	snprintf(s->origin, sizeof(s->origin), "%ld-%llx", (long)getpid(),
 	    (unsigned long long)clock_us() ^ (unsigned long long)(uintptr_t)s);
 	if (jsu_stream_name(s->stream, sizeof(s->stream), bot_name, "JOURNAL") == -1 ||
+	    jsu_stream_name(s->bucket, sizeof(s->bucket), bot_name, "DEAD") == -1 ||
 	    jsu_subject(s->subj_all, sizeof(s->subj_all), bot_name, "journal.>") == -1 ||
 	    jsu_subject(s->subj_upd, sizeof(s->subj_upd), bot_name, "journal.upd") == -1 ||
 	    jsu_subject(s->subj_done, sizeof(s->subj_done), bot_name, "journal.done") == -1 ||

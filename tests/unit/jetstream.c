@@ -3,6 +3,7 @@
  * (store_js) and the work queue (workq). The server's URL comes from
  * TGRUN_NATS_URL; tests/integration/test_nats_modules.py starts the server
  * and runs this program. Every test uses streams of its own (its own bot name).
+ * An argument runs only the tests it matches (cmocka's filter, e.g. "test_workq*").
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -27,6 +28,8 @@
 
 static natsConnection *nc;
 static jsCtx *js;
+/* Copies of every stream: TGRUN_NATS_REPLICAS (default 1), for a cluster of servers. */
+static int replicas = 1;
 
 /* A bot name no other test (or run) uses, so each test has streams of its own. */
 static const char *bot(const char *tag)
@@ -40,7 +43,7 @@ static const char *bot(const char *tag)
 static struct store *open_store(const char *name)
 {
 	char err[256] = "";
-	struct store *st = store_js_open(nc, js, name, 1, TIMEOUT_MS, err, sizeof(err));
+	struct store *st = store_js_open(nc, js, name, replicas, TIMEOUT_MS, err, sizeof(err));
 
 	if (st == NULL)
 		fail_msg("store_js_open(%s): %s", name, err);
@@ -361,7 +364,7 @@ static void open_worker(struct worker *w, const char *name, struct event_base *b
 	char err[256] = "";
 
 	memset(w, 0, sizeof(*w));
-	w->q = workq_open(nc, js, base, name, 1, ack_wait_ms, 4, &cbs, err, sizeof(err));
+	w->q = workq_open(nc, js, base, name, replicas, ack_wait_ms, 4, &cbs, err, sizeof(err));
 	if (w->q == NULL)
 		fail_msg("workq_open(%s): %s", name, err);
 }
@@ -620,6 +623,8 @@ static int setup(void **state)
 	const char *url = getenv("TGRUN_NATS_URL");
 	natsStatus s;
 
+	if (getenv("TGRUN_NATS_REPLICAS") != NULL)
+		replicas = atoi(getenv("TGRUN_NATS_REPLICAS"));
 	if (url == NULL) {
 		fprintf(stderr, "TGRUN_NATS_URL is not set: run this program from "
 		    "tests/integration/test_nats_modules.py\n");
