@@ -49,8 +49,8 @@ endif
 # common/ sees only its own headers: worker/sched.h would also hide the
 # system <sched.h> that <pthread.h> includes (common/throttle.c).
 $(B)/obj/common/%.o: BASEFLAGS := $(filter-out -Iworker -Idaemon,$(BASEFLAGS))
-# The JetStream modules run threads: the same holds for <pthread.h> there.
-$(B)/obj/daemon/jsutil.o $(B)/obj/daemon/store_js.o $(B)/obj/daemon/workq.o: BASEFLAGS := $(filter-out -Iworker,$(BASEFLAGS))
+# daemon/ has no use for worker/ headers, and its NATS modules run threads.
+$(B)/obj/daemon/%.o: BASEFLAGS := $(filter-out -Iworker,$(BASEFLAGS))
 
 # Handlers are built as tgrun.pc tells handler authors to build theirs: with
 # stack clash protection, so a large frame is probed page by page and cannot
@@ -223,8 +223,7 @@ FUZZ_BASE := -std=gnu11 -g -O1 $(WARN) -D_GNU_SOURCE -fno-strict-aliasing \
 FUZZ_CFLAGS = $(FUZZ_BASE) -Icommon -Iworker -Idaemon $(PKG_CFLAGS)
 # As above: common/ sees only its own headers.
 $(B)/fuzz/obj/common/%.o: FUZZ_CFLAGS = $(FUZZ_BASE) -Icommon $(PKG_CFLAGS)
-$(B)/fuzz/obj/daemon/jsutil.o $(B)/fuzz/obj/daemon/store_js.o $(B)/fuzz/obj/daemon/workq.o: \
-	FUZZ_CFLAGS = $(FUZZ_BASE) -Icommon -Idaemon $(PKG_CFLAGS)
+$(B)/fuzz/obj/daemon/%.o: FUZZ_CFLAGS = $(FUZZ_BASE) -Icommon -Idaemon $(PKG_CFLAGS)
 fobj = $(patsubst %.c,$(B)/fuzz/obj/%.o,$(1))
 
 $(B)/fuzz/obj/%.o: %.c Makefile

@@ -20,7 +20,8 @@ struct event_base;
  *
  * A thread of its own pulls as many messages as the loop said it can take
  * (workq_set_capacity) and hands them to the loop through a queue and an
- * eventfd: every callback runs on the loop thread of `base`.
+ * eventfd: every callback runs on the loop thread of `base`. `nc` and `js`
+ * must outlive the queue; it makes its own JetStream context for publishing.
  */
 struct workq;
 struct workq_item;     /* one pulled work message */
