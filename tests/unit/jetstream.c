@@ -221,6 +221,33 @@ static void test_store_offset_survives_purge(void **state)
 	store_close(a);
 }
 
+/* JetStream gives no ack (the stream is gone): the batch fails in bounded time, the store stays usable. */
+static void test_store_unavailable(void **state)
+{
+	const char *name = bot("gone");
+	struct store *a = open_store(name), *b;
+	char stream[128];
+	int64_t t0;
+	struct seen s;
+
+	add_ids(a, 1, 2, 3, 2);
+	snprintf(stream, sizeof(stream), "TGRUN_%s_JOURNAL", name);
+	assert_int_equal(js_DeleteStream(js, stream, NULL, NULL), NATS_OK);
+	t0 = clock_ms();
+	add_ids(a, 3, 2, 5, -1);
+	assert_true(clock_ms() - t0 < TIMEOUT_MS + 1000);
+	assert_true(store_errmsg(a)[0] != '\0');
+	/* Back (another node made the stream again): the master's retry goes through. */
+	b = open_store(name);
+	add_ids(a, 3, 2, 5, 2);
+	s = replay(b);
+	assert_int_equal(s.n, 2);
+	assert_int_equal(s.ids[0], 3);
+	assert_int_equal(s.ids[1], 4);
+	store_close(b);
+	store_close(a);
+}
+
 struct dones {
 	int n;
 	int64_t ids[16];
@@ -589,6 +616,32 @@ static void test_workq_two_share(void **state)
 	event_base_free(base);
 }
 
+/* A publish JetStream refuses (no stream) is tried again until it goes through. */
+static void test_workq_publish_retried(void **state)
+{
+	const char *name = bot("wretry");
+	struct event_base *base = event_base_new();
+	struct worker a, b;
+	char stream[128];
+
+	open_worker(&a, name, base, 5000);
+	snprintf(stream, sizeof(stream), "TGRUN_%s_WORK", name);
+	assert_int_equal(js_DeleteStream(js, stream, NULL, NULL), NATS_OK);
+	publish_ids(a.q, 9, 1);
+	spin(base, 500);
+	/* Another node makes the stream again. */
+	open_worker(&b, name, base, 5000);
+	workq_set_capacity(b.q, 1);
+	assert_true(wait_for(base, &b.n, 1, TIMEOUT_MS));
+	assert_int_equal(b.ids[0], 9);
+	assert_int_equal(b.delivery[0], 1);
+	workq_finish(b.q, b.items[0], WORKQ_OK, NULL);
+	wait_work_msgs(base, b.q, 0);
+	workq_close(a.q);
+	workq_close(b.q);
+	event_base_free(base);
+}
+
 static void test_workq_abandoned_redelivered(void **state)
 {
 	const char *name = bot("wgone");
@@ -655,6 +708,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_store_republish_deduplicated),
 		cmocka_unit_test(test_store_dead_letters),
 		cmocka_unit_test(test_store_offset_survives_purge),
+		cmocka_unit_test(test_store_unavailable),
 		cmocka_unit_test(test_store_follow),
 		cmocka_unit_test(test_store_replay_20000),
 		cmocka_unit_test(test_workq_ok),
@@ -662,6 +716,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_workq_dead),
 		cmocka_unit_test(test_workq_capacity),
 		cmocka_unit_test(test_workq_two_share),
+		cmocka_unit_test(test_workq_publish_retried),
 		cmocka_unit_test(test_workq_abandoned_redelivered),
 	};
 
