@@ -37,7 +37,17 @@ void sjs_seterr(struct sjs *s, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(s->errmsg, sizeof(s->errmsg), fmt, ap);
 	va_end(ap);
-	log_warn("journal stream %s: %s", s->stream, s->errmsg);
+	sjs_warn(s);
+}
+
+void sjs_warn(struct sjs *s)
+{
+	unsigned long held;
+
+	/* The master retries a blocked write every second: a line now and then says it. */
+	if (log_rate_pass(&s->warned, 10000, &held))
+		log_warn("journal stream %s: %s%s", s->stream, s->errmsg,
+		    held > 0 ? " (and earlier failures not logged)" : "");
 }
 
 static void note_jerr(struct sjs *s, jsErrCode jerr)
@@ -95,6 +105,12 @@ int sjs_publish(struct sjs *s, const char *subj, const char *msgid, int64_t offs
 	char off[24];
 	natsStatus st;
 
+	/* Out of reach: fail now rather than after the timeout (the master retries). */
+	if (natsConnection_Status(s->nc) != NATS_CONN_STATUS_CONNECTED) {
+		s->full = 0;
+		sjs_seterr(s, "not connected to NATS");
+		return -1;
+	}
 	st = natsMsg_Create(&m, subj, NULL, body, (int)len);
 	if (st == NATS_OK && msgid != NULL)
 		st = natsMsgHeader_Set(m, "Nats-Msg-Id", msgid);
@@ -112,7 +128,7 @@ int sjs_publish(struct sjs *s, const char *subj, const char *msgid, int64_t offs
 	natsMsg_Destroy(m);
 	if (st != NATS_OK) {
 		jsu_errf(s->errmsg, sizeof(s->errmsg), "js_PublishMsgAsync", subj, st, 0);
-		log_warn("journal stream %s: %s", s->stream, s->errmsg);
+		sjs_warn(s);
 		return -1;
 	}
 	return 0;
@@ -296,8 +312,12 @@ static int catch_up(struct sjs *s)
 	uint64_t last, seq;
 	natsStatus st;
 
+	if (natsConnection_Status(s->nc) != NATS_CONN_STATUS_CONNECTED) {
+		sjs_seterr(s, "not connected to NATS");
+		return -1;
+	}
 	if (jsu_stream_state(s->js, s->stream, &s->st, s->errmsg, sizeof(s->errmsg)) == -1) {
-		log_warn("journal stream %s: %s", s->stream, s->errmsg);
+		sjs_warn(s);
 		return -1;
 	}
 	last = s->st.LastSeq;
@@ -320,7 +340,7 @@ static int catch_up(struct sjs *s)
 	st = js_SubscribeSync(&sub, s->js, s->subj_all, NULL, &so, &jerr);
 	if (st != NATS_OK) {
 		jsu_errf(s->errmsg, sizeof(s->errmsg), "js_SubscribeSync", s->stream, st, jerr);
-		log_warn("journal stream %s: %s", s->stream, s->errmsg);
+		sjs_warn(s);
 		return -1;
 	}
 	natsSubscription_SetPendingLimits(sub, -1, -1);
@@ -420,7 +440,7 @@ static int sjs_add_batch(struct store *st, const struct store_rec *r, size_t n, 
 		if (ns != NATS_OK) {
 			note_jerr(s, jerr);
 			jsu_errf(s->errmsg, sizeof(s->errmsg), "js_PublishMsg", s->subj_off, ns, jerr);
-			log_warn("journal stream %s: %s", s->stream, s->errmsg);
+			sjs_warn(s);
 			return -1;
 		}
 		note_offset(s, off, pa->Sequence);
@@ -473,7 +493,7 @@ static int last_offset(struct sjs *s, const char *subj, int64_t *best)
 		return 0;
 	if (st != NATS_OK) {
 		jsu_errf(s->errmsg, sizeof(s->errmsg), "js_GetLastMsg", subj, st, jerr);
-		log_warn("journal stream %s: %s", s->stream, s->errmsg);
+		sjs_warn(s);
 		return -1;
 	}
 	if (strcmp(subj, s->subj_upd) == 0) {
@@ -633,20 +653,67 @@ static int64_t sjs_size_bytes(const struct store *st)
 
 /* ---- following the completions ---- */
 
+static void follow_unref(struct follow *fl)
+{
+	int last;
+
+	pthread_mutex_lock(&fl->mu);
+	last = --fl->refs == 0;
+	pthread_mutex_unlock(&fl->mu);
+	if (last) {
+		pthread_mutex_destroy(&fl->mu);
+		free(fl);
+	}
+}
+
+/* libnats: the subscription is closed and its handler runs no more. */
+static void on_sub_complete(void *closure)
+{
+	follow_unref(closure);
+}
+
 /* libnats' thread: hand the message to the loop. */
 static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
 {
-	struct sjs *s = closure;
-	struct fmsg *f = malloc(sizeof(*f));
+	struct follow *fl = closure;
+	struct fmsg *f;
 
-	if (f == NULL) {
-		log_err("journal stream %s: out of memory; a journal message is lost "
-		    "until the next replay", s->stream);
+	pthread_mutex_lock(&fl->mu);
+	if (fl->closed || (f = malloc(sizeof(*f))) == NULL) {
+		if (!fl->closed)
+			log_err("journal stream: out of memory; a journal message is "
+			    "lost until the next replay");
+		pthread_mutex_unlock(&fl->mu);
 		natsMsg_Destroy(msg);
 		return;
 	}
 	f->msg = msg;
-	jsq_push(s->q, &f->node);
+	jsq_push(fl->q, &f->node);
+	pthread_mutex_unlock(&fl->mu);
+}
+
+/* Stop following without waiting for the server (it may be out of reach). */
+static void follow_stop(struct sjs *s)
+{
+	struct jsq_node *left, *next;
+
+	if (s->fl != NULL) {
+		pthread_mutex_lock(&s->fl->mu);
+		s->fl->closed = 1;
+		pthread_mutex_unlock(&s->fl->mu);
+		follow_unref(s->fl);
+		s->fl = NULL;
+	}
+	/* Not an unsubscribe: that would wait for the consumer's deletion. */
+	natsSubscription_Destroy(s->sub);
+	s->sub = NULL;
+	for (left = jsq_free(s->q); left != NULL; left = next) {
+		next = left->next;
+		natsMsg_Destroy(((struct fmsg *)left)->msg);
+		free(left);
+	}
+	s->q = NULL;
+	s->on_done = NULL;
 }
 
 static void on_follow(void *arg, struct jsq_node *list)
@@ -695,6 +762,16 @@ int store_js_follow(struct store *st, struct event_base *base,
 		snprintf(s->errmsg, sizeof(s->errmsg), "follow: %s", strerror(errno));
 		return -1;
 	}
+	s->fl = calloc(1, sizeof(*s->fl));
+	if (s->fl == NULL) {
+		free(jsq_free(s->q));
+		s->q = NULL;
+		snprintf(s->errmsg, sizeof(s->errmsg), "follow: out of memory");
+		return -1;
+	}
+	pthread_mutex_init(&s->fl->mu, NULL);
+	s->fl->refs = 1;
+	s->fl->q = s->q;
 	s->on_done = on_done;
 	s->arg = arg;
 	jsSubOptions_Init(&so);
@@ -702,17 +779,18 @@ int store_js_follow(struct store *st, struct event_base *base,
 	so.Ordered = true;
 	so.Config.DeliverPolicy = js_DeliverByStartSequence;
 	so.Config.OptStartSeq = s->read_seq + 1;
-	ns = js_Subscribe(&s->sub, s->js, s->subj_all, on_msg, s, NULL, &so, &jerr);
+	ns = js_Subscribe(&s->sub, s->js, s->subj_all, on_msg, s->fl, NULL, &so, &jerr);
 	if (ns == NATS_OK)
 		ns = natsSubscription_SetPendingLimits(s->sub, -1, -1);
+	if (ns == NATS_OK) {
+		ns = natsSubscription_SetOnCompleteCB(s->sub, on_sub_complete, s->fl);
+		if (ns == NATS_OK)
+			s->fl->refs++;
+	}
 	if (ns != NATS_OK) {
 		jsu_errf(s->errmsg, sizeof(s->errmsg), "js_Subscribe", s->subj_all, ns, jerr);
-		log_warn("journal stream %s: %s", s->stream, s->errmsg);
-		natsSubscription_Destroy(s->sub);
-		s->sub = NULL;
-		free(jsq_free(s->q));
-		s->q = NULL;
-		s->on_done = NULL;
+		sjs_warn(s);
+		follow_stop(s);
 		return -1;
 	}
 	return 0;
@@ -736,24 +814,13 @@ int store_js_info(struct store *st, struct store_js_info *out)
 static void sjs_close(struct store *st)
 {
 	struct sjs *s = S(st);
-	struct jsq_node *left, *next;
 	natsMsgList pl;
 	jsPubOptions po;
 
 	if (s->ndone > 0 && sjs_flush(st) == -1)
 		log_warn("journal stream %s: %zu completions not stored; those updates "
 		    "will run again", s->stream, s->ndone);
-	if (s->sub != NULL) {
-		/* After the drain no callback runs: the queue can go. */
-		if (natsSubscription_DrainTimeout(s->sub, s->timeout_ms) == NATS_OK)
-			natsSubscription_WaitForDrainCompletion(s->sub, s->timeout_ms + 1000);
-		natsSubscription_Destroy(s->sub);
-	}
-	for (left = jsq_free(s->q); left != NULL; left = next) {
-		next = left->next;
-		natsMsg_Destroy(((struct fmsg *)left)->msg);
-		free(left);
-	}
+	follow_stop(s);
 	if (s->js != NULL) {
 		jsPubOptions_Init(&po);
 		po.MaxWait = s->timeout_ms;
@@ -798,6 +865,7 @@ struct store *store_js_open(natsConnection *nc, jsCtx *js, const char *bot_name,
 		return NULL;
 	}
 	s->store.ops = &sjs_ops;
+	s->nc = nc;
 	s->timeout_ms = timeout_ms;
 	u64map_init(&s->pend);
 	pthread_mutex_init(&s->mu, NULL);

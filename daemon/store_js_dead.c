@@ -26,7 +26,7 @@ int sjs_dead_letter(struct store *st, int64_t id, int attempts, const char *erro
 	}
 	if (jsu_dead_put(s->dead, id, attempts, error, e->body, e->len, s->errmsg,
 	    sizeof(s->errmsg)) == -1) {
-		log_warn("journal stream %s: %s", s->stream, s->errmsg);
+		sjs_warn(s);
 		return -1;
 	}
 	sjs_reset_acks(s);

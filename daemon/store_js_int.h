@@ -10,6 +10,7 @@
 #include <nats/nats.h>
 
 #include "jsutil.h"
+#include "log.h"
 #include "store.h"
 #include "u64map.h"
 
@@ -39,8 +40,21 @@ struct fmsg {
 	natsMsg *msg;
 };
 
+/*
+ * What the follow subscription's handler needs, shared with it: libnats may
+ * run the handler once more after the subscription is destroyed, so the last
+ * of the two owners (the store, the subscription's on-complete) frees it.
+ */
+struct follow {
+	pthread_mutex_t mu;
+	int refs;
+	int closed;			/* the store is gone: drop what arrives */
+	struct jsq *q;
+};
+
 struct sjs {
 	struct store store;		/* first: a struct store * is a struct sjs * */
+	natsConnection *nc;
 	jsCtx *js;			/* our own: Wait = timeout, acks to on_ack() */
 	kvStore *dead;
 	int64_t timeout_ms;
@@ -68,6 +82,7 @@ struct sjs {
 	char ack_err[160];
 	/* store_js_follow() */
 	struct jsq *q;
+	struct follow *fl;
 	natsSubscription *sub;
 	void (*on_done)(void *arg, int64_t update_id, int dead);
 	void *arg;
@@ -77,6 +92,7 @@ struct sjs {
 	jsStreamState st;
 	int64_t purged_at;
 	int full;			/* the last failure: JetStream out of storage */
+	struct log_rate warned;		/* failures logged at most every few seconds */
 	char errmsg[256];
 };
 
@@ -85,6 +101,8 @@ struct sjs {
 /* Record (and log) why the call fails; sjs_clear_ok() after a success. */
 void sjs_seterr(struct sjs *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void sjs_clear_ok(struct sjs *s);
+/* Log the recorded error, at most every 10 s. */
+void sjs_warn(struct sjs *s);
 /* Publish one journal message without waiting; a completion carries our origin. 0 or -1. */
 int sjs_publish(struct sjs *s, const char *subj, const char *msgid, int64_t offset,
     const char *body, size_t len) __attribute__((warn_unused_result));

@@ -248,6 +248,36 @@ static void test_store_unavailable(void **state)
 	store_close(a);
 }
 
+/* Cut off from NATS: every call fails at once, and closing does not wait for the server. */
+static void test_store_disconnected(void **state)
+{
+	const char *name = bot("cut");
+	struct event_base *base = event_base_new();
+	natsConnection *nc2 = NULL;
+	char err[256] = "";
+	struct store *st;
+	int64_t t0;
+
+	assert_int_equal(natsConnection_ConnectTo(&nc2, getenv("TGRUN_NATS_URL")), NATS_OK);
+	st = store_js_open(nc2, js, name, replicas, TIMEOUT_MS, err, sizeof(err));
+	assert_non_null(st);
+	add_ids(st, 1, 2, 3, 2);
+	assert_int_equal(replay(st).n, 2);
+	assert_int_equal(store_js_follow(st, base, NULL, NULL), 0);
+	natsConnection_Close(nc2);
+	t0 = clock_ms();
+	add_ids(st, 3, 1, 4, -1);
+	assert_string_equal(store_errmsg(st), "not connected to NATS");
+	assert_int_equal(store_done(st, 1), 0);
+	assert_int_equal(store_flush(st), -1);
+	assert_int_equal(store_done_pending(st), 1);
+	assert_int_equal(store_replay(st, collect, &(struct seen){ .n = 0 }), -1);
+	store_close(st);
+	assert_true(clock_ms() - t0 < 1000);
+	natsConnection_Destroy(nc2);
+	event_base_free(base);
+}
+
 struct dones {
 	int n;
 	int64_t ids[16];
@@ -709,6 +739,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_store_dead_letters),
 		cmocka_unit_test(test_store_offset_survives_purge),
 		cmocka_unit_test(test_store_unavailable),
+		cmocka_unit_test(test_store_disconnected),
 		cmocka_unit_test(test_store_follow),
 		cmocka_unit_test(test_store_replay_20000),
 		cmocka_unit_test(test_workq_ok),
