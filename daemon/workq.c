@@ -47,6 +47,7 @@ struct repub {
 };
 
 struct workq {
+	natsConnection *nc;
 	jsCtx *js;			/* our own: acks to on_ack() */
 	jsCtx *ujs;			/* the caller's: requests from on_ack() */
 	kvStore *dead;
@@ -421,6 +422,13 @@ void workq_finish(struct workq *q, struct workq_item *it, enum workq_result r,
 		free_item(it);
 		return;
 	case WORKQ_DEAD:
+		/* Out of reach, the bucket's put would hold the loop for its whole wait. */
+		if (natsConnection_Status(q->nc) != NATS_CONN_STATUS_CONNECTED) {
+			log_warn("cluster: update %lld: not connected to NATS; it comes back "
+			    "after the ack wait", (long long)it->id);
+			free_item(it);
+			return;
+		}
 		if (jsu_dead_put(q->dead, it->id, it->delivery, error,
 		    natsMsg_GetData(it->msg), (size_t)natsMsg_GetDataLength(it->msg),
 		    err, sizeof(err)) == -1) {
@@ -514,6 +522,7 @@ struct workq *workq_open(natsConnection *nc, jsCtx *js, struct event_base *base,
 		snprintf(err, errlen, "work queue: out of memory");
 		return NULL;
 	}
+	q->nc = nc;
 	q->base = base;
 	q->cbs = *cbs;
 	u64map_init(&q->out);
