@@ -49,7 +49,7 @@ endif
 # common/ sees only its own headers: worker/sched.h would also hide the
 # system <sched.h> that <pthread.h> includes (common/throttle.c).
 $(B)/obj/common/%.o: BASEFLAGS := $(filter-out -Iworker -Idaemon,$(BASEFLAGS))
-# daemon/ has no use for worker/ headers, and its NATS modules run threads.
+# daemon/ needs no worker header either, and its NATS code includes <pthread.h>.
 $(B)/obj/daemon/%.o: BASEFLAGS := $(filter-out -Iworker,$(BASEFLAGS))
 
 # Handlers are built as tgrun.pc tells handler authors to build theirs: with
