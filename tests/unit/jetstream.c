@@ -679,6 +679,35 @@ static void test_workq_publish_retried(void **state)
 	event_base_free(base);
 }
 
+/* A leader that steps down stops retrying; what it publishes after is retried again. */
+static void test_workq_drop_unpublished(void **state)
+{
+	const char *name = bot("wdrop");
+	struct event_base *base = event_base_new();
+	struct worker a, b;
+	char stream[128];
+
+	open_worker(&a, name, base, 5000);
+	snprintf(stream, sizeof(stream), "TGRUN_%s_WORK", name);
+	assert_int_equal(js_DeleteStream(js, stream, NULL, NULL), NATS_OK);
+	publish_ids(a.q, 20, 1);
+	spin(base, 300);
+	workq_drop_unpublished(a.q);
+	publish_ids(a.q, 21, 1);
+	spin(base, 300);
+	open_worker(&b, name, base, 5000);
+	workq_set_capacity(b.q, 2);
+	assert_true(wait_for(base, &b.n, 1, TIMEOUT_MS));
+	spin(base, 600);
+	assert_int_equal(b.n, 1);
+	assert_int_equal(b.ids[0], 21);
+	workq_finish(b.q, b.items[0], WORKQ_OK, NULL);
+	wait_work_msgs(base, b.q, 0);
+	workq_close(a.q);
+	workq_close(b.q);
+	event_base_free(base);
+}
+
 static void test_workq_abandoned_redelivered(void **state)
 {
 	const char *name = bot("wgone");
@@ -777,6 +806,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_workq_capacity),
 		cmocka_unit_test(test_workq_two_share),
 		cmocka_unit_test(test_workq_publish_retried),
+		cmocka_unit_test(test_workq_drop_unpublished),
 		cmocka_unit_test(test_workq_abandoned_redelivered),
 		cmocka_unit_test(test_workq_throughput),
 	};
