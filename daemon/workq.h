@@ -14,12 +14,14 @@ struct event_base;
  * retention, file storage, `replicas` copies) and its one durable pull
  * consumer `workers`, shared by every node: AckWait = ack_wait_ms,
  * MaxDeliver = max_deliver. A message's id is w<update_id>, so a new leader
- * republishing a released update is deduplicated (within the stream's
- * duplicate window, 2 minutes).
+ * republishing a released update is deduplicated while the first copy waits
+ * in the stream (within its duplicate window, 2 minutes); once that copy is
+ * gone (run, or dead), a republish (a retried dead letter) goes out again.
  *
  * A thread of its own pulls as many messages as the loop said it can take
  * (workq_set_capacity) and hands them to the loop through a queue and an
- * eventfd: every callback runs on the loop thread of `base`.
+ * eventfd: every callback runs on the loop thread of `base`. `nc` and `js`
+ * must outlive the queue; it makes its own JetStream context for publishing.
  */
 struct workq;
 struct workq_item;     /* one pulled work message */
@@ -46,6 +48,12 @@ void workq_set_capacity(struct workq *q, int free_slots);
  * 0, or -1 (out of memory, or the connection closed).
  */
 int  workq_publish(struct workq *q, int64_t update_id, const char *body, size_t len);  /* leader; async, msg id w<id> */
+/*
+ * A leader that steps down: the publishes still being retried are dropped (and
+ * failures of those in flight are not retried); the next leader publishes
+ * those updates from the journal. Loop thread.
+ */
+void workq_drop_unpublished(struct workq *q);
 /* The item ran: ok → publish journal.done <id>, then ack once JetStream acked it; failed → nak (redelivered,
    with a short delay); dead (delivery > max_attempts) → put the DEAD bucket entry with `error`, publish
    journal.done "<id> dead", then terminate the message. Frees `it`. */
