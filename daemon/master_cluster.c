@@ -171,6 +171,8 @@ void master_cluster_drop_leader(struct master *m)
 	mc->epoch_pending = 0;
 	mc->outstanding = 0;
 	poller_stop(m->poller);
+	if (mc->wq != NULL)
+		workq_drop_unpublished(mc->wq);
 	if (m->store != NULL && store_done_pending(m->store) > 0 && store_flush(m->store) != 0)
 		log_warn("cluster: flushing completions: %s", store_errmsg(m->store));
 	store_close(m->store);
