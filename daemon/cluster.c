@@ -86,6 +86,7 @@ struct cluster {
 
 static void *lease_main(void *arg);
 static void *info_main(void *arg);
+static const char *nats_why(natsStatus s);
 
 /* ---- names ---------------------------------------------------------------- */
 
@@ -115,6 +116,14 @@ void cluster_redact_urls(const char *urls, char *out, size_t len)
 			n += (size_t)snprintf(out + n, len - n, ", ");
 	}
 	out[n] = '\0';
+}
+
+/* libnats' last error text of this thread, else the status's. */
+static const char *nats_why(natsStatus s)
+{
+	const char *e = nats_GetLastError(NULL);
+
+	return e != NULL && *e != '\0' ? e : natsStatus_GetText(s);
 }
 
 /* ---- the loop's side ---------------------------------------------------------- */
@@ -530,8 +539,7 @@ static int bucket(struct cluster *c, const char *suffix, int64_t ttl_ms, kvStore
 	if (s != NATS_OK) {
 		char why[256];
 
-		snprintf(why, sizeof(why), "%s", nats_GetLastError(NULL) ?
-		    nats_GetLastError(NULL) : natsStatus_GetText(s));
+		snprintf(why, sizeof(why), "%s", nats_why(s));
 		/* Made by another node, maybe otherwise: bind it as it is. */
 		if (js_KeyValue(out, c->js, name) != NATS_OK) {
 			log_warn("cluster: creating bucket %s: %s", name, why);
@@ -690,7 +698,7 @@ static void release(struct cluster *c, uint64_t rev)
 	    natsMsgHeader_Set(msg, "KV-Operation", "DEL") != NATS_OK ||
 	    js_PublishMsg(&ack, c->kvjs, msg, &po, NULL) != NATS_OK)
 		log_warn("cluster: releasing the lease: %s; it expires by itself",
-		    nats_GetLastError(NULL) ? nats_GetLastError(NULL) : "failed");
+		    nats_why(NATS_ERR));
 	else
 		log_notice("cluster: lease released");
 	jsPubAck_Destroy(ack);
@@ -736,8 +744,7 @@ static int renew(struct cluster *c)
 	lease_value(c, epoch, buf, sizeof(buf));
 	s = kvStore_UpdateString(&newrev, c->lease_kv, LEASE_KEY, buf, rev);
 	if (s != NATS_OK) {
-		log_warn("cluster: renewing the lease: %s", nats_GetLastError(NULL) ?
-		    nats_GetLastError(NULL) : natsStatus_GetText(s));
+		log_warn("cluster: renewing the lease: %s", nats_why(s));
 		ours = still_ours(c, rev);
 	}
 	pthread_mutex_lock(&c->mu);

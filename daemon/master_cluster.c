@@ -81,7 +81,7 @@ static void release(struct master *m)
 	int limit;
 	struct upd *u;
 
-	if (!mc->leading)
+	if (!mc->leading || !cluster_leading(mc->cl))
 		return;
 	limit = release_limit(m);
 	while (mc->outstanding < limit && (u = pending_next_ready(m->pend)) != NULL) {
