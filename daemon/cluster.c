@@ -250,6 +250,7 @@ struct cluster *cluster_open(const struct config *cfg, struct event_base *base,
 	natsStatus s;
 	struct timeval tv = { 0, 100 * 1000 };
 	int64_t wait;
+	pthread_condattr_t ca;
 
 	if (c == NULL) {
 		snprintf(err, errlen, "cluster: out of memory");
@@ -257,7 +258,11 @@ struct cluster *cluster_open(const struct config *cfg, struct event_base *base,
 	}
 	c->efd = -1;
 	pthread_mutex_init(&c->mu, NULL);
-	pthread_cond_init(&c->cond, NULL);
+	/* Waits count on the monotonic clock, as the lease's deadline does. */
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&c->cond, &ca);
+	pthread_condattr_destroy(&ca);
 	snprintf(c->node, sizeof(c->node), "%s", cfg->cluster_node);
 	snprintf(c->bot, sizeof(c->bot), "%s", cfg->name);
 	c->replicas = cfg->cluster_replicas;
@@ -392,7 +397,7 @@ void cluster_resign(struct cluster *c)
 	c->resign = 1;
 	pthread_cond_broadcast(&c->cond);
 	/* Bounded: the thread's requests end within kvjs's wait. */
-	clock_gettime(CLOCK_REALTIME, &ts);
+	clock_gettime(CLOCK_MONOTONIC, &ts);
 	ts.tv_sec += 3;
 	while (!c->resigned && c->threads > 1)
 		if (pthread_cond_timedwait(&c->cond, &c->mu, &ts) != 0)

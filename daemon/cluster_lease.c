@@ -64,7 +64,7 @@ static void nap(struct cluster *c, int64_t ms)
 
 	if (ms <= 0)
 		return;
-	clock_gettime(CLOCK_REALTIME, &ts);
+	clock_gettime(CLOCK_MONOTONIC, &ts);
 	ts.tv_sec += ms / 1000;
 	ts.tv_nsec += (ms % 1000) * 1000000;
 	if (ts.tv_nsec >= 1000000000) {
