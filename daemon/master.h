@@ -26,6 +26,7 @@ struct dispatch;
 struct metrics;
 struct frame;
 struct pending;
+struct mcluster;
 
 struct master {
 	struct config *cfg;
@@ -71,6 +72,7 @@ struct master {
 	struct control *control;	/* NULL when [control] enabled = no */
 	struct metrics *metrics;
 	struct status_buf *status_buf;	/* what the last snapshot points into */
+	struct mcluster *mc;		/* cluster mode (master_cluster.h); NULL: single machine */
 };
 
 /* How long stopped workers get to exit after DRAIN before they are killed. */
@@ -123,6 +125,11 @@ void master_apply_config(struct master *m);
 void master_add_peer(void *arg, struct wslot *w);
 /* `u` to the dead letters (or dropped, logged); `ran`: it failed every attempt. */
 void master_dead_letter(struct master *m, struct upd *u, int ran, const char *why);
+/* The longest delay between two attempts of an update (above a larger retry_delay). */
+#define RETRY_DELAY_CAP_MS (5 * 60 * 1000)
+/* Why an attempt failed, from its DONE frame's status and text (escaped), in `out`. */
+void master_failure_text(char *out, size_t size, int status, const char *why,
+    size_t whylen);
 /* Send runnable updates to workers, within the limits. */
 void master_dispatch(struct master *m);
 /* turn_ev: completions of this loop turn to the done log, then dispatch and poll. */
@@ -146,6 +153,11 @@ void master_generation_failed(void *arg, int gen, const char *why);
  * set. 0, or -1 (logged) with m->exit_status set.
  */
 int master_store_open(struct master *m) __attribute__((warn_unused_result));
+/*
+ * Replay the store's unfinished updates into the pending set and take its
+ * offset (start; a new cluster leader). 0, or -1 (logged).
+ */
+int master_store_replay(struct master *m) __attribute__((warn_unused_result));
 /* A batch could not be stored: polling pauses and the write is retried. */
 void master_store_blocked(struct master *m);
 /*

@@ -1,5 +1,6 @@
 /* The master's side of the workers: what the dispatcher sends, what comes back, retries and dead letters. */
 #include "master.h"
+#include "master_cluster.h"
 #include "clock.h"
 #include "control.h"
 #include "backoff.h"
@@ -18,8 +19,6 @@
 
 #include <event2/event.h>
 
-/* The longest delay between two attempts of an update (above a larger retry_delay). */
-#define RETRY_DELAY_CAP_MS (5 * 60 * 1000)
 
 /* ---- dispatch -------------------------------------------------------------- */
 
@@ -33,6 +32,8 @@ static struct dsp_entry *next_ready(void *arg)
 	struct master *m = arg;
 	struct upd *u;
 
+	if (m->mc != NULL)
+		return master_cluster_next(m);
 	/* What no worker can run goes to the dead letters; its keys go on. */
 	while ((u = pending_next_ready(m->pend)) != NULL && u->refused != NULL)
 		master_dead_letter(m, u, 0, u->refused);
@@ -88,6 +89,8 @@ void master_apply_config(struct master *m)
 	pending_set_rules(m->pend, &r);
 	dispatch_limits_of(m->cfg, &l);
 	dispatch_set_limits(m->dsp, &l);
+	if (m->mc != NULL)
+		master_cluster_apply_config(m);
 }
 
 struct dispatch *master_dispatch_new(struct master *m)
@@ -101,6 +104,10 @@ struct dispatch *master_dispatch_new(struct master *m)
 
 void master_dispatch(struct master *m)
 {
+	if (m->mc != NULL) {
+		master_cluster_dispatch(m);
+		return;
+	}
 	/* With the journal, a stop leaves pending updates for the next start. */
 	if (m->stopping && m->store != NULL)
 		return;
@@ -180,14 +187,31 @@ static void retry_or_dead_letter(struct master *m, struct upd *u, const char *wh
 	dispatch_retry(m->dsp, &u->de, clock_ms() + delay, alone);
 }
 
+void master_failure_text(char *out, size_t size, int status, const char *why,
+    size_t whylen)
+{
+	size_t n = (size_t)snprintf(out, size, "%s",
+	    status == FRAME_ST_CANCELLED ? "its worker refused it" :
+	    whylen > 0 ? "the handler failed: " : "the handler failed");
+
+	if (n < size)
+		escape_text(out + n, size - n, why, whylen);
+}
+
 static void master_update_done(void *arg, struct wslot *w, int64_t id,
     int status, uint32_t ms, const char *why, size_t whylen)
 {
 	struct master *m = arg;
-	struct upd *u = pending_get(m->pend, id);
-	int timed_out = u ? dispatch_done(m->dsp, workers_udata(w), &u->de) : -1;
+	struct upd *u;
+	int timed_out;
 	char err[4 * FRAME_DONE_ERR_MAX + 64];
-	size_t n;
+
+	if (m->mc != NULL) {
+		master_cluster_update_done(m, w, id, status, ms, why, whylen);
+		return;
+	}
+	u = pending_get(m->pend, id);
+	timed_out = u ? dispatch_done(m->dsp, workers_udata(w), &u->de) : -1;
 
 	if (timed_out < 0) {
 		log_warn("worker %d: DONE for update %lld it was not running; ignored",
@@ -212,10 +236,7 @@ static void master_update_done(void *arg, struct wslot *w, int64_t id,
 			master_finish(m, u, 1);
 	} else {
 		m->n_failed++;
-		n = (size_t)snprintf(err, sizeof(err), "%s",
-		    status == FRAME_ST_CANCELLED ? "its worker refused it" :
-		    whylen > 0 ? "the handler failed: " : "the handler failed");
-		escape_text(err + n, sizeof(err) - n, why, whylen);
+		master_failure_text(err, sizeof(err), status, why, whylen);
 		log_info("update %lld (%s) failed in worker %d after %u ms", (long long)id,
 		    keys_type_name(u->type), workers_slot(w), ms);
 		if (status == FRAME_ST_FINAL)
@@ -251,6 +272,10 @@ static void lost_update(void *arg, struct dsp_entry *e, int timed_out)
 	struct master *m = l->m;
 	struct upd *u = upd_of(e);
 
+	if (m->mc != NULL) {
+		master_cluster_lost(m, e, timed_out, l->slot);
+		return;
+	}
 	if (m->stopping && m->store != NULL)
 		return;		/* stays journaled for the next start */
 	if (timed_out) {

@@ -26,6 +26,13 @@ lua       the burst of text messages (journal on, 2 workers) with the C echo
           sleepers with the Lua twin of slow.c (tests/bench/slow.lua) and with
           slow.c: the workers' memory per sleeping update; then lua.so's own
           work per update measured alone (build/bench/lua_update).
+cluster   the burst with CPU-bound handler work (burn.so: 1 ms of CPU per
+          update, 1 worker per node): the single-machine master (journal on),
+          then the cluster mode with 1 node and with 2 nodes on this machine,
+          on a NATS JetStream of --nats-servers servers (replicas as many),
+          interleaved: updates/s of each, and the CPU per update of the
+          leader's master (and the follower's, and the NATS servers')
+          against the single-machine master's in the same run.
 switch    the fiber switch cost (build/bench/fiber_switch).
 ceiling   the fake API's own ceiling (tests/bench/fakeapi_ceiling.sh).
 """
@@ -42,6 +49,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
 
 from daemon import Tgrund  # noqa: E402
 from fakeapi import FakeApi  # noqa: E402
+from natscluster import NatsCluster, node_conf  # noqa: E402
 from netfront import Nghttpx, make_ca  # noqa: E402
 from procs import Proc  # noqa: E402
 from updates import message  # noqa: E402
@@ -444,6 +452,90 @@ def lua_scenario(build, count, repeat):
     subprocess.run([os.path.join(build, "bench", "lua_update")], check=False)
 
 
+CLUSTER_NAMES = ["alpha", "beta"]
+
+
+def cluster_burst(build, count, nodes, nats_servers, burn_us):
+    """The burn burst on the single-machine master (nodes = 0) or on `nodes`
+    cluster nodes of 1 worker each; the first node leads."""
+    tmp = tempfile.mkdtemp(prefix="tgrun-bench-")
+    api = FakeApi(build, tmp, args=("--count", str(count), "--chats", "500",
+                                    "--users", "2000", "--seed", "3", "--hold"))
+    expected = api.stats()["expected_echoes"]
+    nats = NatsCluster(tmp, size=nats_servers) if nodes else None
+    ds = []
+    try:
+        base = {"workers": {"count": 1}, "log": {"level": "notice"},
+                "handler": {"burn_us": burn_us}}
+        if nodes == 0:
+            base["journal"] = {"enabled": "yes", "sync": "full"}
+            ds.append(Tgrund(build, tmp, api.url, handler="burn", conf=base).wait_ready(30))
+        for i in range(nodes):
+            conf = dict(base, **node_conf(CLUSTER_NAMES[i], nats.urls, api.url,
+                                          lease="5s", replicas=nats_servers))
+            ds.append(Tgrund(build, tmp, api.url, handler="burn", conf=conf).wait_ready(30))
+            role = "leader (epoch" if i == 0 else "follower (leader: %s)" % CLUSTER_NAMES[0]
+            if not ds[-1].proc.wait_log("cluster: " + role, 30):
+                raise RuntimeError("node %s is no %s:\n%s" % (CLUSTER_NAMES[i], role,
+                                                             ds[-1].log()[-3000:]))
+        masters = [d.pid for d in ds]
+        cpu0 = [cpu_seconds(p) for p in masters]
+        ncpu0 = [cpu_seconds(p) for p in nats.pids] if nats else []
+        api.release()
+        elapsed, st = wait_all(api, expected, 600)
+        r = {"elapsed": elapsed, "st": st, "expected": expected,
+             "master_cpu": [cpu_seconds(p) - c for p, c in zip(masters, cpu0)],
+             "nats_cpu": sum(cpu_seconds(p) for p in nats.pids) - sum(ncpu0) if nats else 0,
+             "ran": {}}
+        for c in api.calls("sendMessage"):
+            r["ran"][c.get("via")] = r["ran"].get(c.get("via"), 0) + 1
+    finally:
+        for d in ds:
+            d.stop()
+        if nats:
+            nats.stop_all()
+        api.stop()
+    return r
+
+
+def cluster_scenario(build, count, repeat, nats_servers, burn_us=1000):
+    labels = {0: "single machine", 1: "cluster, 1 node ", 2: "cluster, 2 nodes"}
+    rows = {0: [], 1: [], 2: []}
+    for _ in range(repeat):
+        for nodes in (0, 1, 2):
+            r = cluster_burst(build, count, nodes, nats_servers, burn_us)
+            rows[nodes].append(r)
+            st = r["st"]
+            n = max(st["echoed"], 1)
+            line = ("== cluster burst, %s: %.0f updates/s (%d of %d echoed in %.2f s), "
+                    "missing/dup/inv %d/%d/%d, %s CPU %.1f us per update"
+                    % (labels[nodes], st["echoed"] / r["elapsed"], st["echoed"],
+                       r["expected"], r["elapsed"], st["missing"], st["duplicates"],
+                       st["inversions"], "master" if nodes == 0 else "leader",
+                       r["master_cpu"][0] * 1e6 / n))
+            if nodes == 2:
+                line += ", follower %.1f us" % (r["master_cpu"][1] * 1e6 / n)
+            if nodes:
+                line += ", NATS %.1f us; ran by %s" % (
+                    r["nats_cpu"] * 1e6 / n,
+                    ", ".join("%s %d" % kv for kv in sorted(r["ran"].items())))
+            print(line)
+            sys.stdout.flush()
+    med = {}
+    for nodes in (0, 1, 2):
+        rates = sorted(x["st"]["echoed"] / x["elapsed"] for x in rows[nodes])
+        cpus = sorted(x["master_cpu"][0] * 1e6 / max(x["st"]["echoed"], 1)
+                      for x in rows[nodes])
+        med[nodes] = (rates[len(rates) // 2], cpus[len(cpus) // 2])
+    print("== cluster burst medians over %d runs (%d updates, burn %d us, 1 worker per node, "
+          "NATS %d server%s): single machine %.0f updates/s, master %.1f us per update; "
+          "1 node %.0f updates/s, leader %.1f us (%+.1f us); 2 nodes %.0f updates/s "
+          "(%.2fx 1 node), leader %.1f us (%+.1f us)"
+          % (repeat, count, burn_us, nats_servers, "" if nats_servers == 1 else "s",
+             med[0][0], med[0][1], med[1][0], med[1][1], med[1][1] - med[0][1],
+             med[2][0], med[2][0] / med[1][0], med[2][1], med[2][1] - med[0][1]))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -453,7 +545,10 @@ def main():
     ap.add_argument("--repeat", type=int, default=3, help="burst runs per journal mode")
     ap.add_argument("--baseline", default=None,
                     help="build dir of another version, measured in the same run (tls)")
-    ap.add_argument("--only", default="burst,latency,steady,tls,sleepers,lua,switch,ceiling",
+    ap.add_argument("--nats-servers", type=int, default=1, choices=(1, 3),
+                    help="NATS JetStream servers of the cluster scenario")
+    ap.add_argument("--only",
+                    default="burst,latency,steady,tls,sleepers,lua,cluster,switch,ceiling",
                     help="comma-separated scenarios")
     a = ap.parse_args()
     build = os.path.abspath(a.build)
@@ -497,6 +592,8 @@ def main():
         sleepers(build, 10000, 5)
     if "lua" in only:
         lua_scenario(build, a.count, a.repeat)
+    if "cluster" in only:
+        cluster_scenario(build, a.count, a.repeat, a.nats_servers)
     if "switch" in only:
         print("== fiber switch")
         sys.stdout.flush()

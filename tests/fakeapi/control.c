@@ -275,7 +275,22 @@ control_handle(struct app *app, struct evhttp_request *req, const char *path,
 		server_reply(app, req, 200, NULL);
 	} else if (strcmp(path, "files") == 0 && cmd == EVHTTP_REQ_POST)
 		store_file(app, req, &q);
-	else if (strcmp(path, "echoes") == 0 || strcmp(path, "chatlog") == 0 ||
+	else if (strcmp(path, "release") == 0 && cmd == EVHTTP_REQ_POST) {
+		stream_hold(app->stream, 0, util_now_ms());
+		poll_wake(app);
+		evbuffer_add_printf(app->out, "{\"ok\":true,\"released\":%zu}",
+		    stream_released(app->stream));
+		server_reply(app, req, 200, NULL);
+	} else if (strcmp(path, "polls") == 0) {
+		long long since;
+
+		if (query_i64(&q, "since", 0, &since) != 0 || since < 0) {
+			bad(app, req, "since must be an integer >= 0");
+			goto out;
+		}
+		poll_log_json(app, evhttp_find_header(&q, "via"), (size_t)since, app->out);
+		server_reply(app, req, 200, NULL);
+	} else if (strcmp(path, "echoes") == 0 || strcmp(path, "chatlog") == 0 ||
 	    strcmp(path, "calls") == 0)
 		reads(app, req, path, &q);
 	else

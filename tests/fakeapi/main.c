@@ -114,6 +114,8 @@ main(int argc, char **argv)
 	}
 	for (int i = 0; i < o.nfaults; i++)
 		fault_table_set(app.faults, &o.faults[i]);
+	if (o.hold)
+		stream_hold(app.stream, 1, util_now_ms());
 	if (o.updates_file != NULL && load_jsonl(app.stream, o.updates_file) != 0)
 		goto out;
 	if (o.gen.count > 0 && gen_run(app.stream, &o.gen, err, sizeof(err)) != 0) {

@@ -19,11 +19,11 @@ methods_record(struct call *c)
 	struct record *r = c->app->record;
 
 	if (c->params.raw != NULL) {
-		record_add(r, c->mid, c->params.raw, c->params.raw_len, c->t_ms);
+		record_add(r, c->mid, c->params.raw, c->params.raw_len, c->t_ms, c->via);
 	} else {
 		char *s = json_dumps(c->params.obj, JSON_COMPACT);
 
-		record_add(r, c->mid, s ? s : "{}", s ? strlen(s) : 2, c->t_ms);
+		record_add(r, c->mid, s ? s : "{}", s ? strlen(s) : 2, c->t_ms, c->via);
 		free(s);
 	}
 }

@@ -10,7 +10,7 @@ static const char usage[] =
     "usage: tgrun-fakeapi [--port N] [--token T] [--updates FILE.jsonl]\n"
     "       [--count N] [--chats N] [--users N] [--group-fraction F] [--rate R]\n"
     "       [--seed S] [--mix type=weight,...] [--first-id N]\n"
-    "       [--fault METHOD:key=value,...]... [--record-limit N]\n";
+    "       [--fault METHOD:key=value,...]... [--record-limit N] [--hold]\n";
 
 static int
 num(const char *name, const char *arg, double lo, double hi, double *out)
@@ -51,6 +51,7 @@ opts_parse(int argc, char **argv, struct opts *o)
 		{ "first-id", required_argument, NULL, 'f' },
 		{ "fault", required_argument, NULL, 'F' },
 		{ "record-limit", required_argument, NULL, 'R' },
+		{ "hold", no_argument, NULL, 'H' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -81,6 +82,9 @@ opts_parse(int argc, char **argv, struct opts *o)
 			break;
 		case 'u':
 			o->updates_file = optarg;
+			break;
+		case 'H':
+			o->hold = 1;
 			break;
 		case 'n':
 			if (integer("count", optarg, 0, 100000000, &v))

@@ -19,6 +19,7 @@ struct opts {
 	double rate;
 	int64_t first_id;
 	size_t record_limit;
+	int hold;		/* release nothing until POST /__fake/release */
 	struct fault faults[OPTS_MAX_FAULTS];
 	int nfaults;
 };

@@ -13,6 +13,17 @@
 #define RATE_TICK_US	2000
 /* getUpdates offsets kept for GET /__fake/script (the first ones of a run). */
 #define OFFSETS_MAX	100000
+/* getUpdates calls kept for GET /__fake/polls (the first ones since a reset). */
+#define POLL_LOG_MAX	1000000
+
+/* One getUpdates call in the poll log: who, when, what it was answered. */
+struct poll_rec {
+	double t_ms, end_ms;	/* arrival; answer (-1: not yet) */
+	long long offset;
+	long long first_id, last_id;	/* the updates handed out, if n > 0 */
+	int n, status;		/* status 0: not answered yet */
+	char via[VIA_MAX + 1];
+};
 
 /* A scripted answer: the next getUpdates gets these bytes, whatever they are. */
 struct scripted {
@@ -33,6 +44,8 @@ struct poll {
 	uint32_t mask;		/* allowed_updates, kept from the last call that gave it */
 	char *webhook;
 	struct event *rate_timer;
+	struct poll_rec *log;	/* the poll log */
+	size_t nlog, caplog;
 };
 
 static const char conflict_poll[] = "Conflict: terminated by other getUpdates "
@@ -81,6 +94,7 @@ poll_free(struct poll *p)
 		free(x);
 	}
 	free(p->offsets);
+	free(p->log);
 	free(p->webhook);
 	free(p);
 }
@@ -134,6 +148,62 @@ allowed_arg(struct poll *p, const struct call *c)
 	return 0;
 }
 
+void
+poll_log_start(struct call *c)
+{
+	struct poll *p = c->app->poll;
+	struct poll_rec *e;
+
+	if (p->nlog >= POLL_LOG_MAX)
+		return;
+	if (p->nlog == p->caplog) {
+		p->caplog = p->caplog ? p->caplog * 2 : 256;
+		p->log = util_xrealloc(p->log, p->caplog * sizeof(*p->log));
+	}
+	e = &p->log[p->nlog++];
+	memset(e, 0, sizeof(*e));
+	e->t_ms = c->t_ms;
+	e->end_ms = -1;
+	if (util_json_int(json_object_get(c->params.obj, "offset"), &e->offset) != 0)
+		e->offset = 0;
+	snprintf(e->via, sizeof(e->via), "%s", c->via);
+	c->poll_log = p->nlog;
+}
+
+void
+poll_log_end(struct call *c, int status)
+{
+	struct poll_rec *e = &c->app->poll->log[c->poll_log - 1];
+
+	e->status = status;
+	e->end_ms = util_now_ms();
+	c->poll_log = 0;
+}
+
+void
+poll_log_json(const struct app *app, const char *via, size_t since, struct evbuffer *out)
+{
+	const struct poll *p = app->poll;
+	const char *sep = "";
+
+	evbuffer_add(out, "{\"ok\":true,\"polls\":[", 20);
+	for (size_t i = since; i < p->nlog; i++) {
+		const struct poll_rec *e = &p->log[i];
+
+		if (via != NULL && strcmp(via, e->via) != 0)
+			continue;
+		evbuffer_add_printf(out, "%s{\"seq\":%zu,\"via\":\"%s\",\"t_ms\":%.3f,"
+		    "\"end_ms\":%.3f,\"offset\":%lld,\"status\":%d,\"n\":%d", sep, i + 1,
+		    e->via, e->t_ms, e->end_ms, e->offset, e->status, e->n);
+		if (e->n > 0)
+			evbuffer_add_printf(out, ",\"first_id\":%lld,\"last_id\":%lld",
+			    e->first_id, e->last_id);
+		evbuffer_add(out, "}", 1);
+		sep = ",";
+	}
+	evbuffer_add_printf(out, "],\"next\":%zu,\"now_ms\":%.3f}", p->nlog, util_now_ms());
+}
+
 /* Answer c with what is available; 0 if nothing was (and c is kept). */
 static int
 answer(struct poll *p, struct call *c, int limit, int force)
@@ -143,6 +213,7 @@ answer(struct poll *p, struct call *c, int limit, int force)
 	size_t released = stream_released(s);
 	int n = 0;
 	double now = util_now_ms();
+	struct poll_rec *e = c->poll_log ? &p->log[c->poll_log - 1] : NULL;
 
 	for (size_t i = stream_head(s); i < released && n < limit; i++) {
 		struct stream_update *u = stream_at(s, i);
@@ -152,6 +223,12 @@ answer(struct poll *p, struct call *c, int limit, int force)
 		evbuffer_add(app->out, n ? "," : "{\"ok\":true,\"result\":[", n ? 1 : 21);
 		evbuffer_add(app->out, u->json, u->len);
 		stats_handout(app->stats, u, now);
+		if (e != NULL) {
+			if (n == 0)
+				e->first_id = u->id;
+			e->last_id = u->id;
+			e->n = n + 1;
+		}
 		n++;
 	}
 	if (n == 0 && !force)

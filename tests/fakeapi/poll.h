@@ -24,4 +24,14 @@ void poll_script_dump(const struct app *app, struct evbuffer *out);
 /* Forget every released update (drop_pending_updates). */
 void poll_drop_pending(struct app *app);
 
+/*
+ * The poll log: every getUpdates call (its client's /__via/ name, arrival,
+ * answer, status, the update ids handed out), from the start of the run
+ * (reset_stats keeps it). start at arrival, end with the answer's status.
+ */
+void poll_log_start(struct call *c);
+void poll_log_end(struct call *c, int status);
+/* {"polls":[...],"next":N,"now_ms":T}: entries after `since`, of one client if via != NULL. */
+void poll_log_json(const struct app *app, const char *via, size_t since, struct evbuffer *out);
+
 #endif

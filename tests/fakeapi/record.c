@@ -13,6 +13,7 @@ struct rec {
 	uint32_t len;
 	double t_ms;
 	const char *params;
+	const char *via;	/* NULL: none */
 };
 
 /* Records are appended and never freed one by one: a bump arena keeps it cheap. */
@@ -91,7 +92,8 @@ arena_copy(struct record *r, const char *p, size_t len)
 }
 
 uint64_t
-record_add(struct record *r, int mid, const char *params, size_t len, double t_ms)
+record_add(struct record *r, int mid, const char *params, size_t len, double t_ms,
+    const char *via)
 {
 	struct rec *e;
 
@@ -107,6 +109,7 @@ record_add(struct record *r, int mid, const char *params, size_t len, double t_m
 	e->len = (uint32_t)len;
 	e->t_ms = t_ms;
 	e->params = arena_copy(r, params, len);
+	e->via = via[0] ? arena_copy(r, via, strlen(via)) : NULL;
 	return r->seq;
 }
 
@@ -128,7 +131,10 @@ record_json(const struct record *r, const struct stats *st, int mid, uint64_t si
 		evbuffer_add_printf(buf, "%s{\"seq\":%zu,\"method\":\"%s\",\"params\":", sep,
 		    i + 1, stats_method_name(st, (int)e->mid));
 		evbuffer_add(buf, e->params, e->len);
-		evbuffer_add_printf(buf, ",\"t_ms\":%.3f}", e->t_ms);
+		evbuffer_add_printf(buf, ",\"t_ms\":%.3f", e->t_ms);
+		if (e->via != NULL)
+			evbuffer_add_printf(buf, ",\"via\":\"%s\"", e->via);
+		evbuffer_add(buf, "}", 1);
 		sep = ",";
 		n++;
 	}

@@ -95,6 +95,8 @@ call_free(struct call *c)
 void
 server_call_reply(struct call *c, int code, const char *ctype)
 {
+	if (c->poll_log)
+		poll_log_end(c, code);
 	stats_count_response(c->app->stats, code);
 	server_reply(c->app, c->req, code, ctype);
 	call_free(c);
@@ -196,23 +198,29 @@ call_execute(struct call *c)
 }
 
 static int
-valid_method(const char *m, size_t n)
+valid_name(const char *m, size_t n, size_t max, int dash)
 {
-	if (n == 0 || n > 64)
+	if (n == 0 || n > max)
 		return 0;
 	for (size_t i = 0; i < n; i++) {
 		char ch = m[i];
 
 		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-		    (ch >= '0' && ch <= '9') || ch == '_'))
+		    (ch >= '0' && ch <= '9') || ch == '_' || (dash && ch == '-')))
 			return 0;
 	}
 	return 1;
 }
 
+static int
+valid_method(const char *m, size_t n)
+{
+	return valid_name(m, n, 64, 0);
+}
+
 static void
 call_start(struct app *app, struct evhttp_request *req, const char *method,
-    size_t mlen, const char *query)
+    size_t mlen, const char *query, const char *via)
 {
 	struct call *c;
 	char err[160];
@@ -230,6 +238,7 @@ call_start(struct app *app, struct evhttp_request *req, const char *method,
 	c->method = stats_method_name(app->stats, mid);
 	c->is_get_updates = strcmp(c->method, "getUpdates") == 0;
 	c->t_ms = util_now_ms();
+	snprintf(c->via, sizeof(c->via), "%s", via);
 	c->next = app->server->calls;
 	if (c->next)
 		c->next->prev = c;
@@ -245,6 +254,8 @@ call_start(struct app *app, struct evhttp_request *req, const char *method,
 		server_call_error(c, 400, err);
 		return;
 	}
+	if (c->is_get_updates)
+		poll_log_start(c);
 	if (fault_decide(app->faults, c->method, &app->rng, &c->fd)) {
 		if (c->fd.kind != FAULT_NONE)
 			stats_count_fault(app->stats, mid);
@@ -296,20 +307,33 @@ static void
 route(struct evhttp_request *req, void *arg)
 {
 	struct app *app = arg;
-	const char *uri = evhttp_request_get_uri(req), *rest, *q;
-	char path[2048];
+	const char *uri = evhttp_request_get_uri(req), *rest, *q, *path = NULL;
+	char whole[2048], via[VIA_MAX + 1] = "";
 	size_t plen;
 	int ok;
 
 	q = strchr(uri, '?');
 	plen = q ? (size_t)(q - uri) : strlen(uri);
-	if (plen >= sizeof(path)) {
+	if (plen >= sizeof(whole)) {
 		server_error(app, req, 404, "Not Found");
 		return;
 	}
-	memcpy(path, uri, plen);
-	path[plen] = '\0';
+	memcpy(whole, uri, plen);
+	whole[plen] = '\0';
+	path = whole;
 	q = q ? q + 1 : NULL;
+	/* /__via/<name>/...: the client names itself (one api_url per client). */
+	if (strncmp(path, "/__via/", 7) == 0) {
+		const char *name = path + 7, *end = strchr(name, '/');
+
+		if (end == NULL || !valid_name(name, (size_t)(end - name), VIA_MAX, 1)) {
+			server_error(app, req, 404, "Not Found");
+			return;
+		}
+		memcpy(via, name, (size_t)(end - name));
+		via[end - name] = '\0';
+		path = end;
+	}
 	if (strncmp(path, "/__fake/", 8) == 0) {
 		control_handle(app, req, path + 8, q);
 		return;
@@ -323,7 +347,7 @@ route(struct evhttp_request *req, void *arg)
 			server_error(app, req, 404, "Not Found");
 		} else {
 			note_api_connection(app, req);
-			call_start(app, req, rest, strlen(rest), q);
+			call_start(app, req, rest, strlen(rest), q, via);
 		}
 		return;
 	}

@@ -9,6 +9,9 @@
 #include "fault.h"
 #include "params.h"
 
+/* A client's name in /__via/<name>/bot...: 1..32 of [A-Za-z0-9_-]. */
+#define VIA_MAX 32
+
 /* One Bot API request from arrival to its reply. */
 struct call {
 	struct app *app;
@@ -19,6 +22,8 @@ struct call {
 	int concurrent;		/* counted in stats' concurrent requests */
 	struct params params;
 	double t_ms;		/* arrival */
+	char via[VIA_MAX + 1];		/* the client's name from /__via/<name>/bot..., or "" */
+	size_t poll_log;	/* getUpdates: its entry in the poll log + 1, or 0 */
 	struct fault_decision fd;
 	struct event *timer;	/* latency fault or long poll */
 	struct call *prev, *next;

@@ -27,6 +27,7 @@ struct stream {
 	double rate;		/* updates/s, 0 = all at once */
 	double rate_t0;
 	size_t rate_base;	/* index the rate clock counts from */
+	int held;		/* nothing more is released until stream_hold(s, 0) */
 	struct hmap by_id;	/* update_id -> index */
 	struct hmap by_inline;	/* hash(inline_query id) -> index */
 	struct hmap by_msg;	/* hash(chat id, message_id) of `message` updates -> index */
@@ -199,7 +200,7 @@ stream_add(struct stream *s, json_t *update, char *err, size_t errlen)
 	u->echo_head = u->echo_tail = -1;
 	*hmap_put(&s->by_id, id, 0) = (int64_t)s->len;
 	s->next_id = id + 1;
-	if (s->rate <= 0)
+	if (s->rate <= 0 && !s->held)
 		s->released = s->len + 1;
 	return (long)s->len++;
 }
@@ -250,7 +251,7 @@ stream_tick(struct stream *s, double now_ms)
 {
 	size_t want, before = s->released;
 
-	if (s->rate <= 0 || s->released >= s->len)
+	if (s->rate <= 0 || s->held || s->released >= s->len)
 		return 0;
 	want = s->rate_base + (size_t)floor(s->rate * (now_ms - s->rate_t0) / 1000.0);
 	if (want > s->len)
@@ -261,6 +262,24 @@ stream_tick(struct stream *s, double now_ms)
 	if (want > s->released)
 		s->released = want;
 	return s->released - before;
+}
+
+void
+stream_hold(struct stream *s, int on, double now_ms)
+{
+	if (s->held && !on) {
+		s->held = 0;
+		if (s->rate <= 0)
+			s->released = s->len;
+		stream_rate_restart(s, now_ms);
+	}
+	s->held = on;
+}
+
+int
+stream_held(const struct stream *s)
+{
+	return s->held;
 }
 
 void
@@ -275,7 +294,7 @@ stream_next_release_in(const struct stream *s, double now_ms)
 {
 	double at;
 
-	if (s->rate <= 0 || s->released >= s->len)
+	if (s->rate <= 0 || s->held || s->released >= s->len)
 		return -1;
 	at = s->rate_t0 + (double)(s->released + 1 - s->rate_base) * 1000.0 / s->rate;
 	return at > now_ms ? at - now_ms : 0;

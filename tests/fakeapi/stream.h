@@ -60,6 +60,9 @@ struct stream_update *stream_at(struct stream *s, size_t i);
 void stream_release_all(struct stream *s);
 /* Release updates by the configured rate; returns how many were newly released. */
 size_t stream_tick(struct stream *s, double now_ms);
+/* Hold (on = 1: release nothing more) or go on from now at the rate (on = 0). */
+void stream_hold(struct stream *s, int on, double now_ms);
+int stream_held(const struct stream *s);
 /* Start the rate clock now (after a long generation, say). */
 void stream_rate_restart(struct stream *s, double now_ms);
 /* Milliseconds until the next rate release, or -1 if nothing is waiting. */

@@ -113,3 +113,23 @@ def tinyproxy(procs):
     def start(user=None, password=None, **kw):
         return procs.add(Tinyproxy(procs.tmp, user, password, **kw))
     return start
+
+
+# --- a JetStream cluster of nats-server on loopback (natscluster.py) ----------
+
+@pytest.fixture
+def nats_cluster(procs):
+    """Factory: nats_cluster(size=3) starts `size` clustered nats-server with
+    JetStream, waits for the meta leader and returns the NatsCluster; stopped
+    by PID (after the daemons started later) at the end."""
+    from natscluster import NatsCluster, missing
+    msg = missing()
+    if msg:
+        pytest.fail(msg, pytrace=False)
+
+    def start(size=3, **kw):
+        c = NatsCluster(procs.tmp, size=size, start=False, **kw)
+        procs.add(c)
+        c.start_all()
+        return c
+    return start

@@ -94,6 +94,32 @@ class FakeApi:
             q["method"] = method
         return self.control("calls?" + urllib.parse.urlencode(q))["calls"]
 
+    def release(self):
+        """Start releasing the updates of a server started with --hold."""
+        return self.control("release", "POST")
+
+    def polls(self, via=None, since=0):
+        """The poll log: every getUpdates call since `since` (of the client that
+        named itself `via` in /__via/<via>/bot...), with arrival `t_ms`, answer
+        `end_ms`, `status`, `n` and `first_id`..`last_id` handed out; and `now_ms`."""
+        q = {"since": since}
+        if via is not None:
+            q["via"] = via
+        return self.control("polls?" + urllib.parse.urlencode(q))
+
+    def clock(self):
+        """The fake server's t_ms now, and time.monotonic() at that moment (the
+        middle of the request): to place its records on this process's clock."""
+        t0 = time.monotonic()
+        now = self.polls(since=1 << 62)["now_ms"]
+        t1 = time.monotonic()
+        return now, (t0 + t1) / 2
+
+    def to_fake_ms(self, t_monotonic):
+        """A time.monotonic() value as the fake server's t_ms."""
+        now, mono = self.clock()
+        return now + (t_monotonic - mono) * 1000.0
+
     def reset_stats(self):
         return self.control("reset_stats", "POST")
 

@@ -91,9 +91,10 @@ class ProcGroup:
     def logs(self):
         out = []
         for item in self.items:
-            proc = getattr(item, "proc", item)
-            if isinstance(proc, Proc):
-                out.append((" ".join(proc.argv), proc.log()))
+            # An item of several processes (e.g. a NATS cluster) lists them in .procs.
+            for proc in getattr(item, "procs", None) or [getattr(item, "proc", item)]:
+                if isinstance(proc, Proc):
+                    out.append((" ".join(proc.argv), proc.log()))
         return out
 
     def dump_logs(self, tail=200):

@@ -768,3 +768,63 @@ def test_client_gone_during_long_poll(fakeapi):
     time.sleep(1.2)
     assert [u["update_id"] for u in get_updates(api)] == [1]
     assert api.api("getMe")[0] == 200
+
+
+def test_via_names_the_client_in_calls_and_the_poll_log(fakeapi):
+    api = fakeapi()
+    api.push_updates([msg(5, "a"), msg(6, "b"), msg(7, "c")])
+    path = "/__via/node-a_1/bot%s/" % TEST_TOKEN
+    st, _, raw = api.request("GET", path + "getUpdates?limit=2&offset=0")
+    b = json.loads(raw)
+    assert st == 200 and len(b["result"]) == 2
+    first = b["result"][0]["update_id"]
+    st, _, raw = api.request("POST", path + "sendMessage",
+                             json.dumps({"chat_id": 5, "text": "u%d" % first}).encode(),
+                             {"Content-Type": "application/json"})
+    assert st == 200
+    api.api("getUpdates", {"offset": first + 2, "timeout": 0})
+    api.api("sendMessage", {"chat_id": 6, "text": "plain"})
+    calls = api.calls("sendMessage")
+    assert [c.get("via") for c in calls] == ["node-a_1", None]
+    log = api.polls()
+    assert [(p["via"], p["offset"], p["status"], p["n"]) for p in log["polls"]] == \
+        [("node-a_1", 0, 200, 2), ("", first + 2, 200, 1)]
+    assert log["polls"][0]["first_id"] == first and log["polls"][0]["last_id"] == first + 1
+    assert log["polls"][1]["first_id"] == first + 2
+    assert all(p["t_ms"] <= p["end_ms"] for p in log["polls"])
+    assert log["next"] == 2 and log["now_ms"] >= log["polls"][1]["end_ms"]
+    assert [p["seq"] for p in api.polls(via="node-a_1")["polls"]] == [1]
+    assert api.polls(since=1)["polls"][0]["seq"] == 2
+    # A long poll is in the log at once, answered later.
+    t, out = in_thread(api.api, "getUpdates", {"offset": first + 3, "timeout": 1})
+    wait_until(lambda: len(api.polls()["polls"]) == 3, 5)
+    held = api.polls(since=2)["polls"][0]
+    assert (held["status"], held["end_ms"], held["n"]) == (0, -1, 0)
+    t.join(5)
+    done = api.polls(since=2)["polls"][0]
+    assert done["status"] == 200 and done["end_ms"] - done["t_ms"] >= 900
+    # Its clock maps onto this process's monotonic clock.
+    now, mono = api.clock()
+    assert abs(api.to_fake_ms(mono) - now) < 50
+    # Bad names are not routed.
+    for bad in ("/__via//bot", "/__via/a.b/bot", "/__via/" + "x" * 33 + "/bot", "/__via/abc"):
+        st, _, _ = api.request("GET", bad + TEST_TOKEN + "/getMe")
+        assert st == 404, bad
+    assert api.stats()["calls"]["getUpdates"] == 3
+
+
+@pytest.mark.parametrize("rate", [0, 2000])
+def test_hold_releases_nothing_until_release(fakeapi, rate):
+    api = fakeapi("--count", "200", "--chats", "10", "--rate", rate, "--hold")
+    time.sleep(0.3)
+    assert get_updates(api, timeout=0) == []
+    assert api.stats()["updates_released"] == 0
+    t0 = time.monotonic()
+    api.release()
+    ids = []
+    while len(ids) < 200 and time.monotonic() - t0 < 5:
+        got = get_updates(api, offset=ids[-1] + 1 if ids else 0, timeout=1)
+        ids += [u["update_id"] for u in got]
+    assert ids == list(range(1, 201))
+    # At the rate, counted from the release.
+    assert time.monotonic() - t0 >= (0.09 if rate else 0)
