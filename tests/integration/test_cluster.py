@@ -19,6 +19,7 @@ import time
 
 from conftest import SANITIZED
 from natscluster import NatsClient, node_conf
+from procs import live_workers
 from waits import wait_log, wait_until
 
 LEASE_S = 2
@@ -48,21 +49,6 @@ def report(fault, st, **extra):
 
 
 ROLE = re.compile(r"cluster: (leader \(epoch (\d+)\)|follower \(leader: [^)]*\)|lost the lease)")
-
-
-def live_workers(pids):
-    """Those of `pids` that are still live tgrun-worker processes."""
-    alive = []
-    for pid in pids:
-        try:
-            with open("/proc/%d/stat" % pid) as f:
-                stat = f.read()
-        except OSError:
-            continue
-        comm = stat[stat.index("(") + 1:stat.rindex(")")]
-        if comm == "tgrun-worker" and stat.rsplit(")", 1)[1].split()[0] != "Z":
-            alive.append(pid)
-    return alive
 
 
 class Node:
@@ -205,6 +191,11 @@ class Bed:
         return out
 
 
+def call_seq(api):
+    """The seq of the last call the fake API recorded (for calls(since=...))."""
+    return api.control("calls?since=%d" % (1 << 40))["total"]
+
+
 def echo_id(text):
     m = re.match(r"u(\d+)", text)
     return int(m.group(1)) if m else None
@@ -216,6 +207,7 @@ def failover_ms(bed, old, t_kill):
     update that the new leader fetched, i.e. the first update run under it."""
     api = bed.api
     k = api.to_fake_ms(t_kill)
+    seq = call_seq(api)
     new = bed.wait_leader(LEASE_S + 10, exclude=(old,))
     found = {}
 
@@ -229,7 +221,7 @@ def failover_ms(bed, old, t_kill):
                 ids.update(range(p["first_id"], p["last_id"] + 1))
         if not ids:
             return None
-        times = [c["t_ms"] for c in api.calls("sendMessage")
+        times = [c["t_ms"] for c in api.calls("sendMessage", seq)
                  if c["t_ms"] >= k and echo_id(c["params"].get("text", "")) in ids]
         return min(times) - k if times else None
     run = wait_until(first_run, LEASE_S + 20, interval=0.2,
@@ -279,7 +271,7 @@ def test_follower_sigkill_its_in_flight_updates_are_redelivered(fakeapi, tgrund,
         # Kill it while it has work: its own status says what it holds.
         in_flight = wait_until(lambda: victim.d.status()["in_flight"], 20, interval=0.02,
                                what="the follower to hold work")
-        seq = len(bed.api.calls("sendMessage"))
+        seq = call_seq(bed.api)
         t_kill = victim.kill(workers=True)
         k = bed.api.to_fake_ms(t_kill)
         st = bed.drain()
@@ -375,7 +367,7 @@ def test_sighup_reload_on_one_node_while_the_others_serve(fakeapi, tgrund, nats_
         order = [n for n in bed.nodes if n is not lead][:1] + [lead]
         for j, node in enumerate(order):
             bed.wait_echoed_at_least(int(bed.expected * (0.25 + 0.25 * j)))
-            seq = len(bed.api.calls("sendMessage"))
+            seq = call_seq(bed.api)
             path = node.d.conf_path
             with open(path) as f:
                 text = f.read()
