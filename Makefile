@@ -16,7 +16,7 @@ DESTDIR    ?=
 
 B := build
 CC ?= cc
-PKGS := libevent jansson libcurl libsystemd inih sqlite3 openssl
+PKGS := libevent jansson libcurl libsystemd inih sqlite3 openssl libnats
 # Debian package that provides each pkg-config module (used by `make deps`).
 DEB_libevent   := libevent-dev
 DEB_jansson    := libjansson-dev
@@ -26,6 +26,7 @@ DEB_inih       := libinih-dev
 DEB_sqlite3    := libsqlite3-dev
 DEB_openssl    := libssl-dev
 DEB_cmocka     := libcmocka-dev
+DEB_libnats    := libnats-dev
 # lua.so, the handler that runs bots written in Lua
 LUA_PKG        := lua5.4
 DEB_lua        := liblua5.4-dev
@@ -48,6 +49,8 @@ endif
 # common/ sees only its own headers: worker/sched.h would also hide the
 # system <sched.h> that <pthread.h> includes (common/throttle.c).
 $(B)/obj/common/%.o: BASEFLAGS := $(filter-out -Iworker -Idaemon,$(BASEFLAGS))
+# daemon/ needs no worker header either, and its NATS code includes <pthread.h>.
+$(B)/obj/daemon/%.o: BASEFLAGS := $(filter-out -Iworker,$(BASEFLAGS))
 
 # Handlers are built as tgrun.pc tells handler authors to build theirs: with
 # stack clash protection, so a large frame is probed page by page and cannot
@@ -218,6 +221,8 @@ FUZZ_BASE := -std=gnu11 -g -O1 $(WARN) -D_GNU_SOURCE -fno-strict-aliasing \
 FUZZ_CFLAGS = $(FUZZ_BASE) -Icommon -Iworker -Idaemon $(PKG_CFLAGS)
 # As above: common/ sees only its own headers.
 $(B)/fuzz/obj/common/%.o: FUZZ_CFLAGS = $(FUZZ_BASE) -Icommon $(PKG_CFLAGS)
+$(B)/fuzz/obj/daemon/jsutil.o $(B)/fuzz/obj/daemon/store_js.o $(B)/fuzz/obj/daemon/workq.o: \
+	FUZZ_CFLAGS = $(FUZZ_BASE) -Icommon -Idaemon $(PKG_CFLAGS)
 fobj = $(patsubst %.c,$(B)/fuzz/obj/%.o,$(1))
 
 $(B)/fuzz/obj/%.o: %.c Makefile
@@ -276,6 +281,7 @@ deps:
 			inih) missing="$$missing $(DEB_inih)";; \
 			sqlite3) missing="$$missing $(DEB_sqlite3)";; \
 			openssl) missing="$$missing $(DEB_openssl)";; \
+			libnats) missing="$$missing $(DEB_libnats)";; \
 			cmocka) missing="$$missing $(DEB_cmocka)";; \
 			$(LUA_PKG)) missing="$$missing $(DEB_lua)";; \
 		esac; \
@@ -292,7 +298,6 @@ deps:
 	command -v microsocks >/dev/null || missing="$$missing microsocks"; \
 	command -v tinyproxy >/dev/null || missing="$$missing tinyproxy"; \
 	command -v strace >/dev/null || missing="$$missing strace"; \
-	pkg-config --exists libnats 2>/dev/null || missing="$$missing libnats-dev"; \
 	{ command -v nats-server || test -x /usr/sbin/nats-server; } >/dev/null || missing="$$missing nats-server"; \
 	{ command -v clang >/dev/null && test -f "$$(clang -print-file-name=libclang_rt.fuzzer-$$(uname -m).a)"; } || \
 		missing="$$missing clang libclang-rt-dev"; \

@@ -89,12 +89,23 @@ const struct key config_keys[] = {
 	{ "throttle", "global", KT_RATE, F(throttle_global), 1, 1000000, NULL },
 	{ "throttle", "chat", KT_RATE, F(throttle_chat), 1, 1000000, NULL },
 	{ "throttle", "group", KT_RATE, F(throttle_group), 1, 1000000, NULL },
+
+	{ "cluster", "nats", KT_NATS, F(cluster_nats), 0, 0,
+	    "one or more URLs nats://, tls:// or ws(s)://[USER:PASSWORD@]HOST[:PORT], "
+	    "comma separated" },
+	{ "cluster", "credentials", KT_FILE, F(cluster_credentials), 0, 0,
+	    "path of a NATS credentials file" },
+	{ "cluster", "node", KT_NODE, F(cluster_node), 0, 0,
+	    "1..64 characters of A-Z a-z 0-9 _ -" },
+	{ "cluster", "replicas", KT_INT, F(cluster_replicas), 1, 5, NULL },
+	{ "cluster", "lease", KT_DURATION, F(cluster_lease_ms), UNITS_SECOND_MS,
+	    60 * UNITS_SECOND_MS, NULL },
 };
 const size_t config_nkeys = sizeof(config_keys) / sizeof(config_keys[0]);
 
 static const char *const sections[] = {
 	"bot", "poll", "workers", "order", "limits", "journal", "control", "metrics",
-	"api", "throttle", "log", "handler",
+	"api", "throttle", "log", "cluster", "handler",
 };
 
 _Static_assert(sizeof(config_keys) / sizeof(config_keys[0]) <= CONFIG_MAX_KEYS,
@@ -102,6 +113,7 @@ _Static_assert(sizeof(config_keys) / sizeof(config_keys[0]) <= CONFIG_MAX_KEYS,
 _Static_assert(UPD__COUNT <= 32, "bypass is a 32-bit set of update types");
 
 static int finish(struct loader *ld);
+static int finish_cluster(struct loader *ld);
 static void warn_plain_http(const struct loader *ld);
 static char *default_in_dir(const char *env, const char *file, const char *name,
     const char *suffix);
@@ -147,6 +159,8 @@ config_load(const char *path, char *err, size_t errlen)
 	cfg->throttle_chat = (struct cfg_rate){ 1, UNITS_SECOND_MS };
 	cfg->throttle_group = (struct cfg_rate){ 20, UNITS_MINUTE_MS };
 	cfg->log_level = LOG_LVL_INFO;
+	cfg->cluster_replicas = 3;
+	cfg->cluster_lease_ms = 5 * UNITS_SECOND_MS;
 	if ((cfg->api_url = strdup("https://api.telegram.org")) == NULL ||
 	    (cfg->path = config_path_absolute(path)) == NULL) {
 		config_fail(&ld, 0, "cannot load: %s", strerror(errno));
@@ -219,6 +233,12 @@ config_free(struct config *cfg)
 		free(cfg->handler_kv[i].value);
 	}
 	free(cfg->handler_kv);
+	if (cfg->cluster_nats != NULL) {
+		explicit_bzero(cfg->cluster_nats, strlen(cfg->cluster_nats));
+		free(cfg->cluster_nats);
+	}
+	free(cfg->cluster_credentials);
+	free(cfg->cluster_node);
 	free(cfg);
 }
 
@@ -311,6 +331,59 @@ config_name_ok(const char *s)
 	    "0123456789._-") == n;
 }
 
+/* A cluster node name goes into NATS keys: no dots, no blanks. */
+int
+config_node_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	return n >= 1 && n <= 64 && strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	    "abcdefghijklmnopqrstuvwxyz0123456789_-") == n;
+}
+
+/* [cluster]: a key without nats is an error; the node and credentials defaults. */
+static int
+finish_cluster(struct loader *ld)
+{
+	struct config *cfg = ld->cfg;
+	const char *dir;
+	char host[256], *s;
+	int line = 0;
+
+	for (size_t i = 0; i < config_nkeys; i++)
+		if (strcmp(config_keys[i].section, "cluster") == 0 && ld->seen[i] > 0)
+			line = ld->seen[i];
+	if (cfg->cluster_nats == NULL) {
+		if (line > 0)
+			return config_fail(ld, line, "[cluster] nats: missing (accepted: "
+			    "%s; without it, remove the [cluster] keys)",
+			    config_key_find("cluster", "nats")->accepted), -1;
+		return 0;
+	}
+	if (cfg->cluster_node == NULL) {
+		if (gethostname(host, sizeof(host)) != 0)
+			host[0] = '\0';
+		host[sizeof(host) - 1] = '\0';
+		host[strcspn(host, ".")] = '\0';
+		if (!config_node_ok(host))
+			return config_fail(ld, 0, "[cluster] node: the host name \"%s\" is "
+			    "not accepted (accepted: set node = 1..64 characters of "
+			    "A-Z a-z 0-9 _ -)", host), -1;
+		if ((cfg->cluster_node = strdup(host)) == NULL)
+			return config_fail(ld, 0, "cannot load: %s", strerror(errno)), -1;
+	}
+	dir = getenv("CREDENTIALS_DIRECTORY");
+	if (cfg->cluster_credentials == NULL && dir != NULL && *dir != '\0') {
+		if (asprintf(&s, "%s/nats.creds", dir) == -1)
+			return config_fail(ld, 0, "cannot load: %s", strerror(ENOMEM)), -1;
+		if (access(s, R_OK) == 0)
+			cfg->cluster_credentials = s;
+		else
+			free(s);
+	}
+	return 0;
+}
+
 /* Whole-file checks and defaults that depend on other keys. */
 static int
 finish(struct loader *ld)
@@ -385,7 +458,7 @@ finish(struct loader *ld)
 		    "Unix socket (accepted: at most 107 bytes; set [control] socket "
 		    "to a shorter path)", cfg->control_socket), -1;
 	}
-	return 0;
+	return finish_cluster(ld);
 }
 
 /*

@@ -98,6 +98,13 @@ struct config {
 	/* [log] */
 	int log_level;			/* enum log_level, default info */
 
+	/* [cluster] (absent: single-machine mode) */
+	char *cluster_nats;		/* NULL = no cluster; "URL, URL"; may hold passwords */
+	char *cluster_credentials;	/* NULL: none; default $CREDENTIALS_DIRECTORY/nats.creds */
+	char *cluster_node;		/* default: the host name up to its first '.' */
+	int cluster_replicas;		/* 3; 1..5 */
+	int64_t cluster_lease_ms;	/* 5s; 1s..60s */
+
 	/* [handler] */
 	struct cfg_kv *handler_kv;
 	size_t handler_nkv;

@@ -33,6 +33,8 @@ enum ktype {
 	KT_LEVEL,	/* int, enum log_level */
 	KT_LISTEN,	/* char *, "off" (NULL) or HOST:PORT / [V6]:PORT */
 	KT_RATE,	/* struct cfg_rate, "N/s" or "N/m" with N in min..max */
+	KT_NATS,	/* char *, NATS URLs, comma separated; may hold passwords: never echoed */
+	KT_NODE,	/* char *, a cluster node name */
 };
 
 struct key {
@@ -48,7 +50,7 @@ struct key {
 #define CONFIG_MAX_KEYS 64
 
 #define CONFIG_SECTION_LIST "bot, poll, workers, order, limits, journal, control, " \
-	"metrics, api, throttle, log, handler"
+	"metrics, api, throttle, log, cluster, handler"
 
 /* State of one config_load(). */
 struct loader {
@@ -90,6 +92,8 @@ char *config_path_absolute(const char *path);
 char *config_path_value(const struct loader *ld, const char *path);
 /* 1 if `s` is accepted as a bot name. */
 int config_name_ok(const char *s);
+/* 1 if `s` is accepted as a cluster node name. */
+int config_node_ok(const char *s);
 
 /* config_ini.c: run inih over ld->fp, setting each key (config_value_*()). */
 void config_ini_read(struct loader *ld);

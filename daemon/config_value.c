@@ -20,6 +20,7 @@ static int set_file_path(struct loader *ld, const struct key *k,
     const char *value);
 static int set_listen(struct loader *ld, const struct key *k, const char *value);
 static int set_proxy(struct loader *ld, const struct key *k, const char *value);
+static int set_nats(struct loader *ld, const struct key *k, const char *value);
 static void say_accepted(const struct key *k, char *buf, size_t len);
 static int list_next(const char **p, char *buf, size_t len);
 static void *field(struct config *cfg, const struct key *k);
@@ -36,6 +37,7 @@ config_value_set(struct loader *ld, const struct key *k, const char *value)
 	}
 	switch (k->type) {
 	case KT_NAME:
+	case KT_NODE:
 	case KT_TOKEN:
 	case KT_URL:
 	case KT_PATH:
@@ -45,6 +47,8 @@ config_value_set(struct loader *ld, const struct key *k, const char *value)
 		return set_file_path(ld, k, value);
 	case KT_PROXY:
 		return set_proxy(ld, k, value);
+	case KT_NATS:
+		return set_nats(ld, k, value);
 	case KT_LISTEN:
 		return set_listen(ld, k, value);
 	case KT_UPDATES:
@@ -70,6 +74,12 @@ set_string(struct loader *ld, const struct key *k, const char *value)
 	switch (k->type) {
 	case KT_NAME:
 		if (!config_name_ok(value))
+			return config_fail_key(ld, k, "\"%s\" is not accepted (accepted: %s)",
+			    value, k->accepted);
+		s = strdup(value);
+		break;
+	case KT_NODE:
+		if (!config_node_ok(value))
 			return config_fail_key(ld, k, "\"%s\" is not accepted (accepted: %s)",
 			    value, k->accepted);
 		s = strdup(value);
@@ -476,4 +486,70 @@ set_proxy(struct loader *ld, const struct key *k, const char *value)
 	}
 	*dst = s;
 	return 0;
+}
+
+/*
+ * [cluster] nats: URLs that may carry a user and password, so no message
+ * repeats the value; kept joined by ',' without blanks (libnats' form).
+ */
+static int
+set_nats(struct loader *ld, const struct key *k, const char *value)
+{
+	static const char *const schemes[] = { "nats://", "tls://", "ws://", "wss://" };
+	char **dst = field(ld->cfg, k);
+	const char *p = value;
+	size_t n = 0, len = strlen(value);
+	char *s;
+	int item = 0;
+
+	if ((s = malloc(len + 1)) == NULL)
+		return config_fail_key(ld, k, "%s", strerror(errno));
+	while (p != NULL) {
+		const char *comma = strchr(p, ',');
+		const char *b = p, *e = comma ? comma : p + strlen(p), *host = NULL, *at;
+
+		item++;
+		p = comma ? comma + 1 : NULL;
+		while (b < e && (*b == ' ' || *b == '\t'))
+			b++;
+		while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
+			e--;
+		for (size_t i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++)
+			if ((size_t)(e - b) > strlen(schemes[i]) &&
+			    strncmp(b, schemes[i], strlen(schemes[i])) == 0)
+				host = b + strlen(schemes[i]);
+		if (host == NULL) {
+			config_fail_key(ld, k, "URL %d: the scheme is not accepted "
+			    "(accepted: %s)", item, k->accepted);
+			goto fail;
+		}
+		for (const char *q = b; q < e; q++)
+			if (*q <= ' ' || *q == 0x7f || *q == '"' || *q == '\\') {
+				config_fail_key(ld, k, "URL %d: contains a blank, quote or "
+				    "control character (accepted: %s)", item, k->accepted);
+				goto fail;
+			}
+		if ((at = memrchr(host, '@', (size_t)(e - host))) != NULL)
+			host = at + 1;
+		if (host == e || *host == ':' || *host == '/') {
+			config_fail_key(ld, k, "URL %d: no host (accepted: %s)", item,
+			    k->accepted);
+			goto fail;
+		}
+		if (n > 0)
+			s[n++] = ',';
+		memcpy(s + n, b, (size_t)(e - b));
+		n += (size_t)(e - b);
+	}
+	s[n] = '\0';
+	if (*dst != NULL) {
+		explicit_bzero(*dst, strlen(*dst));
+		free(*dst);
+	}
+	*dst = s;
+	return 0;
+fail:
+	explicit_bzero(s, len + 1);
+	free(s);
+	return -1;
 }

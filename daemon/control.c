@@ -189,6 +189,35 @@ static void on_accept(void *arg, evutil_socket_t fd)
 
 /* ---- commands --------------------------------------------------------------- */
 
+static json_t *stream_json(const struct status_stream *s)
+{
+	if (!s->known)
+		return json_null();
+	return json_pack("{s:I, s:I, s:I, s:I}", "messages", (json_int_t)s->messages,
+	    "bytes", (json_int_t)s->bytes, "first_seq", (json_int_t)s->first_seq,
+	    "last_seq", (json_int_t)s->last_seq);
+}
+
+/* The "cluster" object of status (cluster mode only). */
+static json_t *cluster_json(const struct status_cluster *sc)
+{
+	json_t *nodes = json_array();
+
+	for (size_t i = 0; nodes && i < sc->nnodes; i++) {
+		const struct status_node *n = &sc->nodes[i];
+
+		json_array_append_new(nodes, json_pack("{s:s, s:s, s:i, s:i, s:I}",
+		    "node", n->node, "role", n->role, "capacity", n->capacity,
+		    "in_flight", n->in_flight, "age_ms", (json_int_t)n->age_ms));
+	}
+	return json_pack("{s:s, s:s, s:o, s:I, s:o, s:{s:o, s:o}, s:I, s:I}",
+	    "node", sc->node, "role", sc->role,
+	    "leader", sc->leader ? json_string(sc->leader) : json_null(),
+	    "epoch", (json_int_t)sc->epoch, "nodes", nodes ? nodes : json_array(),
+	    "streams", "journal", stream_json(&sc->journal), "work", stream_json(&sc->work),
+	    "pulled", (json_int_t)sc->pulled, "ran", (json_int_t)sc->ran);
+}
+
 static json_t *cmd_status(struct client *cl, const struct control_req *req,
     const char **err, int *async)
 {
@@ -221,6 +250,8 @@ static json_t *cmd_status(struct client *cl, const struct control_req *req,
 	    "journal", jr,
 	    "bot", st.bot,
 	    "pid", (int)getpid());
+	if (j != NULL && st.cluster != NULL)
+		json_object_set_new(j, "cluster", cluster_json(st.cluster));
 	if (j == NULL)
 		*err = "out of memory";
 	return j;

@@ -1,5 +1,6 @@
 /* The master's loop: polling into the pending set, timers, signals and the parts it ties together. */
 #include "master.h"
+#include "master_cluster.h"
 #include "botapi.h"
 #include "clock.h"
 #include "evcurl.h"
@@ -106,6 +107,9 @@ static void on_batch(void *arg, const struct poller_item *items, size_t n)
 
 	int64_t asked = m->next_offset;	/* this batch answers that offset */
 
+	/* Not the leader any more: the batch stays unconfirmed for the next one. */
+	if (m->mc != NULL && !master_cluster_may_poll(m))
+		return;
 	m->last_poll_ok_ms = clock_ms();
 	if (m->store != NULL && n > 0 && (recs = calloc(n, sizeof(*recs))) == NULL)
 		fatalx("out of memory");
@@ -165,6 +169,14 @@ static void on_skip(void *arg, int64_t id)
 	master_maybe_poll(m);
 }
 
+static void on_conflict(void *arg)
+{
+	struct master *m = arg;
+
+	if (m->mc != NULL)
+		master_cluster_conflict(m);
+}
+
 static void on_rejected(void *arg, int code, const char *desc)
 {
 	struct master *m = arg;
@@ -180,6 +192,8 @@ void master_maybe_poll(struct master *m)
 
 	if (!m->started || m->stopping || m->journal_blocked || m->paused ||
 	    poller_busy(m->poller))
+		return;
+	if (m->mc != NULL && !master_cluster_may_poll(m))
 		return;
 	room = m->cfg->max_pending - master_pending(m);
 	if (room <= 0) {
@@ -199,6 +213,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	int64_t every = m->cfg->heartbeat_timeout_ms / 4;
 
 	dispatch_tick(m->dsp, now);
+	if (m->mc != NULL)
+		master_cluster_tick(m);
 	if (now - m->last_ping_ms >= (every > TICK_MS ? every : TICK_MS)) {
 		m->last_ping_ms = now;
 		workers_heartbeat(m->pool);
@@ -232,8 +248,9 @@ static void on_stats(evutil_socket_t fd, short what, void *arg)
 		    "pending %d, %.0f updates/s",
 		    (unsigned long long)m->n_fetched, (unsigned long long)m->n_done,
 		    (unsigned long long)m->n_failed, inflight, pending, rate);
-	notify_status(&m->sd, "%s; in flight %d, pending %d, done %llu, failed %llu, "
-	    "dead letters %llu, %.0f updates/s", polling, inflight, pending,
+	notify_status(&m->sd, "%s%s; in flight %d, pending %d, done %llu, failed %llu, "
+	    "dead letters %llu, %.0f updates/s", m->mc == NULL ? "" :
+	    master_cluster_may_poll(m) ? "leader: " : "follower: ", polling, inflight, pending,
 	    (unsigned long long)m->n_done, (unsigned long long)m->n_failed,
 	    (unsigned long long)m->n_dead, rate);
 	m->n_done_last = m->n_done;
@@ -267,6 +284,8 @@ static int ops_start(struct master *m)
 
 const char *master_polling_state(const struct master *m)
 {
+	if (m->mc != NULL && !m->stopping && m->started && !master_cluster_may_poll(m))
+		return "not polling (follower)";
 	return m->stopping ? "stopping" :
 	    !m->started ? "starting" :
 	    m->paused ? "paused (control)" :
@@ -354,6 +373,7 @@ static void master_free(struct master *m)
 	pending_free(m->pend);
 	evcurl_free(m->ec);
 	master_store_close(m);
+	master_cluster_close(m);
 	control_free(m->control);
 	metrics_free(m->metrics);
 	master_status_free(m);
@@ -371,7 +391,8 @@ static void master_free(struct master *m)
 int master_run(struct config *cfg, const char *token)
 {
 	struct master m;
-	struct poller_cbs cbs = { on_batch, on_rejected, on_skip, master_on_confirmed, &m };
+	struct poller_cbs cbs = { on_batch, on_rejected, on_skip, master_on_confirmed, &m,
+	    on_conflict };
 	int status;
 
 	memset(&m, 0, sizeof(m));
@@ -403,6 +424,11 @@ int master_run(struct config *cfg, const char *token)
 	m.poller = poller_new(m.base, m.ec, cfg, token, &cbs);
 	if (m.poller == NULL)
 		fatalx("cannot set up the poller");
+	if (master_cluster_open(&m) != 0) {
+		master_free(&m);
+		config_free(cfg);
+		return EXIT_RUNTIME;
+	}
 	if (ops_start(&m) != 0) {
 		master_free(&m);
 		config_free(cfg);

@@ -26,6 +26,7 @@ struct dispatch;
 struct metrics;
 struct frame;
 struct pending;
+struct mcluster;
 
 struct master {
 	struct config *cfg;
@@ -70,6 +71,7 @@ struct master {
 	struct control *control;	/* NULL when [control] enabled = no */
 	struct metrics *metrics;
 	struct status_buf *status_buf;	/* what the last snapshot points into */
+	struct mcluster *mc;		/* cluster mode (master_cluster.h); NULL: single machine */
 };
 
 /* How long stopped workers get to exit after DRAIN before they are killed. */
@@ -145,6 +147,11 @@ void master_generation_failed(void *arg, int gen, const char *why);
  * set. 0, or -1 (logged) with m->exit_status set.
  */
 int master_store_open(struct master *m) __attribute__((warn_unused_result));
+/*
+ * Replay the store's unfinished updates into the pending set and take its
+ * offset (start; a new cluster leader). 0, or -1 (logged).
+ */
+int master_store_replay(struct master *m) __attribute__((warn_unused_result));
 /* A batch could not be stored: polling pauses and the write is retried. */
 void master_store_blocked(struct master *m);
 /*

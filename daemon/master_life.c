@@ -1,5 +1,6 @@
 /* The master's life cycle: stop (drain, confirm, exit) and reload (worker generations). */
 #include "master.h"
+#include "master_cluster.h"
 #include "botapi.h"
 #include "dispatch.h"
 #include "log.h"
@@ -117,6 +118,8 @@ void master_on_stop_signal(evutil_socket_t sig, short what, void *arg)
 	log_notice("%s: stopping; %d updates in flight, %d pending",
 	    strsignal((int)sig), master_inflight(m), master_pending(m));
 	poller_stop(m->poller);
+	if (m->mc != NULL)
+		master_cluster_stop(m);
 	tv.tv_sec = m->cfg->shutdown_timeout_ms / 1000;
 	tv.tv_usec = (m->cfg->shutdown_timeout_ms % 1000) * 1000;
 	m->shutdown_ev = evtimer_new(m->base, on_shutdown_timeout, m);
@@ -193,6 +196,8 @@ void master_generation_ready(void *arg, int gen)
 		log_notice("%d workers ready; polling %s as bot \"%s\"",
 		    m->cfg->worker_count, m->cfg->api_url, m->cfg->name);
 		notify_ready(&m->sd);
+		if (m->mc != NULL)
+			master_cluster_started(m);
 		master_dispatch(m);
 		master_maybe_poll(m);
 		return;
@@ -201,6 +206,7 @@ void master_generation_ready(void *arg, int gen)
 		return;
 	old = m->cfg;
 	/* Keep what cannot change while running. */
+	master_cluster_keep_config(old, m->next_cfg);
 	m->next_cfg->journal_enabled = old->journal_enabled;
 	m->next_cfg->journal_sync = old->journal_sync;
 	free(m->next_cfg->journal_path);

@@ -1,5 +1,6 @@
 /* The master's side of status.h: snapshots and requests for the control socket and the metrics. */
 #include "master.h"
+#include "master_cluster.h"
 #include "dispatch.h"
 #include "store.h"
 #include "log.h"
@@ -13,6 +14,7 @@ _Static_assert(STATUS_ALL == STORE_ALL, "status.h and store.h mean the same by '
 struct status_buf {
 	struct status_worker *workers;
 	size_t cap;
+	struct master_cluster_status cluster;
 };
 
 static void snapshot(void *arg, struct status *st)
@@ -55,6 +57,10 @@ static void snapshot(void *arg, struct status *st)
 	};
 	st->nworkers = workers_rows(m->pool, b->workers, n, &ready);
 	st->workers_ready = ready;
+	if (m->mc != NULL) {
+		master_cluster_status(m, &b->cluster);
+		st->cluster = &b->cluster.st;
+	}
 }
 
 static int reload(void *arg)

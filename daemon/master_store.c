@@ -89,7 +89,7 @@ static void on_journal_timer(evutil_socket_t fd, short what, void *arg)
 		log_notice("journal: writable again; polling resumed");
 		master_maybe_poll(m);
 	}
-	if (store_done_pending(m->store) > 0)
+	if (m->store != NULL && store_done_pending(m->store) > 0)
 		flush_done(m);
 	evtimer_add(m->journal_ev, &tv);
 }
@@ -255,12 +255,27 @@ static int open_done_log(struct master *m, int64_t offset)
 	return rc;
 }
 
-int master_store_open(struct master *m)
+/* Without m->store until this node leads: the timer flushes and retries then. */
+static int start_journal_timer(struct master *m)
 {
 	struct timeval tv = { 0, JOURNAL_FLUSH_MS * 1000 };
+
+	m->journal_ev = evtimer_new(m->base, on_journal_timer, m);
+	if (m->journal_ev == NULL || evtimer_add(m->journal_ev, &tv) != 0)
+		fatalx("cannot start the journal timer");
+	return 0;
+}
+
+int master_store_open(struct master *m)
+{
 	char err[512];
 	int64_t off = 0;
 
+	if (m->cfg->cluster_nats != NULL) {
+		log_notice("cluster mode: the journal is the JetStream stream; %s is "
+		    "not used", m->cfg->journal_path);
+		return start_journal_timer(m);
+	}
 	if (!m->cfg->journal_enabled) {
 		log_notice("journal disabled: updates in flight are lost if the master "
 		    "dies (at-most-once)");
@@ -280,14 +295,24 @@ int master_store_open(struct master *m)
 	/* After the journal: a live master on it would have made journal_open fail. */
 	if (open_done_log(m, off) != 0)
 		return -1;
-	struct replay r = { m, NULL, 0, 0 };
+	if (master_store_replay(m) != 0)
+		return -1;
+	m->exit_status = EXIT_OK;
+	return start_journal_timer(m);
+}
 
-	if (store_replay(m->store, replay_one, &r) != 0) {
-		log_err("journal %s: %s", m->cfg->journal_path, store_errmsg(m->store));
+int master_store_replay(struct master *m)
+{
+	struct replay r = { m, NULL, 0, 0 };
+	int64_t off = 0;
+
+	if (store_offset(m->store, &off) != 0 ||
+	    store_replay(m->store, replay_one, &r) != 0) {
+		log_err("journal %s: %s", m->cfg->cluster_nats ? "stream" :
+		    m->cfg->journal_path, store_errmsg(m->store));
 		free(r.bad);
 		return -1;
 	}
-	m->exit_status = EXIT_OK;
 	for (size_t i = 0; i < r.nbad; i++) {
 		log_err("journal: update %lld is not a usable update; moved to the dead "
 		    "letters", (long long)r.bad[i]);
@@ -300,9 +325,6 @@ int master_store_open(struct master *m)
 	if (master_pending(m) > 0)
 		log_notice("journal: replaying %d unfinished updates before polling "
 		    "(offset %lld)", master_pending(m), (long long)m->next_offset);
-	m->journal_ev = evtimer_new(m->base, on_journal_timer, m);
-	if (m->journal_ev == NULL || evtimer_add(m->journal_ev, &tv) != 0)
-		fatalx("cannot start the journal timer");
 	return 0;
 }
 

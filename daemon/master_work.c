@@ -1,5 +1,6 @@
 /* The master's side of the workers: what the dispatcher sends, what comes back, retries and dead letters. */
 #include "master.h"
+#include "master_cluster.h"
 #include "clock.h"
 #include "control.h"
 #include "dispatch.h"
@@ -28,6 +29,8 @@ static struct dsp_entry *next_ready(void *arg)
 	struct master *m = arg;
 	struct upd *u;
 
+	if (m->mc != NULL)
+		return master_cluster_next(m);
 	/* What no worker can run goes to the dead letters; its keys go on. */
 	while ((u = pending_next_ready(m->pend)) != NULL && u->refused != NULL)
 		master_dead_letter(m, u, 0, u->refused);
@@ -83,6 +86,8 @@ void master_apply_config(struct master *m)
 	pending_set_rules(m->pend, &r);
 	dispatch_limits_of(m->cfg, &l);
 	dispatch_set_limits(m->dsp, &l);
+	if (m->mc != NULL)
+		master_cluster_apply_config(m);
 }
 
 struct dispatch *master_dispatch_new(struct master *m)
@@ -96,6 +101,10 @@ struct dispatch *master_dispatch_new(struct master *m)
 
 void master_dispatch(struct master *m)
 {
+	if (m->mc != NULL) {
+		master_cluster_dispatch(m);
+		return;
+	}
 	/* With the journal, a stop leaves pending updates for the next start. */
 	if (m->stopping && m->store != NULL)
 		return;
@@ -151,8 +160,15 @@ static void master_update_done(void *arg, struct wslot *w, int64_t id,
     int status, uint32_t ms)
 {
 	struct master *m = arg;
-	struct upd *u = pending_get(m->pend, id);
-	int timed_out = u ? dispatch_done(m->dsp, workers_udata(w), &u->de) : -1;
+	struct upd *u;
+	int timed_out;
+
+	if (m->mc != NULL) {
+		master_cluster_update_done(m, w, id, status, ms);
+		return;
+	}
+	u = pending_get(m->pend, id);
+	timed_out = u ? dispatch_done(m->dsp, workers_udata(w), &u->de) : -1;
 
 	if (timed_out < 0) {
 		log_warn("worker %d: DONE for update %lld it was not running; ignored",
@@ -206,6 +222,10 @@ static void lost_update(void *arg, struct dsp_entry *e, int timed_out)
 	struct master *m = l->m;
 	struct upd *u = upd_of(e);
 
+	if (m->mc != NULL) {
+		master_cluster_lost(m, e, timed_out, l->slot);
+		return;
+	}
 	if (m->stopping && m->store != NULL)
 		return;		/* stays journaled for the next start */
 	if (timed_out) {

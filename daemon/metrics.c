@@ -162,6 +162,23 @@ static void histogram(struct evbuffer *out, const char *name, const char *help,
 	    name, (unsigned long long)h->count);
 }
 
+/* Cluster mode only. */
+static void render_cluster(struct evbuffer *out, const struct status_cluster *c)
+{
+	gauge(out, "tgrun_cluster_leader", "1 while this node is the cluster's leader.",
+	    strcmp(c->role, "leader") == 0);
+	gauge(out, "tgrun_cluster_nodes", "Nodes with a live heartbeat.", (double)c->nnodes);
+	counter(out, "tgrun_cluster_pulled_total", "Work items this node pulled.", c->pulled);
+	counter(out, "tgrun_cluster_ran_total", "Work items this node ran to the end.",
+	    c->ran);
+	head(out, "tgrun_cluster_stream_messages", "gauge",
+	    "Messages in the cluster's streams (-1: unknown).");
+	evbuffer_add_printf(out, "tgrun_cluster_stream_messages{stream=\"journal\"} %lld\n"
+	    "tgrun_cluster_stream_messages{stream=\"work\"} %lld\n",
+	    c->journal.known ? (long long)c->journal.messages : -1LL,
+	    c->work.known ? (long long)c->work.messages : -1LL);
+}
+
 void metrics_render(struct metrics *mt, struct evbuffer *out)
 {
 	struct status st;
@@ -224,6 +241,8 @@ void metrics_render(struct metrics *mt, struct evbuffer *out)
 	    "Handler run time per update, from the workers' DONE.", &mt->handler);
 	histogram(out, "tgrun_dispatch_latency_seconds",
 	    "Time from fetch to first dispatch to a worker.", &mt->dispatch);
+	if (st.cluster != NULL)
+		render_cluster(out, st.cluster);
 }
 
 int metrics_listen(struct metrics *mt, const char *listen, char *err, size_t errlen)

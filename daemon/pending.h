@@ -19,6 +19,8 @@ struct upd {
 	int journaled;		/* written to the journal */
 	const char *refused;	/* why no worker can run it (a constant), or NULL */
 	enum update_type type;
+	/* Cluster mode: the pulled work item, or (leader) published; NULL otherwise. */
+	void *ext;
 	struct seq_entry se;	/* the sequencer's links */
 	struct dsp_entry de;	/* the dispatcher's links */
 };

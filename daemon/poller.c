@@ -246,6 +246,8 @@ static void on_done(CURL *easy, CURLcode res, void *arg)
 		else
 			log_info("getUpdates: 409 again; next try in %lld ms", (long long)wait);
 		p->conflict_logged = 1;
+		if (p->cbs.on_conflict != NULL)
+			p->cbs.on_conflict(p->cbs.arg);
 		if (p->cfg->delete_webhook && strstr(r.description, "webhook")) {
 			botapi_result_clear(&r);
 			p->state = P_IDLE;

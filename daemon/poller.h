@@ -37,6 +37,11 @@ struct poller_cbs {
 	/* A confirm-only request (poller_confirm) ended, ok or not. */
 	void (*on_confirmed)(void *arg, int ok);
 	void *arg;
+	/*
+	 * 409 Conflict: another getUpdates consumer is active. Told before the
+	 * retry waits its backoff; NULL if nobody needs to know.
+	 */
+	void (*on_conflict)(void *arg);
 };
 
 struct poller *poller_new(struct event_base *base, struct evcurl *ec,

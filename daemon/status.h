@@ -16,6 +16,32 @@ struct status_worker {
 	int64_t last_pong_ms;	/* monotonic; -1 before its first answer */
 };
 
+/* Cluster mode: one stream's state; `known` 0 when it could not be read. */
+struct status_stream {
+	uint64_t messages, bytes, first_seq, last_seq;
+	int known;
+};
+
+/* Cluster mode: one node as its heartbeat entry says. */
+struct status_node {
+	char node[65];
+	char role[16];
+	int capacity, in_flight;
+	int64_t age_ms;		/* since its last heartbeat */
+};
+
+/* Cluster mode: this node's view of the cluster. */
+struct status_cluster {
+	const char *node;
+	const char *role;	/* "leader", "follower", "starting" */
+	const char *leader;	/* NULL when unknown */
+	int64_t epoch;
+	const struct status_node *nodes;
+	size_t nnodes;
+	struct status_stream journal, work;
+	uint64_t pulled, ran;	/* work items this node pulled and finished, ever */
+};
+
 /* The master at one moment: a copy, never a view of its structs. */
 struct status {
 	const char *bot;
@@ -33,6 +59,7 @@ struct status {
 	int64_t journal_bytes;
 	const struct status_worker *workers;
 	size_t nworkers;
+	const struct status_cluster *cluster;	/* NULL in single-machine mode */
 };
 
 struct store_dead;

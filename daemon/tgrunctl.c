@@ -215,6 +215,37 @@ static long long num(const json_t *o, const char *key)
 	return (long long)json_integer_value(json_object_get(o, key));
 }
 
+static void print_stream(const char *name, const json_t *s)
+{
+	if (json_is_object(s))
+		printf("cluster stream %s: %lld messages, %lld bytes, seq %lld..%lld\n", name,
+		    num(s, "messages"), num(s, "bytes"), num(s, "first_seq"),
+		    num(s, "last_seq"));
+	else
+		printf("cluster stream %s: unknown\n", name);
+}
+
+/* Cluster mode: lines starting "cluster ". */
+static void print_cluster(const json_t *c)
+{
+	const json_t *nodes = json_object_get(c, "nodes"), *n;
+	size_t i;
+
+	if (!json_is_object(c))
+		return;
+	printf("cluster node:     %s\n", str(c, "node"));
+	printf("cluster role:     %s\n", str(c, "role"));
+	printf("cluster leader:   %s (epoch %lld)\n", str(c, "leader"), num(c, "epoch"));
+	printf("cluster nodes:    %zu\n", json_array_size(nodes));
+	json_array_foreach(nodes, i, n)
+		printf("cluster node %s: %s, capacity %lld, in flight %lld, seen %lld ms ago\n",
+		    str(n, "node"), str(n, "role"), num(n, "capacity"), num(n, "in_flight"),
+		    num(n, "age_ms"));
+	print_stream("journal", json_object_get(json_object_get(c, "streams"), "journal"));
+	print_stream("work", json_object_get(json_object_get(c, "streams"), "work"));
+	printf("cluster pulled:   %lld, ran %lld\n", num(c, "pulled"), num(c, "ran"));
+}
+
 static void print_status(const json_t *r)
 {
 	const json_t *j = json_object_get(r, "journal");
@@ -244,6 +275,7 @@ static void print_status(const json_t *r)
 		    num(j, "bytes"));
 	else
 		printf("journal:          off\n");
+	print_cluster(json_object_get(r, "cluster"));
 }
 
 static void print_workers(const json_t *r)

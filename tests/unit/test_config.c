@@ -96,6 +96,8 @@ static void check_token(const struct config *cfg);
 static void check_repeated_section(const struct config *cfg);
 static void check_comments(const struct config *cfg);
 static void check_proxy_off(const struct config *cfg);
+static void check_cluster_defaults(const struct config *cfg);
+static void check_cluster_credentials(const struct config *cfg);
 
 static const struct tcase cases[] = {
 	/* [bot] */
@@ -523,6 +525,45 @@ static const struct tcase cases[] = {
 	BAD("throttle unknown key", H "[throttle]\nper_chat = 1/s\n",
 	    UNKNOWN("throttle", "per_chat", "enabled, global, chat, group")),
 
+	/* [cluster] */
+	OK_STR("cluster.nats one", H "[cluster]\nnats = nats://127.0.0.1:4222\n", cluster_nats,
+	    "nats://127.0.0.1:4222"),
+	OK_STR("cluster.nats list", H "[cluster]\nnats = nats://a:4222 , tls://u:p@b:4223,nats://c\n",
+	    cluster_nats, "nats://a:4222,tls://u:p@b:4223,nats://c"),
+	OK_FN("cluster defaults", H "[cluster]\nnats = nats://127.0.0.1:4222\n",
+	    check_cluster_defaults),
+	BAD_SECRET("cluster.nats bad scheme", H "[cluster]\nnats = nats://a, http://u:SECRET@h\n",
+	    "bot.conf:4: [cluster] nats: URL 2: the scheme is not accepted (accepted: one or "
+	    "more URLs nats://", "SECRET"),
+	BAD_SECRET("cluster.nats blank", H "[cluster]\nnats = nats://u:SEC RET@h\n",
+	    "bot.conf:4: [cluster] nats: URL 1: contains a blank", "SEC"),
+	BAD_SECRET("cluster.nats no host", H "[cluster]\nnats = nats://u:SECRET@:4222\n",
+	    "bot.conf:4: [cluster] nats: URL 1: no host", "SECRET"),
+	BAD("cluster.nats empty item", H "[cluster]\nnats = nats://a,,nats://b\n",
+	    "bot.conf:4: [cluster] nats: URL 2: the scheme is not accepted"),
+	BAD("cluster.nats empty", H "[cluster]\nnats =\n", EMPTY("cluster", "nats")),
+	BAD("cluster without nats", H "[cluster]\nreplicas = 1\n",
+	    "bot.conf:4: [cluster] nats: missing (accepted: one or more URLs"),
+	OK_STR("cluster.node", H "[cluster]\nnats = nats://h\nnode = alpha_1-b\n", cluster_node,
+	    "alpha_1-b"),
+	BAD("cluster.node dot", H "[cluster]\nnode = a.b\n",
+	    NOTACC("cluster", "node", "a.b") "1..64 characters of A-Z a-z 0-9 _ -)"),
+	OK_FN("cluster.credentials", H "[cluster]\nnats = nats://h\ncredentials = h.so\n",
+	    check_cluster_credentials),
+	BAD("cluster.credentials missing file", H "[cluster]\ncredentials = none.creds\n",
+	    "bot.conf:4: [cluster] credentials: none.creds: No such file or directory"),
+	OK_INT("cluster.replicas", H "[cluster]\nnats = nats://h\nreplicas = 1\n",
+	    cluster_replicas, 1),
+	BAD("cluster.replicas 6", H "[cluster]\nreplicas = 6\n",
+	    RANGE("cluster", "replicas", "6", "an integer 1..5")),
+	OK_I64("cluster.lease", H "[cluster]\nnats = nats://h\nlease = 1500ms\n",
+	    cluster_lease_ms, 1500),
+	BAD("cluster.lease short", H "[cluster]\nlease = 500ms\n",
+	    RANGE("cluster", "lease", "500ms", "a duration 1s..1m: a number with ms, s or m; "
+	    "bare = seconds")),
+	BAD("cluster unknown key", H "[cluster]\nurls = nats://h\n",
+	    UNKNOWN("cluster", "urls", "nats, credentials, node, replicas, lease")),
+
 	/* [log] */
 	OK_INT("log.level error", H "[log]\nlevel = error\n", log_level, LOG_LVL_ERR),
 	OK_INT("log.level warn", H "[log]\nlevel = warn\n", log_level, LOG_LVL_WARN),
@@ -547,7 +588,7 @@ static const struct tcase cases[] = {
 	/* The file's structure */
 	BAD("unknown section", H "[polling]\ntimeout = 5\n",
 	    "bot.conf:3: unknown section [polling] (accepted: bot, poll, workers, order, "
-	    "limits, journal, control, metrics, api, throttle, log, handler)"),
+	    "limits, journal, control, metrics, api, throttle, log, cluster, handler)"),
 	BAD("unknown empty section", H "\n[polling]\n", "bot.conf:4: unknown section [polling]"),
 	BAD("unknown section before handler", "[Poll]\n" H, "bot.conf:1: unknown section [Poll]"),
 	BAD("unknown section with spaces", H "[ poll ]\n", "bot.conf:3: unknown section [ poll ]"),
@@ -557,7 +598,7 @@ static const struct tcase cases[] = {
 	BAD("key outside any section", "limit = 5\n" H,
 	    "bot.conf:1: limit: key outside any section (accepted: keys after a [section] line: "
 	    "bot, poll, workers, order, limits, journal, control, metrics, api, throttle, "
-	    "log, handler)"),
+	    "log, cluster, handler)"),
 	BAD("syntax error", H "[poll]\nthis is not a pair\n",
 	    "bot.conf:4: syntax error (accepted: [section], key = value, ; comment, # comment)"),
 	BAD("unclosed section", H "[poll\nlimit = 5\n", "bot.conf:3: syntax error"),
@@ -875,6 +916,9 @@ test_defaults(void **state)
 	assert_int_equal(cfg->throttle_group.n, 20);
 	assert_int_equal(cfg->throttle_group.period_ms, 60000);
 	assert_int_equal(cfg->log_level, LOG_LVL_INFO);
+	assert_null(cfg->cluster_nats);
+	assert_null(cfg->cluster_node);
+	assert_null(cfg->cluster_credentials);
 	assert_int_equal(cfg->handler_nkv, 0);
 	assert_null(cfg->handler_kv);
 	assert_null(config_handler_get(cfg, "anything"));
@@ -956,6 +1000,36 @@ test_state_directory(void **state)
 	assert_string_equal(cfg->journal_path, cwd_join("bot.journal.db"));
 	config_free(cfg);
 	unsetenv("STATE_DIRECTORY");
+}
+
+/* [cluster] credentials default: $CREDENTIALS_DIRECTORY/nats.creds when it exists. */
+static void
+test_credentials_directory(void **state)
+{
+	static const char text[] = H "[cluster]\nnats = nats://127.0.0.1\n";
+	struct config *cfg;
+
+	(void)state;
+	setenv("CREDENTIALS_DIRECTORY", tmpdir, 1);
+	load_ok("bot.conf", text, &cfg);
+	assert_null(cfg->cluster_credentials);
+	config_free(cfg);
+
+	write_file("nats.creds", "x\n", 2);
+	load_ok("bot.conf", text, &cfg);
+	assert_string_equal(cfg->cluster_credentials, cwd_join("nats.creds"));
+	config_free(cfg);
+
+	load_ok("bot.conf", H "[cluster]\nnats = nats://h\ncredentials = h.so\n", &cfg);
+	check_cluster_credentials(cfg);
+	config_free(cfg);
+
+	/* Without [cluster], the file is not looked at. */
+	load_ok("bot.conf", H, &cfg);
+	assert_null(cfg->cluster_credentials);
+	config_free(cfg);
+	unsetenv("CREDENTIALS_DIRECTORY");
+	unlink("nats.creds");
 }
 
 static void
@@ -1397,11 +1471,29 @@ static void check_proxy_off(const struct config *cfg)
 	assert_null(cfg->api_proxy);
 }
 
+static void check_cluster_credentials(const struct config *cfg)
+{
+	assert_string_equal(cfg->cluster_credentials, cwd_join("h.so"));
+}
+
+static void check_cluster_defaults(const struct config *cfg)
+{
+	char host[256];
+
+	assert_int_equal(cfg->cluster_replicas, 3);
+	assert_int_equal(cfg->cluster_lease_ms, 5000);
+	assert_null(cfg->cluster_credentials);
+	assert_int_equal(gethostname(host, sizeof(host)), 0);
+	host[strcspn(host, ".")] = '\0';
+	assert_string_equal(cfg->cluster_node, host);
+}
+
 static const struct CMUnitTest others[] = {
 	cmocka_unit_test(test_defaults),
 	cmocka_unit_test(test_name_from_file),
 	cmocka_unit_test(test_state_directory),
 	cmocka_unit_test(test_runtime_directory),
+	cmocka_unit_test(test_credentials_directory),
 	cmocka_unit_test(test_token_warning),
 	cmocka_unit_test(test_relative_to_the_file),
 	cmocka_unit_test(test_api_url_warning),

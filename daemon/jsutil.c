@@ -1,0 +1,248 @@
+/* What the JetStream modules (store_js, workq) share: names, streams and buckets, a hand-over to the loop. */
+#include "jsutil.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <jansson.h>
+
+#include "log.h"
+
+int jsu_stream_name(char *buf, size_t len, const char *bot_name, const char *what)
+{
+	int n = snprintf(buf, len, "TGRUN_%s_%s", bot_name, what);
+
+	if (n < 0 || (size_t)n >= len)
+		return -1;
+	/* Stream names may not hold '.', '*', '>', '/', '\' or white space. */
+	for (char *p = buf; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		    (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'))
+			*p = '_';
+	return 0;
+}
+
+int jsu_subject(char *buf, size_t len, const char *bot_name, const char *what)
+{
+	int n = snprintf(buf, len, "tgrun.%s.%s", bot_name, what);
+
+	return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+void jsu_errf(char *err, size_t errlen, const char *call, const char *what,
+    natsStatus s, jsErrCode jerr)
+{
+	const char *last = nats_GetLastError(NULL);
+
+	if (jerr != 0)
+		snprintf(err, errlen, "%s(%s): %s (JetStream error %d)", call, what,
+		    natsStatus_GetText(s), (int)jerr);
+	else if (last != NULL && *last != '\0')
+		snprintf(err, errlen, "%s(%s): %s", call, what, last);
+	else
+		snprintf(err, errlen, "%s(%s): %s", call, what, natsStatus_GetText(s));
+}
+
+int jsu_stream(jsCtx *js, jsStreamConfig *cfg, char *err, size_t errlen)
+{
+	jsStreamInfo *si = NULL;
+	jsErrCode jerr = 0;
+	natsStatus s;
+
+	s = js_GetStreamInfo(&si, js, cfg->Name, NULL, &jerr);
+	if (s == NATS_OK) {
+		if (si->Config != NULL && si->Config->Replicas != cfg->Replicas)
+			log_warn("cluster: stream %s has %lld replicas, not %lld as "
+			    "configured; kept as it is", cfg->Name,
+			    (long long)si->Config->Replicas, (long long)cfg->Replicas);
+		jsStreamInfo_Destroy(si);
+		return 0;
+	}
+	if (s != NATS_NOT_FOUND) {
+		jsu_errf(err, errlen, "js_GetStreamInfo", cfg->Name, s, jerr);
+		return -1;
+	}
+	jerr = 0;
+	s = js_AddStream(&si, js, cfg, NULL, &jerr);
+	if (s != NATS_OK) {
+		jsu_errf(err, errlen, "js_AddStream", cfg->Name, s, jerr);
+		return -1;
+	}
+	jsStreamInfo_Destroy(si);
+	return 0;
+}
+
+kvStore *jsu_dead_bucket(jsCtx *js, const char *bot_name, int replicas, char *err,
+    size_t errlen)
+{
+	char name[JSU_NAME_MAX];
+	kvStore *kv = NULL;
+	kvConfig kc;
+	natsStatus s;
+
+	if (jsu_stream_name(name, sizeof(name), bot_name, "DEAD") == -1) {
+		snprintf(err, errlen, "bot name too long for a bucket name");
+		return NULL;
+	}
+	s = js_KeyValue(&kv, js, name);
+	if (s == NATS_OK)
+		return kv;
+	if (s != NATS_NOT_FOUND) {
+		jsu_errf(err, errlen, "js_KeyValue", name, s, 0);
+		return NULL;
+	}
+	kvConfig_Init(&kc);
+	kc.Bucket = name;
+	kc.History = 1;
+	kc.StorageType = js_FileStorage;
+	kc.Replicas = replicas;
+	s = js_CreateKeyValue(&kv, js, &kc);
+	if (s != NATS_OK) {
+		jsu_errf(err, errlen, "js_CreateKeyValue", name, s, 0);
+		return NULL;
+	}
+	return kv;
+}
+
+int jsu_dead_put(kvStore *kv, int64_t update_id, int attempts, const char *error,
+    const char *body, size_t len, char *err, size_t errlen)
+{
+	char key[24], *val;
+	json_t *o;
+	natsStatus s;
+
+	o = json_pack("{s:i, s:s, s:I, s:s%}", "attempts", attempts, "error",
+	    error != NULL ? error : "", "died_at", (json_int_t)time(NULL), "body",
+	    body, len);
+	val = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+	json_decref(o);
+	if (val == NULL) {
+		snprintf(err, errlen, "dead letter %lld: cannot encode it (is the "
+		    "body UTF-8?)", (long long)update_id);
+		return -1;
+	}
+	snprintf(key, sizeof(key), "%lld", (long long)update_id);
+	s = kvStore_PutString(NULL, kv, key, val);
+	free(val);
+	if (s != NATS_OK) {
+		jsu_errf(err, errlen, "kvStore_Put", "dead letter", s, 0);
+		return -1;
+	}
+	return 0;
+}
+
+int jsu_stream_state(jsCtx *js, const char *stream, jsStreamState *out, char *err,
+    size_t errlen)
+{
+	jsStreamInfo *si = NULL;
+	jsErrCode jerr = 0;
+	natsStatus s;
+
+	s = js_GetStreamInfo(&si, js, stream, NULL, &jerr);
+	if (s != NATS_OK) {
+		jsu_errf(err, errlen, "js_GetStreamInfo", stream, s, jerr);
+		return -1;
+	}
+	*out = si->State;
+	/* The pointers in it belong to `si`. */
+	out->Subjects = NULL;
+	out->Deleted = NULL;
+	out->DeletedLen = 0;
+	out->Lost = NULL;
+	jsStreamInfo_Destroy(si);
+	return 0;
+}
+
+/* ---- the hand-over to the loop ---- */
+
+struct jsq {
+	pthread_mutex_t mu;
+	struct jsq_node *head, **tail;
+	int efd;
+	struct event *ev;
+	void (*fn)(void *arg, struct jsq_node *list);
+	void *arg;
+};
+
+static void jsq_ready(evutil_socket_t fd, short what, void *arg)
+{
+	struct jsq *q = arg;
+	struct jsq_node *list;
+	uint64_t v;
+
+	if (read(q->efd, &v, sizeof(v)) == -1 && errno != EAGAIN)
+		log_warn("cluster: read(eventfd): %s", strerror(errno));
+	pthread_mutex_lock(&q->mu);
+	list = q->head;
+	q->head = NULL;
+	q->tail = &q->head;
+	pthread_mutex_unlock(&q->mu);
+	q->fn(q->arg, list);
+}
+
+struct jsq *jsq_new(struct event_base *base, void (*fn)(void *arg, struct jsq_node *list),
+    void *arg)
+{
+	struct jsq *q = calloc(1, sizeof(*q));
+
+	if (q == NULL)
+		return NULL;
+	q->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (q->efd == -1) {
+		free(q);
+		return NULL;
+	}
+	q->ev = event_new(base, q->efd, EV_READ | EV_PERSIST, jsq_ready, q);
+	if (q->ev == NULL || event_add(q->ev, NULL) == -1) {
+		if (q->ev != NULL)
+			event_free(q->ev);
+		close(q->efd);
+		free(q);
+		return NULL;
+	}
+	pthread_mutex_init(&q->mu, NULL);
+	q->tail = &q->head;
+	q->fn = fn;
+	q->arg = arg;
+	return q;
+}
+
+void jsq_kick(struct jsq *q)
+{
+	uint64_t one = 1;
+
+	/* EAGAIN: the counter is full, so the loop wakes anyway. */
+	if (write(q->efd, &one, sizeof(one)) == -1 && errno != EAGAIN)
+		log_warn("cluster: write(eventfd): %s", strerror(errno));
+}
+
+void jsq_push(struct jsq *q, struct jsq_node *n)
+{
+	n->next = NULL;
+	pthread_mutex_lock(&q->mu);
+	*q->tail = n;
+	q->tail = &n->next;
+	pthread_mutex_unlock(&q->mu);
+	jsq_kick(q);
+}
+
+struct jsq_node *jsq_free(struct jsq *q)
+{
+	struct jsq_node *list;
+
+	if (q == NULL)
+		return NULL;
+	event_free(q->ev);
+	close(q->efd);
+	list = q->head;
+	pthread_mutex_destroy(&q->mu);
+	free(q);
+	return list;
+}

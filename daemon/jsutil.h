@@ -1,0 +1,65 @@
+/* What the JetStream modules (store_js, workq) share: names, streams and buckets, a hand-over to the loop. */
+#ifndef TGRUN_JSUTIL_H
+#define TGRUN_JSUTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <nats/nats.h>
+
+struct event_base;
+
+/* Longest stream, bucket or subject name we build. */
+#define JSU_NAME_MAX 320
+
+/* Headers of journal messages: the offset that confirms a batch; which store wrote a done. */
+#define JSU_HDR_OFFSET "Tgrun-Offset"
+#define JSU_HDR_ORIGIN "Tgrun-Origin"
+
+/* "TGRUN_<name>_<what>" with every character a stream name may not hold as '_'. 0 or -1 (too long). */
+int jsu_stream_name(char *buf, size_t len, const char *bot_name, const char *what)
+	__attribute__((warn_unused_result));
+/* "tgrun.<name>.<what>". 0 or -1 (too long). */
+int jsu_subject(char *buf, size_t len, const char *bot_name, const char *what)
+	__attribute__((warn_unused_result));
+
+/* The failure of a libnats call as text: the JetStream error code or libnats' last error. */
+void jsu_errf(char *err, size_t errlen, const char *call, const char *what,
+    natsStatus s, jsErrCode jerr);
+
+/*
+ * Bind the stream `cfg->Name`, or create it if absent (two nodes creating it
+ * at once with the same config both succeed). 0 or -1 with `err` filled.
+ */
+int jsu_stream(jsCtx *js, jsStreamConfig *cfg, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+/* The dead-letter bucket TGRUN_<name>_DEAD, bound or created (history 1). */
+kvStore *jsu_dead_bucket(jsCtx *js, const char *bot_name, int replicas, char *err,
+    size_t errlen) __attribute__((warn_unused_result));
+/* Put one dead letter: key = update_id, value JSON {attempts, error, died_at, body}. 0 or -1. */
+int jsu_dead_put(kvStore *kv, int64_t update_id, int attempts, const char *error,
+    const char *body, size_t len, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+
+/* The state of a stream (a bounded request). 0 or -1. */
+int jsu_stream_state(jsCtx *js, const char *stream, jsStreamState *out, char *err,
+    size_t errlen) __attribute__((warn_unused_result));
+
+/*
+ * A hand-over from libnats' threads to the loop: jsq_push() from any thread
+ * queues a node and wakes the loop through an eventfd; there `fn` gets every
+ * queued node at once, in push order (a NULL-terminated list).
+ */
+struct jsq_node {
+	struct jsq_node *next;
+};
+struct jsq;
+struct jsq *jsq_new(struct event_base *base, void (*fn)(void *arg, struct jsq_node *list),
+    void *arg) __attribute__((warn_unused_result));
+void jsq_push(struct jsq *q, struct jsq_node *n);
+/* Run `fn` soon on the loop even with nothing queued (a NULL list). */
+void jsq_kick(struct jsq *q);
+/* Stop watching; the nodes still queued are returned (NULL-terminated) for the caller to free. */
+struct jsq_node *jsq_free(struct jsq *q);
+
+#endif

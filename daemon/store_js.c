@@ -1,0 +1,1164 @@
+/* The cluster's journal: fetched updates, completions and the offset on a JetStream stream (store.h). */
+#include "store_js.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <jansson.h>
+
+#include "clock.h"
+#include "jsutil.h"
+#include "log.h"
+#include "u64map.h"
+
+/* Purge the stream below the oldest unfinished update at most this often. */
+#define PURGE_EVERY_MS 1000
+/* Async publishes in flight on the store's context before js_PublishMsgAsync stalls. */
+#define MAX_PENDING_PUBLISHES 65536
+
+/* An unfinished update as the stream says it. */
+struct entry {
+	uint64_t seq;		/* of its journal.upd message; 0 not known yet */
+	int attempt;		/* kept in memory only */
+	size_t len;
+	char body[];		/* NUL-terminated */
+};
+
+/* The ack of one async publish that carried a Nats-Msg-Id. */
+struct ack {
+	int64_t id;
+	uint64_t seq;
+	int dup;
+};
+
+struct note {
+	int64_t id;
+	int dead;
+};
+
+/* A message of the follow subscription, on its way to the loop. */
+struct fmsg {
+	struct jsq_node node;
+	natsMsg *msg;
+};
+
+struct sjs {
+	struct store store;		/* first: a struct store * is a struct sjs * */
+	jsCtx *js;			/* our own: Wait = timeout, acks to on_ack() */
+	kvStore *dead;
+	int64_t timeout_ms;
+	char stream[JSU_NAME_MAX];
+	char subj_all[JSU_NAME_MAX], subj_upd[JSU_NAME_MAX];
+	char subj_done[JSU_NAME_MAX], subj_off[JSU_NAME_MAX];
+	char origin[48];		/* JSU_HDR_ORIGIN of the completions we publish */
+	/*
+	 * The stream folded in sequence order up to read_seq: update_id →
+	 * struct entry * for every upd not followed by its done. Our own writes
+	 * change it at once too; folding them again later changes nothing.
+	 */
+	struct u64map pend;
+	uint64_t read_seq;
+	int64_t offset;
+	uint64_t offset_seq;		/* the newest message that told an offset: never purged */
+	int64_t *done;			/* completions queued by done() */
+	size_t ndone, done_cap;
+	/* Results of async publishes, filled on libnats' thread. */
+	pthread_mutex_t mu;
+	struct ack *acks;
+	size_t nacks, acks_cap;
+	int nerr;
+	jsErrCode ack_jerr;
+	char ack_err[160];
+	/* store_js_follow() */
+	struct jsq *q;
+	natsSubscription *sub;
+	void (*on_done)(void *arg, int64_t update_id, int dead);
+	void *arg;
+	struct note *notes;
+	size_t nnotes, notes_cap;
+	/* The stream as last seen. */
+	jsStreamState st;
+	int64_t purged_at;
+	int full;			/* the last failure: JetStream out of storage */
+	char errmsg[256];
+};
+
+static const struct store_ops sjs_ops;
+
+#define S(st) ((struct sjs *)(st))
+
+static void seterr(struct sjs *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void note_jerr(struct sjs *s, jsErrCode jerr);
+static int publish(struct sjs *s, const char *subj, const char *msgid, int64_t offset,
+    const char *body, size_t len) __attribute__((warn_unused_result));
+static int publish_wait(struct sjs *s, const char *what);
+static int add_entry(struct sjs *s, int64_t id, uint64_t seq, const char *body, size_t len);
+static void fold(struct sjs *s, natsMsg *m, uint64_t seq);
+static int catch_up(struct sjs *s) __attribute__((warn_unused_result));
+static void maybe_purge(struct sjs *s);
+
+static void seterr(struct sjs *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(s->errmsg, sizeof(s->errmsg), fmt, ap);
+	va_end(ap);
+	log_warn("journal stream %s: %s", s->stream, s->errmsg);
+}
+
+static void note_jerr(struct sjs *s, jsErrCode jerr)
+{
+	s->full = jerr == JSStorageResourcesExceededErr || jerr == JSInsufficientResourcesErr;
+}
+
+static void clear_ok(struct sjs *s)
+{
+	s->errmsg[0] = '\0';
+	s->full = 0;
+}
+
+/* libnats' thread: the outcome of one async publish. */
+static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
+{
+	struct sjs *s = closure;
+	const char *mid = NULL;
+	struct ack *a;
+
+	pthread_mutex_lock(&s->mu);
+	if (pa != NULL && natsMsgHeader_Get(msg, "Nats-Msg-Id", &mid) == NATS_OK &&
+	    mid != NULL) {
+		if (s->nacks == s->acks_cap) {
+			size_t cap = s->acks_cap ? s->acks_cap * 2 : 128;
+
+			a = realloc(s->acks, cap * sizeof(*a));
+			if (a == NULL) {
+				s->nerr++;
+				snprintf(s->ack_err, sizeof(s->ack_err), "out of memory");
+				goto out;
+			}
+			s->acks = a;
+			s->acks_cap = cap;
+		}
+		s->acks[s->nacks++] = (struct ack){ strtoll(mid, NULL, 10), pa->Sequence,
+		    pa->Duplicate };
+	} else if (pa == NULL && pae != NULL) {
+		if (s->nerr++ == 0) {
+			snprintf(s->ack_err, sizeof(s->ack_err), "%s",
+			    pae->ErrText != NULL ? pae->ErrText : natsStatus_GetText(pae->Err));
+			s->ack_jerr = pae->ErrCode;
+		}
+	}
+out:
+	pthread_mutex_unlock(&s->mu);
+	natsMsg_Destroy(msg);
+}
+
+static int publish(struct sjs *s, const char *subj, const char *msgid, int64_t offset,
+    const char *body, size_t len)
+{
+	natsMsg *m = NULL;
+	jsPubOptions po;
+	char off[24];
+	natsStatus st;
+
+	st = natsMsg_Create(&m, subj, NULL, body, (int)len);
+	if (st == NATS_OK && msgid != NULL)
+		st = natsMsgHeader_Set(m, "Nats-Msg-Id", msgid);
+	if (st == NATS_OK && offset > 0) {
+		snprintf(off, sizeof(off), "%lld", (long long)offset);
+		st = natsMsgHeader_Set(m, JSU_HDR_OFFSET, off);
+	}
+	if (st == NATS_OK && strcmp(subj, s->subj_done) == 0)
+		st = natsMsgHeader_Set(m, JSU_HDR_ORIGIN, s->origin);
+	if (st == NATS_OK) {
+		jsPubOptions_Init(&po);
+		po.MaxWait = s->timeout_ms;
+		st = js_PublishMsgAsync(s->js, &m, &po);
+	}
+	natsMsg_Destroy(m);
+	if (st != NATS_OK) {
+		jsu_errf(s->errmsg, sizeof(s->errmsg), "js_PublishMsgAsync", subj, st, 0);
+		log_warn("journal stream %s: %s", s->stream, s->errmsg);
+		return -1;
+	}
+	return 0;
+}
+
+/* Wait for the acks of everything published; any failure fails the lot. */
+static int publish_wait(struct sjs *s, const char *what)
+{
+	natsMsgList left;
+	jsPubOptions po;
+	natsStatus st;
+	int nerr;
+
+	jsPubOptions_Init(&po);
+	po.MaxWait = s->timeout_ms;
+	st = js_PublishAsyncComplete(s->js, &po);
+	if (st != NATS_OK) {
+		/* Take them back: their acks, if any come, are not for the next batch. */
+		if (js_PublishAsyncGetPendingList(&left, s->js) == NATS_OK)
+			natsMsgList_Destroy(&left);
+		s->full = 0;
+		seterr(s, "%s: no ack from JetStream within %lld ms (%s)", what,
+		    (long long)s->timeout_ms, natsStatus_GetText(st));
+		return -1;
+	}
+	pthread_mutex_lock(&s->mu);
+	nerr = s->nerr;
+	s->nerr = 0;
+	note_jerr(s, s->ack_jerr);
+	s->ack_jerr = 0;
+	pthread_mutex_unlock(&s->mu);
+	if (nerr > 0) {
+		seterr(s, "%s: %d publishes failed: %s", what, nerr, s->ack_err);
+		return -1;
+	}
+	return 0;
+}
+
+static void reset_acks(struct sjs *s)
+{
+	pthread_mutex_lock(&s->mu);
+	s->nacks = 0;
+	s->nerr = 0;
+	s->ack_jerr = 0;
+	pthread_mutex_unlock(&s->mu);
+}
+
+static const struct ack *find_ack(const struct sjs *s, int64_t id, size_t hint)
+{
+	if (hint < s->nacks && s->acks[hint].id == id)
+		return &s->acks[hint];
+	for (size_t i = 0; i < s->nacks; i++)
+		if (s->acks[i].id == id)
+			return &s->acks[i];
+	return NULL;
+}
+
+static int add_entry(struct sjs *s, int64_t id, uint64_t seq, const char *body, size_t len)
+{
+	struct entry *e = malloc(sizeof(*e) + len + 1);
+
+	if (e == NULL)
+		return -1;
+	e->seq = seq;
+	e->attempt = 0;
+	e->len = len;
+	memcpy(e->body, body, len);
+	e->body[len] = '\0';
+	if (u64map_put(&s->pend, (uint64_t)id, e) == -1) {
+		free(e);
+		return -1;
+	}
+	return 0;
+}
+
+static void drop_entry(struct sjs *s, int64_t id)
+{
+	free(u64map_del(&s->pend, (uint64_t)id));
+}
+
+static void note_offset(struct sjs *s, int64_t off, uint64_t seq)
+{
+	if (off > s->offset)
+		s->offset = off;
+	if (seq > s->offset_seq)
+		s->offset_seq = seq;
+}
+
+/* ---- the stream, folded ---- */
+
+static int64_t header_int(natsMsg *m, const char *key, int64_t dflt)
+{
+	const char *v = NULL;
+
+	if (natsMsgHeader_Get(m, key, &v) != NATS_OK || v == NULL)
+		return dflt;
+	return strtoll(v, NULL, 10);
+}
+
+static void push_note(struct sjs *s, int64_t id, int dead)
+{
+	struct note *n;
+
+	if (s->nnotes == s->notes_cap) {
+		size_t cap = s->notes_cap ? s->notes_cap * 2 : 64;
+
+		n = realloc(s->notes, cap * sizeof(*n));
+		if (n == NULL) {
+			log_err("journal stream %s: out of memory; completion of update "
+			    "%lld not delivered", s->stream, (long long)id);
+			return;
+		}
+		s->notes = n;
+		s->notes_cap = cap;
+	}
+	s->notes[s->nnotes++] = (struct note){ id, dead };
+}
+
+/* Apply one journal message; each sequence once, in order. */
+static void fold(struct sjs *s, natsMsg *m, uint64_t seq)
+{
+	const char *subj = natsMsg_GetSubject(m), *data = natsMsg_GetData(m), *origin = NULL;
+	int len = natsMsg_GetDataLength(m);
+	char buf[48], *end;
+	int64_t id;
+	struct entry *e;
+
+	if (seq <= s->read_seq)
+		return;
+	s->read_seq = seq;
+	if (strcmp(subj, s->subj_upd) == 0) {
+		id = header_int(m, "Nats-Msg-Id", -1);
+		if (id < 0)
+			return;
+		note_offset(s, header_int(m, JSU_HDR_OFFSET, 0), seq);
+		note_offset(s, id + 1, seq);
+		e = u64map_get(&s->pend, (uint64_t)id);
+		if (e != NULL) {
+			if (e->seq == 0)
+				e->seq = seq;
+		} else if (add_entry(s, id, seq, data != NULL ? data : "", (size_t)len) == -1) {
+			log_err("journal stream %s: out of memory for update %lld",
+			    s->stream, (long long)id);
+		}
+		return;
+	}
+	snprintf(buf, sizeof(buf), "%.*s", len < 47 ? len : 47, data != NULL ? data : "");
+	id = strtoll(buf, &end, 10);
+	if (end == buf)
+		return;
+	if (strcmp(subj, s->subj_done) == 0) {
+		drop_entry(s, id);
+		if (s->on_done != NULL && (natsMsgHeader_Get(m, JSU_HDR_ORIGIN, &origin)
+		    != NATS_OK || origin == NULL || strcmp(origin, s->origin) != 0))
+			push_note(s, id, strcmp(end, " dead") == 0);
+	} else if (strcmp(subj, s->subj_off) == 0) {
+		note_offset(s, id, seq);
+	}
+}
+
+static void forget_all(struct sjs *s)
+{
+	size_t it = 0;
+	uint64_t k;
+	void *v;
+
+	while (u64map_next(&s->pend, &it, &k, &v))
+		free(v);
+	u64map_free(&s->pend);
+	u64map_init(&s->pend);
+}
+
+/* Fold what the stream holds beyond read_seq; an ordered consumer reads it in one go. */
+static int catch_up(struct sjs *s)
+{
+	natsSubscription *sub = NULL;
+	jsMsgMetaData *meta = NULL;
+	jsErrCode jerr = 0;
+	jsSubOptions so;
+	natsMsg *m = NULL;
+	uint64_t last, seq;
+	natsStatus st;
+
+	if (jsu_stream_state(s->js, s->stream, &s->st, s->errmsg, sizeof(s->errmsg)) == -1) {
+		log_warn("journal stream %s: %s", s->stream, s->errmsg);
+		return -1;
+	}
+	last = s->st.LastSeq;
+	if (last <= s->read_seq || s->st.Msgs == 0) {
+		if (last > s->read_seq)
+			s->read_seq = last;
+		return 0;
+	}
+	/* Purged past what we folded (by another leader): fold it all again. */
+	if (s->read_seq > 0 && s->st.FirstSeq > s->read_seq + 1) {
+		forget_all(s);
+		s->read_seq = 0;
+	}
+	jsSubOptions_Init(&so);
+	so.Stream = s->stream;
+	so.Ordered = true;
+	so.Config.DeliverPolicy = js_DeliverByStartSequence;
+	so.Config.OptStartSeq = s->read_seq + 1 > s->st.FirstSeq ? s->read_seq + 1 :
+	    s->st.FirstSeq;
+	st = js_SubscribeSync(&sub, s->js, s->subj_all, NULL, &so, &jerr);
+	if (st != NATS_OK) {
+		jsu_errf(s->errmsg, sizeof(s->errmsg), "js_SubscribeSync", s->stream, st, jerr);
+		log_warn("journal stream %s: %s", s->stream, s->errmsg);
+		return -1;
+	}
+	natsSubscription_SetPendingLimits(sub, -1, -1);
+	for (seq = s->read_seq; seq < last;) {
+		/* An idle limit, not a total one: a long stream takes what it takes. */
+		st = natsSubscription_NextMsg(&m, sub, s->timeout_ms);
+		if (st != NATS_OK)
+			break;
+		st = natsMsg_GetMetaData(&meta, m);
+		if (st != NATS_OK) {
+			natsMsg_Destroy(m);
+			break;
+		}
+		seq = meta->Sequence.Stream;
+		jsMsgMetaData_Destroy(meta);
+		fold(s, m, seq);
+		natsMsg_Destroy(m);
+	}
+	natsSubscription_Unsubscribe(sub);
+	natsSubscription_Destroy(sub);
+	if (st != NATS_OK) {
+		jsu_errf(s->errmsg, sizeof(s->errmsg), "reading the stream", s->stream, st, 0);
+		log_warn("journal stream %s: %s (at sequence %llu of %llu)", s->stream,
+		    s->errmsg, (unsigned long long)seq, (unsigned long long)last);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Below the oldest unfinished update everything is finished: purge it, now
+ * and then. Never past what we folded (another leader may have written it),
+ * nor the newest message that tells the offset.
+ */
+static void maybe_purge(struct sjs *s)
+{
+	uint64_t upto = s->read_seq + 1, k;
+	int64_t now = clock_ms();
+	jsErrCode jerr = 0;
+	jsOptions o;
+	natsStatus st;
+	size_t it = 0;
+	void *v;
+
+	if (now - s->purged_at < PURGE_EVERY_MS)
+		return;
+	s->purged_at = now;
+	if (s->offset_seq > 0 && s->offset_seq < upto)
+		upto = s->offset_seq;
+	while (u64map_next(&s->pend, &it, &k, &v)) {
+		const struct entry *e = v;
+
+		if (e->seq > 0 && e->seq < upto)
+			upto = e->seq;
+	}
+	if (upto <= s->st.FirstSeq)
+		return;
+	jsOptions_Init(&o);
+	o.Wait = s->timeout_ms;
+	o.Stream.Purge.Sequence = upto;
+	st = js_PurgeStream(s->js, s->stream, &o, &jerr);
+	if (st != NATS_OK) {
+		char e[200];
+
+		jsu_errf(e, sizeof(e), "js_PurgeStream", s->stream, st, jerr);
+		log_warn("journal stream %s: %s", s->stream, e);
+		return;
+	}
+	s->st.FirstSeq = upto;
+}
+
+/* ---- store.h ---- */
+
+static int sjs_add_batch(struct store *st, const struct store_rec *r, size_t n, int64_t off)
+{
+	struct sjs *s = S(st);
+	const struct ack *a;
+	jsPubAck *pa = NULL;
+	jsPubOptions po;
+	natsMsg *m = NULL;
+	char buf[24];
+	natsStatus ns;
+	jsErrCode jerr = 0;
+	int fresh = 0;
+	size_t i;
+
+	if (n == 0) {
+		/* The offset alone: its own message, acked before we return. */
+		snprintf(buf, sizeof(buf), "%lld", (long long)off);
+		jsPubOptions_Init(&po);
+		po.MaxWait = s->timeout_ms;
+		ns = natsMsg_Create(&m, s->subj_off, NULL, buf, (int)strlen(buf));
+		if (ns == NATS_OK)
+			ns = js_PublishMsg(&pa, s->js, m, &po, &jerr);
+		natsMsg_Destroy(m);
+		if (ns != NATS_OK) {
+			note_jerr(s, jerr);
+			jsu_errf(s->errmsg, sizeof(s->errmsg), "js_PublishMsg", s->subj_off, ns, jerr);
+			log_warn("journal stream %s: %s", s->stream, s->errmsg);
+			return -1;
+		}
+		note_offset(s, off, pa->Sequence);
+		jsPubAck_Destroy(pa);
+		clear_ok(s);
+		return 0;
+	}
+	reset_acks(s);
+	for (i = 0; i < n; i++) {
+		snprintf(buf, sizeof(buf), "%lld", (long long)r[i].update_id);
+		if (publish(s, s->subj_upd, buf, off, r[i].body, r[i].len) == -1) {
+			publish_wait(s, "store a batch");
+			return -1;
+		}
+	}
+	if (publish_wait(s, "store a batch") == -1)
+		return -1;
+	pthread_mutex_lock(&s->mu);
+	for (i = 0; i < n; i++) {
+		a = find_ack(s, r[i].update_id, i);
+		if (a != NULL && !a->dup)
+			note_offset(s, off, a->seq);
+		if ((a != NULL && a->dup) || u64map_get(&s->pend, (uint64_t)r[i].update_id))
+			continue;
+		if (add_entry(s, r[i].update_id, a != NULL ? a->seq : 0, r[i].body,
+		    r[i].len) == -1) {
+			/* Stored all the same: a replay finds it. */
+			log_err("journal stream %s: out of memory for update %lld",
+			    s->stream, (long long)r[i].update_id);
+			continue;
+		}
+		fresh++;
+	}
+	pthread_mutex_unlock(&s->mu);
+	note_offset(s, off, 0);
+	clear_ok(s);
+	return fresh;
+}
+
+static int last_offset(struct sjs *s, const char *subj, int64_t *best)
+{
+	natsMsg *m = NULL;
+	jsErrCode jerr = 0;
+	natsStatus st;
+	char buf[24];
+	int len;
+
+	st = js_GetLastMsg(&m, s->js, s->stream, subj, NULL, &jerr);
+	if (st == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr)
+		return 0;
+	if (st != NATS_OK) {
+		jsu_errf(s->errmsg, sizeof(s->errmsg), "js_GetLastMsg", subj, st, jerr);
+		log_warn("journal stream %s: %s", s->stream, s->errmsg);
+		return -1;
+	}
+	if (strcmp(subj, s->subj_upd) == 0) {
+		int64_t v = header_int(m, JSU_HDR_OFFSET, 0), id = header_int(m, "Nats-Msg-Id", -1);
+
+		if (v > *best)
+			*best = v;
+		if (id + 1 > *best)
+			*best = id + 1;
+	} else {
+		len = natsMsg_GetDataLength(m);
+		snprintf(buf, sizeof(buf), "%.*s", len < 23 ? len : 23, natsMsg_GetData(m));
+		if (strtoll(buf, NULL, 10) > *best)
+			*best = strtoll(buf, NULL, 10);
+	}
+	natsMsg_Destroy(m);
+	return 0;
+}
+
+static int sjs_offset(struct store *st, int64_t *out)
+{
+	struct sjs *s = S(st);
+	int64_t best = s->offset;
+
+	/* Another leader may have stored batches since: ask the stream. */
+	if (last_offset(s, s->subj_upd, &best) == -1 || last_offset(s, s->subj_off, &best) == -1)
+		return -1;
+	s->offset = best;
+	*out = best;
+	clear_ok(s);
+	return 0;
+}
+
+static int sjs_done(struct store *st, int64_t id)
+{
+	struct sjs *s = S(st);
+	int64_t *p;
+
+	if (s->ndone == s->done_cap) {
+		size_t cap = s->done_cap ? s->done_cap * 2 : 256;
+
+		p = realloc(s->done, cap * sizeof(*p));
+		if (p == NULL) {
+			errno = ENOMEM;
+			return -1;
+		}
+		s->done = p;
+		s->done_cap = cap;
+	}
+	s->done[s->ndone++] = id;
+	return 0;
+}
+
+static size_t sjs_done_pending(const struct store *st)
+{
+	return ((const struct sjs *)st)->ndone;
+}
+
+static int sjs_flush(struct store *st)
+{
+	struct sjs *s = S(st);
+	char buf[24];
+	size_t i;
+
+	if (s->ndone == 0)
+		return 0;
+	reset_acks(s);
+	for (i = 0; i < s->ndone; i++) {
+		snprintf(buf, sizeof(buf), "%lld", (long long)s->done[i]);
+		if (publish(s, s->subj_done, NULL, 0, buf, strlen(buf)) == -1) {
+			publish_wait(s, "store completions");
+			return -1;
+		}
+	}
+	if (publish_wait(s, "store completions") == -1)
+		return -1;
+	for (i = 0; i < s->ndone; i++)
+		drop_entry(s, s->done[i]);
+	s->ndone = 0;
+	maybe_purge(s);
+	clear_ok(s);
+	return 0;
+}
+
+static int sjs_set_attempt(struct store *st, int64_t id, int attempt)
+{
+	struct entry *e = u64map_get(&S(st)->pend, (uint64_t)id);
+
+	if (e != NULL)
+		e->attempt = attempt;
+	return 0;
+}
+
+static int cmp_id(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+static int sjs_replay(struct store *st, store_update_cb cb, void *arg)
+{
+	struct sjs *s = S(st);
+	size_t it = 0, n = 0, i;
+	int64_t *ids;
+	struct entry *e;
+	uint64_t k;
+	void *v;
+	int r = 0;
+
+	/* Unflushed completions are finished work: store them, else skip them. */
+	if (s->ndone > 0 && sjs_flush(st) == -1)
+		qsort(s->done, s->ndone, sizeof(*s->done), cmp_id);
+	if (catch_up(s) == -1)
+		return -1;
+	ids = malloc((s->pend.count + 1) * sizeof(*ids));
+	if (ids == NULL) {
+		seterr(s, "replay: out of memory");
+		return -1;
+	}
+	while (u64map_next(&s->pend, &it, &k, &v))
+		ids[n++] = (int64_t)k;
+	qsort(ids, n, sizeof(*ids), cmp_id);
+	for (i = 0; i < n && r == 0; i++) {
+		if (s->ndone > 0 && bsearch(&ids[i], s->done, s->ndone, sizeof(*s->done),
+		    cmp_id) != NULL)
+			continue;
+		e = u64map_get(&s->pend, (uint64_t)ids[i]);
+		if (e != NULL)
+			r = cb(arg, ids[i], e->body, e->len, e->attempt);
+	}
+	free(ids);
+	/* Completions the catch-up folded go out from the loop, not from in here. */
+	if (s->nnotes > 0 && s->q != NULL)
+		jsq_kick(s->q);
+	clear_ok(s);
+	return r;
+}
+
+/* ---- dead letters ---- */
+
+static int sjs_dead_letter(struct store *st, int64_t id, int attempts, const char *error)
+{
+	struct sjs *s = S(st);
+	struct entry *e = u64map_get(&s->pend, (uint64_t)id);
+	char buf[40];
+
+	if (e == NULL) {
+		s->full = 0;
+		snprintf(s->errmsg, sizeof(s->errmsg), "update %lld is not in the journal",
+		    (long long)id);
+		log_warn("journal stream %s: dead-letter update %lld: not in the journal",
+		    s->stream, (long long)id);
+		errno = ENOENT;
+		return -1;
+	}
+	if (jsu_dead_put(s->dead, id, attempts, error, e->body, e->len, s->errmsg,
+	    sizeof(s->errmsg)) == -1) {
+		log_warn("journal stream %s: %s", s->stream, s->errmsg);
+		return -1;
+	}
+	reset_acks(s);
+	snprintf(buf, sizeof(buf), "%lld dead", (long long)id);
+	if (publish(s, s->subj_done, NULL, 0, buf, strlen(buf)) == -1 ||
+	    publish_wait(s, "dead-letter an update") == -1)
+		return -1;
+	drop_entry(s, id);
+	clear_ok(s);
+	return 0;
+}
+
+/* The dead letters' ids in order, or one id; *n = -1 on failure. */
+static int64_t *dead_ids(struct sjs *s, int64_t one, int64_t *n)
+{
+	kvKeysList kl = { NULL, 0 };
+	int64_t *ids;
+	natsStatus st;
+
+	*n = -1;
+	if (one != STORE_ALL) {
+		ids = malloc(sizeof(*ids));
+		if (ids != NULL) {
+			ids[0] = one;
+			*n = 1;
+		}
+		return ids;
+	}
+	st = kvStore_Keys(&kl, s->dead, NULL);
+	if (st != NATS_OK && st != NATS_NOT_FOUND) {
+		jsu_errf(s->errmsg, sizeof(s->errmsg), "kvStore_Keys", "dead letters", st, 0);
+		log_warn("journal stream %s: %s", s->stream, s->errmsg);
+		return NULL;
+	}
+	ids = malloc(((size_t)kl.Count + 1) * sizeof(*ids));
+	if (ids != NULL) {
+		for (int i = 0; i < kl.Count; i++)
+			ids[i] = strtoll(kl.Keys[i], NULL, 10);
+		qsort(ids, (size_t)kl.Count, sizeof(*ids), cmp_id);
+		*n = kl.Count;
+	}
+	kvKeysList_Destroy(&kl);
+	return ids;
+}
+
+/* One dead letter, decoded: 1 (and *d filled, *json to json_decref), 0 absent, -1. */
+static int dead_read(struct sjs *s, int64_t id, struct store_dead *d, json_t **json,
+    uint64_t *rev)
+{
+	kvEntry *ke = NULL;
+	json_error_t je;
+	json_t *o, *b;
+	natsStatus st;
+	char key[24];
+
+	snprintf(key, sizeof(key), "%lld", (long long)id);
+	st = kvStore_Get(&ke, s->dead, key);
+	if (st == NATS_NOT_FOUND)
+		return 0;
+	if (st != NATS_OK) {
+		jsu_errf(s->errmsg, sizeof(s->errmsg), "kvStore_Get", key, st, 0);
+		log_warn("journal stream %s: dead letter: %s", s->stream, s->errmsg);
+		return -1;
+	}
+	o = json_loadb(kvEntry_Value(ke), (size_t)kvEntry_ValueLen(ke), 0, &je);
+	if (rev != NULL)
+		*rev = kvEntry_Revision(ke);
+	kvEntry_Destroy(ke);
+	if (o == NULL || !json_is_object(o)) {
+		json_decref(o);
+		seterr(s, "dead letter %s: not the JSON we write", key);
+		return -1;
+	}
+	b = json_object_get(o, "body");
+	d->update_id = id;
+	d->attempts = (int)json_integer_value(json_object_get(o, "attempts"));
+	d->error = json_string_value(json_object_get(o, "error"));
+	if (d->error == NULL)
+		d->error = "";
+	d->died_at = json_integer_value(json_object_get(o, "died_at"));
+	d->body = json_string_value(b) != NULL ? json_string_value(b) : "";
+	d->len = json_string_value(b) != NULL ? json_string_length(b) : 0;
+	*json = o;
+	return 1;
+}
+
+static int sjs_dead_list(struct store *st, store_dead_cb cb, void *arg)
+{
+	struct sjs *s = S(st);
+	struct store_dead d;
+	int64_t n, *ids = dead_ids(s, STORE_ALL, &n);
+	json_t *o;
+	int r = 0, got;
+
+	if (ids == NULL)
+		return -1;
+	for (int64_t i = 0; i < n && r == 0; i++) {
+		got = dead_read(s, ids[i], &d, &o, NULL);
+		if (got == -1) {
+			r = -1;
+			break;
+		}
+		if (got == 1) {
+			r = cb(arg, &d);
+			json_decref(o);
+		}
+	}
+	free(ids);
+	if (r != -1)
+		clear_ok(s);
+	return r;
+}
+
+static int sjs_dead_get(struct store *st, int64_t id, store_dead_cb cb, void *arg)
+{
+	struct sjs *s = S(st);
+	struct store_dead d;
+	json_t *o;
+	int got = dead_read(s, id, &d, &o, NULL);
+
+	if (got == 1) {
+		(void)cb(arg, &d);
+		json_decref(o);
+	}
+	if (got != -1)
+		clear_ok(s);
+	return got;
+}
+
+static int dead_forget(struct sjs *s, int64_t id)
+{
+	char key[24];
+	natsStatus st;
+
+	snprintf(key, sizeof(key), "%lld", (long long)id);
+	st = kvStore_Purge(s->dead, key, NULL);
+	if (st != NATS_OK) {
+		jsu_errf(s->errmsg, sizeof(s->errmsg), "kvStore_Purge", key, st, 0);
+		log_warn("journal stream %s: dead letter: %s", s->stream, s->errmsg);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Back into the journal: a new upd message whose id is not the update_id
+ * alone (that one may still be in the duplicate window), then out of the bucket.
+ */
+static int64_t sjs_dead_retry(struct store *st, int64_t id)
+{
+	struct sjs *s = S(st);
+	struct store_dead d;
+	int64_t n, moved = 0, off, *ids = dead_ids(s, id, &n);
+	const struct ack *a;
+	char mid[48];
+	uint64_t rev;
+	json_t *o;
+	int got;
+
+	if (ids == NULL)
+		return -1;
+	if (sjs_offset(st, &off) == -1)
+		goto fail;
+	for (int64_t i = 0; i < n; i++) {
+		got = dead_read(s, ids[i], &d, &o, &rev);
+		if (got == -1)
+			goto fail;
+		if (got == 0)
+			continue;
+		reset_acks(s);
+		snprintf(mid, sizeof(mid), "%lld.%llu", (long long)ids[i], (unsigned long long)rev);
+		if (publish(s, s->subj_upd, mid, off, d.body, d.len) == -1 ||
+		    publish_wait(s, "retry a dead letter") == -1) {
+			json_decref(o);
+			goto fail;
+		}
+		pthread_mutex_lock(&s->mu);
+		a = find_ack(s, ids[i], 0);
+		if (u64map_get(&s->pend, (uint64_t)ids[i]) == NULL &&
+		    add_entry(s, ids[i], a != NULL ? a->seq : 0, d.body, d.len) == -1)
+			log_err("journal stream %s: out of memory for update %lld",
+			    s->stream, (long long)ids[i]);
+		pthread_mutex_unlock(&s->mu);
+		json_decref(o);
+		if (dead_forget(s, ids[i]) == -1)
+			goto fail;
+		moved++;
+	}
+	free(ids);
+	clear_ok(s);
+	return moved;
+fail:
+	free(ids);
+	return -1;
+}
+
+static int64_t sjs_dead_drop(struct store *st, int64_t id)
+{
+	struct sjs *s = S(st);
+	struct store_dead d;
+	int64_t n, dropped = 0, *ids = dead_ids(s, id, &n);
+	json_t *o;
+	int got;
+
+	if (ids == NULL)
+		return -1;
+	for (int64_t i = 0; i < n; i++) {
+		got = dead_read(s, ids[i], &d, &o, NULL);
+		if (got == 1)
+			json_decref(o);
+		if (got == -1 || (got == 1 && dead_forget(s, ids[i]) == -1)) {
+			free(ids);
+			return -1;
+		}
+		dropped += got;
+	}
+	free(ids);
+	clear_ok(s);
+	return dropped;
+}
+
+static int64_t sjs_dead_count(struct store *st)
+{
+	struct sjs *s = S(st);
+	int64_t n, *ids = dead_ids(s, STORE_ALL, &n);
+
+	free(ids);
+	return n;
+}
+
+static const char *sjs_errmsg(const struct store *st)
+{
+	return ((const struct sjs *)st)->errmsg;
+}
+
+static bool sjs_disk_full(const struct store *st)
+{
+	return ((const struct sjs *)st)->full;
+}
+
+/* The last state seen: metrics must not wait for a request. */
+static int64_t sjs_size_bytes(const struct store *st)
+{
+	const struct sjs *s = (const struct sjs *)st;
+
+	return s->st.LastSeq > 0 ? (int64_t)s->st.Bytes : -1;
+}
+
+/* ---- following the completions ---- */
+
+/* libnats' thread: hand the message to the loop. */
+static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+	struct sjs *s = closure;
+	struct fmsg *f = malloc(sizeof(*f));
+
+	if (f == NULL) {
+		log_err("journal stream %s: out of memory; a journal message is lost "
+		    "until the next replay", s->stream);
+		natsMsg_Destroy(msg);
+		return;
+	}
+	f->msg = msg;
+	jsq_push(s->q, &f->node);
+}
+
+static void on_follow(void *arg, struct jsq_node *list)
+{
+	struct sjs *s = arg;
+	jsMsgMetaData *meta = NULL;
+	struct jsq_node *next;
+	struct note *notes;
+	size_t n;
+
+	for (; list != NULL; list = next) {
+		struct fmsg *f = (struct fmsg *)list;
+
+		next = list->next;
+		if (natsMsg_GetMetaData(&meta, f->msg) == NATS_OK) {
+			fold(s, f->msg, meta->Sequence.Stream);
+			jsMsgMetaData_Destroy(meta);
+		}
+		natsMsg_Destroy(f->msg);
+		free(f);
+	}
+	/* on_done may call back into the store: hand it a list of its own. */
+	notes = s->notes;
+	n = s->nnotes;
+	s->notes = NULL;
+	s->nnotes = s->notes_cap = 0;
+	for (size_t i = 0; i < n; i++)
+		s->on_done(s->arg, notes[i].id, notes[i].dead);
+	free(notes);
+}
+
+int store_js_follow(struct store *st, struct event_base *base,
+    void (*on_done)(void *arg, int64_t update_id, int dead), void *arg)
+{
+	struct sjs *s = S(st);
+	jsErrCode jerr = 0;
+	jsSubOptions so;
+	natsStatus ns;
+
+	if (s->q != NULL) {
+		snprintf(s->errmsg, sizeof(s->errmsg), "already following");
+		return -1;
+	}
+	s->q = jsq_new(base, on_follow, s);
+	if (s->q == NULL) {
+		snprintf(s->errmsg, sizeof(s->errmsg), "follow: %s", strerror(errno));
+		return -1;
+	}
+	s->on_done = on_done;
+	s->arg = arg;
+	jsSubOptions_Init(&so);
+	so.Stream = s->stream;
+	so.Ordered = true;
+	so.Config.DeliverPolicy = js_DeliverByStartSequence;
+	so.Config.OptStartSeq = s->read_seq + 1;
+	ns = js_Subscribe(&s->sub, s->js, s->subj_all, on_msg, s, NULL, &so, &jerr);
+	if (ns == NATS_OK)
+		ns = natsSubscription_SetPendingLimits(s->sub, -1, -1);
+	if (ns != NATS_OK) {
+		jsu_errf(s->errmsg, sizeof(s->errmsg), "js_Subscribe", s->subj_all, ns, jerr);
+		log_warn("journal stream %s: %s", s->stream, s->errmsg);
+		natsSubscription_Destroy(s->sub);
+		s->sub = NULL;
+		free(jsq_free(s->q));
+		s->q = NULL;
+		s->on_done = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+int store_js_info(struct store *st, struct store_js_info *out)
+{
+	struct sjs *s = S(st);
+
+	if (jsu_stream_state(s->js, s->stream, &s->st, s->errmsg, sizeof(s->errmsg)) == -1)
+		return -1;
+	out->messages = s->st.Msgs;
+	out->bytes = s->st.Bytes;
+	out->first_seq = s->st.FirstSeq;
+	out->last_seq = s->st.LastSeq;
+	return 0;
+}
+
+/* ---- open and close ---- */
+
+static void sjs_close(struct store *st)
+{
+	struct sjs *s = S(st);
+	struct jsq_node *left, *next;
+	natsMsgList pl;
+	jsPubOptions po;
+
+	if (s->ndone > 0 && sjs_flush(st) == -1)
+		log_warn("journal stream %s: %zu completions not stored; those updates "
+		    "will run again", s->stream, s->ndone);
+	if (s->sub != NULL) {
+		/* After the drain no callback runs: the queue can go. */
+		if (natsSubscription_DrainTimeout(s->sub, s->timeout_ms) == NATS_OK)
+			natsSubscription_WaitForDrainCompletion(s->sub, s->timeout_ms + 1000);
+		natsSubscription_Destroy(s->sub);
+	}
+	for (left = jsq_free(s->q); left != NULL; left = next) {
+		next = left->next;
+		natsMsg_Destroy(((struct fmsg *)left)->msg);
+		free(left);
+	}
+	if (s->js != NULL) {
+		jsPubOptions_Init(&po);
+		po.MaxWait = s->timeout_ms;
+		if (js_PublishAsyncComplete(s->js, &po) != NATS_OK &&
+		    js_PublishAsyncGetPendingList(&pl, s->js) == NATS_OK)
+			natsMsgList_Destroy(&pl);
+		jsCtx_Destroy(s->js);
+	}
+	/* An ack handler still running holds the lock. */
+	pthread_mutex_lock(&s->mu);
+	pthread_mutex_unlock(&s->mu);
+	kvStore_Destroy(s->dead);
+	forget_all(s);
+	u64map_free(&s->pend);
+	pthread_mutex_destroy(&s->mu);
+	free(s->acks);
+	free(s->notes);
+	free(s->done);
+	free(s);
+}
+
+static const struct store_ops sjs_ops = {
+	.add_batch = sjs_add_batch, .offset = sjs_offset, .done = sjs_done,
+	.done_pending = sjs_done_pending, .flush = sjs_flush,
+	.set_attempt = sjs_set_attempt, .replay = sjs_replay,
+	.dead_letter = sjs_dead_letter, .dead_list = sjs_dead_list,
+	.dead_get = sjs_dead_get, .dead_retry = sjs_dead_retry,
+	.dead_drop = sjs_dead_drop, .dead_count = sjs_dead_count,
+	.errmsg = sjs_errmsg, .disk_full = sjs_disk_full,
+	.size_bytes = sjs_size_bytes, .close = sjs_close,
+};
+
+struct store *store_js_open(natsConnection *nc, jsCtx *js, const char *bot_name, int replicas,
+    int64_t timeout_ms, char *err, size_t errlen)
+{
+	struct sjs *s = calloc(1, sizeof(*s));
+	const char *subjects[1];
+	jsStreamConfig sc;
+	jsOptions o;
+	natsStatus st;
+
+	if (s == NULL) {
+		snprintf(err, errlen, "journal stream: out of memory");
+		return NULL;
+	}
+	s->store.ops = &sjs_ops;
+	s->timeout_ms = timeout_ms;
+	u64map_init(&s->pend);
+	pthread_mutex_init(&s->mu, NULL);
+	snprintf(s->origin, sizeof(s->origin), "%ld-%llx", (long)getpid(),
+	    (unsigned long long)clock_us() ^ (unsigned long long)(uintptr_t)s);
+	if (jsu_stream_name(s->stream, sizeof(s->stream), bot_name, "JOURNAL") == -1 ||
+	    jsu_subject(s->subj_all, sizeof(s->subj_all), bot_name, "journal.>") == -1 ||
+	    jsu_subject(s->subj_upd, sizeof(s->subj_upd), bot_name, "journal.upd") == -1 ||
+	    jsu_subject(s->subj_done, sizeof(s->subj_done), bot_name, "journal.done") == -1 ||
+	    jsu_subject(s->subj_off, sizeof(s->subj_off), bot_name, "journal.offset") == -1) {
+		snprintf(err, errlen, "journal stream: bot name too long");
+		goto fail;
+	}
+	jsOptions_Init(&o);
+	o.Wait = timeout_ms;
+	o.PublishAsync.AckHandler = on_ack;
+	o.PublishAsync.AckHandlerClosure = s;
+	o.PublishAsync.MaxPending = MAX_PENDING_PUBLISHES;
+	st = natsConnection_JetStream(&s->js, nc, &o);
+	if (st != NATS_OK) {
+		jsu_errf(err, errlen, "natsConnection_JetStream", s->stream, st, 0);
+		goto fail;
+	}
+	jsStreamConfig_Init(&sc);
+	subjects[0] = s->subj_all;
+	sc.Name = s->stream;
+	sc.Subjects = subjects;
+	sc.SubjectsLen = 1;
+	sc.Storage = js_FileStorage;
+	sc.Replicas = replicas;
+	if (jsu_stream(s->js, &sc, err, errlen) == -1)
+		goto fail;
+	s->dead = jsu_dead_bucket(s->js, bot_name, replicas, err, errlen);
+	if (s->dead == NULL)
+		goto fail;
+	return &s->store;
+fail:
+	sjs_close(&s->store);
+	return NULL;
+}
