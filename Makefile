@@ -99,6 +99,8 @@ all: deps
 
 .PHONY: build-all
 build-all: $(PROGRAMS) $(HANDLERS) $(UNIT_BINS) $(BENCH_BINS)
+# The JetStream modules' tests need a nats-server: test_nats_modules.py runs them.
+build-all: $(B)/tests/jetstream
 
 # Rebuild everything when the flags change (e.g. switching SANITIZE on or off).
 $(B)/.flags: FORCE
@@ -221,8 +223,7 @@ FUZZ_BASE := -std=gnu11 -g -O1 $(WARN) -D_GNU_SOURCE -fno-strict-aliasing \
 FUZZ_CFLAGS = $(FUZZ_BASE) -Icommon -Iworker -Idaemon $(PKG_CFLAGS)
 # As above: common/ sees only its own headers.
 $(B)/fuzz/obj/common/%.o: FUZZ_CFLAGS = $(FUZZ_BASE) -Icommon $(PKG_CFLAGS)
-$(B)/fuzz/obj/daemon/jsutil.o $(B)/fuzz/obj/daemon/store_js.o $(B)/fuzz/obj/daemon/workq.o: \
-	FUZZ_CFLAGS = $(FUZZ_BASE) -Icommon -Idaemon $(PKG_CFLAGS)
+$(B)/fuzz/obj/daemon/%.o: FUZZ_CFLAGS = $(FUZZ_BASE) -Icommon -Idaemon $(PKG_CFLAGS)
 fobj = $(patsubst %.c,$(B)/fuzz/obj/%.o,$(1))
 
 $(B)/fuzz/obj/%.o: %.c Makefile

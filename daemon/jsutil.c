@@ -79,6 +79,27 @@ int jsu_stream(jsCtx *js, jsStreamConfig *cfg, char *err, size_t errlen)
 	return 0;
 }
 
+int jsu_journal_stream(jsCtx *js, const char *bot_name, int replicas, char *err,
+    size_t errlen)
+{
+	char name[JSU_NAME_MAX], subj[JSU_NAME_MAX];
+	const char *subjects[1] = { subj };
+	jsStreamConfig sc;
+
+	if (jsu_stream_name(name, sizeof(name), bot_name, "JOURNAL") == -1 ||
+	    jsu_subject(subj, sizeof(subj), bot_name, "journal.>") == -1) {
+		snprintf(err, errlen, "bot name too long for a stream name");
+		return -1;
+	}
+	jsStreamConfig_Init(&sc);
+	sc.Name = name;
+	sc.Subjects = subjects;
+	sc.SubjectsLen = 1;
+	sc.Storage = js_FileStorage;
+	sc.Replicas = replicas;
+	return jsu_stream(js, &sc, err, errlen);
+}
+
 kvStore *jsu_dead_bucket(jsCtx *js, const char *bot_name, int replicas, char *err,
     size_t errlen)
 {
@@ -136,6 +157,96 @@ int jsu_dead_put(kvStore *kv, int64_t update_id, int attempts, const char *error
 		return -1;
 	}
 	return 0;
+}
+
+/* A KV entry's message that is a delete or purge marker. */
+static int kv_deleted(natsMsg *m)
+{
+	const char *op = NULL;
+
+	return natsMsgHeader_Get(m, "KV-Operation", &op) == NATS_OK && op != NULL &&
+	    (strcmp(op, "DEL") == 0 || strcmp(op, "PURGE") == 0);
+}
+
+int jsu_kv_get(jsCtx *js, const char *bucket, const char *key, natsMsg **out, char *err,
+    size_t errlen)
+{
+	char stream[JSU_NAME_MAX], subj[JSU_NAME_MAX];
+	jsErrCode jerr = 0;
+	natsMsg *m = NULL;
+	natsStatus st;
+
+	snprintf(stream, sizeof(stream), "KV_%s", bucket);
+	snprintf(subj, sizeof(subj), "$KV.%s.%s", bucket, key);
+	st = js_GetLastMsg(&m, js, stream, subj, NULL, &jerr);
+	if (st == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr)
+		return 0;
+	if (st != NATS_OK) {
+		jsu_errf(err, errlen, "js_GetLastMsg", subj, st, jerr);
+		return -1;
+	}
+	if (kv_deleted(m)) {
+		natsMsg_Destroy(m);
+		return 0;
+	}
+	*out = m;
+	return 1;
+}
+
+int jsu_kv_keys(jsCtx *js, const char *bucket, int64_t idle_ms,
+    int (*cb)(void *arg, const char *key), void *arg, char *err, size_t errlen)
+{
+	char stream[JSU_NAME_MAX], subj[JSU_NAME_MAX];
+	natsSubscription *sub = NULL;
+	jsMsgMetaData *meta = NULL;
+	jsStreamState state;
+	jsErrCode jerr = 0;
+	jsSubOptions so;
+	natsMsg *m = NULL;
+	uint64_t pending = 1;
+	size_t plen;
+	natsStatus st;
+	int r = 0;
+
+	snprintf(stream, sizeof(stream), "KV_%s", bucket);
+	plen = (size_t)snprintf(subj, sizeof(subj), "$KV.%s.", bucket);
+	if (jsu_stream_state(js, stream, &state, err, errlen) == -1)
+		return -1;
+	if (state.Msgs == 0)
+		return 0;
+	snprintf(subj + plen, sizeof(subj) - plen, ">");
+	jsSubOptions_Init(&so);
+	so.Stream = stream;
+	so.Ordered = true;
+	so.Config.DeliverPolicy = js_DeliverLastPerSubject;
+	so.Config.HeadersOnly = true;
+	st = js_SubscribeSync(&sub, js, subj, NULL, &so, &jerr);
+	if (st != NATS_OK) {
+		jsu_errf(err, errlen, "js_SubscribeSync", stream, st, jerr);
+		return -1;
+	}
+	while (pending > 0 && r == 0) {
+		st = natsSubscription_NextMsg(&m, sub, idle_ms);
+		if (st != NATS_OK)
+			break;
+		st = natsMsg_GetMetaData(&meta, m);
+		if (st != NATS_OK) {
+			natsMsg_Destroy(m);
+			break;
+		}
+		pending = meta->NumPending;
+		jsMsgMetaData_Destroy(meta);
+		if (!kv_deleted(m) && strlen(natsMsg_GetSubject(m)) > plen)
+			r = cb(arg, natsMsg_GetSubject(m) + plen);
+		natsMsg_Destroy(m);
+	}
+	natsSubscription_Unsubscribe(sub);
+	natsSubscription_Destroy(sub);
+	if (st != NATS_OK) {
+		jsu_errf(err, errlen, "reading the bucket", stream, st, 0);
+		return -1;
+	}
+	return r;
 }
 
 int jsu_stream_state(jsCtx *js, const char *stream, jsStreamState *out, char *err,

@@ -33,12 +33,33 @@ void jsu_errf(char *err, size_t errlen, const char *call, const char *what,
  */
 int jsu_stream(jsCtx *js, jsStreamConfig *cfg, char *err, size_t errlen)
 	__attribute__((warn_unused_result));
+/*
+ * The journal stream TGRUN_<name>_JOURNAL (subjects tgrun.<name>.journal.>,
+ * file storage), bound or created: the store writes it, every node's work
+ * queue publishes completions to it.
+ */
+int jsu_journal_stream(jsCtx *js, const char *bot_name, int replicas, char *err,
+    size_t errlen) __attribute__((warn_unused_result));
 /* The dead-letter bucket TGRUN_<name>_DEAD, bound or created (history 1). */
 kvStore *jsu_dead_bucket(jsCtx *js, const char *bot_name, int replicas, char *err,
     size_t errlen) __attribute__((warn_unused_result));
 /* Put one dead letter: key = update_id, value JSON {attempts, error, died_at, body}. 0 or -1. */
 int jsu_dead_put(kvStore *kv, int64_t update_id, int attempts, const char *error,
     const char *body, size_t len, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+
+/*
+ * A KV bucket read through its stream, so its leader answers (a direct get
+ * may come from a replica that lags behind a put just acked elsewhere).
+ * jsu_kv_get: the live value of `key`: 1 (*out to natsMsg_Destroy, its
+ * sequence is the revision), 0 absent or deleted, -1. jsu_kv_keys: every
+ * live key, each to `cb` (its non-zero return stops the walk and is
+ * returned), 0 or -1.
+ */
+int jsu_kv_get(jsCtx *js, const char *bucket, const char *key, natsMsg **out, char *err,
+    size_t errlen) __attribute__((warn_unused_result));
+int jsu_kv_keys(jsCtx *js, const char *bucket, int64_t idle_ms,
+    int (*cb)(void *arg, const char *key), void *arg, char *err, size_t errlen)
 	__attribute__((warn_unused_result));
 
 /* The state of a stream (a bounded request). 0 or -1. */

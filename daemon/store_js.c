@@ -1,5 +1,6 @@
 /* The cluster's journal: fetched updates, completions and the offset on a JetStream stream (store.h). */
 #include "store_js.h"
+#include "store_js_int.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -22,95 +23,31 @@
 /* Async publishes in flight on the store's context before js_PublishMsgAsync stalls. */
 #define MAX_PENDING_PUBLISHES 65536
 
-/* An unfinished update as the stream says it. */
-struct entry {
-	uint64_t seq;		/* of its journal.upd message; 0 not known yet */
-	int attempt;		/* kept in memory only */
-	size_t len;
-	char body[];		/* NUL-terminated */
-};
-
-/* The ack of one async publish that carried a Nats-Msg-Id. */
-struct ack {
-	int64_t id;
-	uint64_t seq;
-	int dup;
-};
-
-struct note {
-	int64_t id;
-	int dead;
-};
-
-/* A message of the follow subscription, on its way to the loop. */
-struct fmsg {
-	struct jsq_node node;
-	natsMsg *msg;
-};
-
-struct sjs {
-	struct store store;		/* first: a struct store * is a struct sjs * */
-	jsCtx *js;			/* our own: Wait = timeout, acks to on_ack() */
-	kvStore *dead;
-	int64_t timeout_ms;
-	char stream[JSU_NAME_MAX];
-	char subj_all[JSU_NAME_MAX], subj_upd[JSU_NAME_MAX];
-	char subj_done[JSU_NAME_MAX], subj_off[JSU_NAME_MAX];
-	char origin[48];		/* JSU_HDR_ORIGIN of the completions we publish */
-	/*
-	 * The stream folded in sequence order up to read_seq: update_id →
-	 * struct entry * for every upd not followed by its done. Our own writes
-	 * change it at once too; folding them again later changes nothing.
-	 */
-	struct u64map pend;
-	uint64_t read_seq;
-	int64_t offset;
-	uint64_t offset_seq;		/* the newest message that told an offset: never purged */
-	int64_t *done;			/* completions queued by done() */
-	size_t ndone, done_cap;
-	/* Results of async publishes, filled on libnats' thread. */
-	pthread_mutex_t mu;
-	struct ack *acks;
-	size_t nacks, acks_cap;
-	int nerr;
-	jsErrCode ack_jerr;
-	char ack_err[160];
-	/* store_js_follow() */
-	struct jsq *q;
-	natsSubscription *sub;
-	void (*on_done)(void *arg, int64_t update_id, int dead);
-	void *arg;
-	struct note *notes;
-	size_t nnotes, notes_cap;
-	/* The stream as last seen. */
-	jsStreamState st;
-	int64_t purged_at;
-	int full;			/* the last failure: JetStream out of storage */
-	char errmsg[256];
-};
-
 static const struct store_ops sjs_ops;
 
-#define S(st) ((struct sjs *)(st))
-
-static void seterr(struct sjs *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void note_jerr(struct sjs *s, jsErrCode jerr);
-static int publish(struct sjs *s, const char *subj, const char *msgid, int64_t offset,
-    const char *body, size_t len) __attribute__((warn_unused_result));
-static int publish_wait(struct sjs *s, const char *what);
-static int add_entry(struct sjs *s, int64_t id, uint64_t seq, const char *body, size_t len);
 static void fold(struct sjs *s, natsMsg *m, uint64_t seq);
 static int catch_up(struct sjs *s) __attribute__((warn_unused_result));
 static void maybe_purge(struct sjs *s);
 
-static void seterr(struct sjs *s, const char *fmt, ...)
+void sjs_seterr(struct sjs *s, const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(s->errmsg, sizeof(s->errmsg), fmt, ap);
 	va_end(ap);
-	log_warn("journal stream %s: %s", s->stream, s->errmsg);
+	sjs_warn(s);
+}
+
+void sjs_warn(struct sjs *s)
+{
+	unsigned long held;
+
+	/* The master retries a blocked write every second: a line now and then says it. */
+	if (log_rate_pass(&s->warned, 10000, &held))
+		log_warn("journal stream %s: %s%s", s->stream, s->errmsg,
+		    held > 0 ? " (and earlier failures not logged)" : "");
 }
 
 static void note_jerr(struct sjs *s, jsErrCode jerr)
@@ -118,7 +55,7 @@ static void note_jerr(struct sjs *s, jsErrCode jerr)
 	s->full = jerr == JSStorageResourcesExceededErr || jerr == JSInsufficientResourcesErr;
 }
 
-static void clear_ok(struct sjs *s)
+void sjs_clear_ok(struct sjs *s)
 {
 	s->errmsg[0] = '\0';
 	s->full = 0;
@@ -160,7 +97,7 @@ out:
 	natsMsg_Destroy(msg);
 }
 
-static int publish(struct sjs *s, const char *subj, const char *msgid, int64_t offset,
+int sjs_publish(struct sjs *s, const char *subj, const char *msgid, int64_t offset,
     const char *body, size_t len)
 {
 	natsMsg *m = NULL;
@@ -168,6 +105,12 @@ static int publish(struct sjs *s, const char *subj, const char *msgid, int64_t o
 	char off[24];
 	natsStatus st;
 
+	/* Out of reach: fail now rather than after the timeout (the master retries). */
+	if (natsConnection_Status(s->nc) != NATS_CONN_STATUS_CONNECTED) {
+		s->full = 0;
+		sjs_seterr(s, "not connected to NATS");
+		return -1;
+	}
 	st = natsMsg_Create(&m, subj, NULL, body, (int)len);
 	if (st == NATS_OK && msgid != NULL)
 		st = natsMsgHeader_Set(m, "Nats-Msg-Id", msgid);
@@ -185,14 +128,14 @@ static int publish(struct sjs *s, const char *subj, const char *msgid, int64_t o
 	natsMsg_Destroy(m);
 	if (st != NATS_OK) {
 		jsu_errf(s->errmsg, sizeof(s->errmsg), "js_PublishMsgAsync", subj, st, 0);
-		log_warn("journal stream %s: %s", s->stream, s->errmsg);
+		sjs_warn(s);
 		return -1;
 	}
 	return 0;
 }
 
 /* Wait for the acks of everything published; any failure fails the lot. */
-static int publish_wait(struct sjs *s, const char *what)
+int sjs_publish_wait(struct sjs *s, const char *what)
 {
 	natsMsgList left;
 	jsPubOptions po;
@@ -207,7 +150,7 @@ static int publish_wait(struct sjs *s, const char *what)
 		if (js_PublishAsyncGetPendingList(&left, s->js) == NATS_OK)
 			natsMsgList_Destroy(&left);
 		s->full = 0;
-		seterr(s, "%s: no ack from JetStream within %lld ms (%s)", what,
+		sjs_seterr(s, "%s: no ack from JetStream within %lld ms (%s)", what,
 		    (long long)s->timeout_ms, natsStatus_GetText(st));
 		return -1;
 	}
@@ -218,13 +161,13 @@ static int publish_wait(struct sjs *s, const char *what)
 	s->ack_jerr = 0;
 	pthread_mutex_unlock(&s->mu);
 	if (nerr > 0) {
-		seterr(s, "%s: %d publishes failed: %s", what, nerr, s->ack_err);
+		sjs_seterr(s, "%s: %d publishes failed: %s", what, nerr, s->ack_err);
 		return -1;
 	}
 	return 0;
 }
 
-static void reset_acks(struct sjs *s)
+void sjs_reset_acks(struct sjs *s)
 {
 	pthread_mutex_lock(&s->mu);
 	s->nacks = 0;
@@ -233,7 +176,7 @@ static void reset_acks(struct sjs *s)
 	pthread_mutex_unlock(&s->mu);
 }
 
-static const struct ack *find_ack(const struct sjs *s, int64_t id, size_t hint)
+const struct ack *sjs_find_ack(const struct sjs *s, int64_t id, size_t hint)
 {
 	if (hint < s->nacks && s->acks[hint].id == id)
 		return &s->acks[hint];
@@ -243,7 +186,7 @@ static const struct ack *find_ack(const struct sjs *s, int64_t id, size_t hint)
 	return NULL;
 }
 
-static int add_entry(struct sjs *s, int64_t id, uint64_t seq, const char *body, size_t len)
+int sjs_add_entry(struct sjs *s, int64_t id, uint64_t seq, const char *body, size_t len)
 {
 	struct entry *e = malloc(sizeof(*e) + len + 1);
 
@@ -261,7 +204,7 @@ static int add_entry(struct sjs *s, int64_t id, uint64_t seq, const char *body, 
 	return 0;
 }
 
-static void drop_entry(struct sjs *s, int64_t id)
+void sjs_drop_entry(struct sjs *s, int64_t id)
 {
 	free(u64map_del(&s->pend, (uint64_t)id));
 }
@@ -326,7 +269,7 @@ static void fold(struct sjs *s, natsMsg *m, uint64_t seq)
 		if (e != NULL) {
 			if (e->seq == 0)
 				e->seq = seq;
-		} else if (add_entry(s, id, seq, data != NULL ? data : "", (size_t)len) == -1) {
+		} else if (sjs_add_entry(s, id, seq, data != NULL ? data : "", (size_t)len) == -1) {
 			log_err("journal stream %s: out of memory for update %lld",
 			    s->stream, (long long)id);
 		}
@@ -337,7 +280,7 @@ static void fold(struct sjs *s, natsMsg *m, uint64_t seq)
 	if (end == buf)
 		return;
 	if (strcmp(subj, s->subj_done) == 0) {
-		drop_entry(s, id);
+		sjs_drop_entry(s, id);
 		if (s->on_done != NULL && (natsMsgHeader_Get(m, JSU_HDR_ORIGIN, &origin)
 		    != NATS_OK || origin == NULL || strcmp(origin, s->origin) != 0))
 			push_note(s, id, strcmp(end, " dead") == 0);
@@ -369,8 +312,12 @@ static int catch_up(struct sjs *s)
 	uint64_t last, seq;
 	natsStatus st;
 
+	if (natsConnection_Status(s->nc) != NATS_CONN_STATUS_CONNECTED) {
+		sjs_seterr(s, "not connected to NATS");
+		return -1;
+	}
 	if (jsu_stream_state(s->js, s->stream, &s->st, s->errmsg, sizeof(s->errmsg)) == -1) {
-		log_warn("journal stream %s: %s", s->stream, s->errmsg);
+		sjs_warn(s);
 		return -1;
 	}
 	last = s->st.LastSeq;
@@ -393,7 +340,7 @@ static int catch_up(struct sjs *s)
 	st = js_SubscribeSync(&sub, s->js, s->subj_all, NULL, &so, &jerr);
 	if (st != NATS_OK) {
 		jsu_errf(s->errmsg, sizeof(s->errmsg), "js_SubscribeSync", s->stream, st, jerr);
-		log_warn("journal stream %s: %s", s->stream, s->errmsg);
+		sjs_warn(s);
 		return -1;
 	}
 	natsSubscription_SetPendingLimits(sub, -1, -1);
@@ -449,7 +396,8 @@ static void maybe_purge(struct sjs *s)
 		if (e->seq > 0 && e->seq < upto)
 			upto = e->seq;
 	}
-	if (upto <= s->st.FirstSeq)
+	/* Sequence 0 would purge it all. */
+	if (upto <= 1 || upto <= s->st.FirstSeq)
 		return;
 	jsOptions_Init(&o);
 	o.Wait = s->timeout_ms;
@@ -492,32 +440,32 @@ static int sjs_add_batch(struct store *st, const struct store_rec *r, size_t n, 
 		if (ns != NATS_OK) {
 			note_jerr(s, jerr);
 			jsu_errf(s->errmsg, sizeof(s->errmsg), "js_PublishMsg", s->subj_off, ns, jerr);
-			log_warn("journal stream %s: %s", s->stream, s->errmsg);
+			sjs_warn(s);
 			return -1;
 		}
 		note_offset(s, off, pa->Sequence);
 		jsPubAck_Destroy(pa);
-		clear_ok(s);
+		sjs_clear_ok(s);
 		return 0;
 	}
-	reset_acks(s);
+	sjs_reset_acks(s);
 	for (i = 0; i < n; i++) {
 		snprintf(buf, sizeof(buf), "%lld", (long long)r[i].update_id);
-		if (publish(s, s->subj_upd, buf, off, r[i].body, r[i].len) == -1) {
-			publish_wait(s, "store a batch");
+		if (sjs_publish(s, s->subj_upd, buf, off, r[i].body, r[i].len) == -1) {
+			sjs_publish_wait(s, "store a batch");
 			return -1;
 		}
 	}
-	if (publish_wait(s, "store a batch") == -1)
+	if (sjs_publish_wait(s, "store a batch") == -1)
 		return -1;
 	pthread_mutex_lock(&s->mu);
 	for (i = 0; i < n; i++) {
-		a = find_ack(s, r[i].update_id, i);
+		a = sjs_find_ack(s, r[i].update_id, i);
 		if (a != NULL && !a->dup)
 			note_offset(s, off, a->seq);
 		if ((a != NULL && a->dup) || u64map_get(&s->pend, (uint64_t)r[i].update_id))
 			continue;
-		if (add_entry(s, r[i].update_id, a != NULL ? a->seq : 0, r[i].body,
+		if (sjs_add_entry(s, r[i].update_id, a != NULL ? a->seq : 0, r[i].body,
 		    r[i].len) == -1) {
 			/* Stored all the same: a replay finds it. */
 			log_err("journal stream %s: out of memory for update %lld",
@@ -528,7 +476,7 @@ static int sjs_add_batch(struct store *st, const struct store_rec *r, size_t n, 
 	}
 	pthread_mutex_unlock(&s->mu);
 	note_offset(s, off, 0);
-	clear_ok(s);
+	sjs_clear_ok(s);
 	return fresh;
 }
 
@@ -545,7 +493,7 @@ static int last_offset(struct sjs *s, const char *subj, int64_t *best)
 		return 0;
 	if (st != NATS_OK) {
 		jsu_errf(s->errmsg, sizeof(s->errmsg), "js_GetLastMsg", subj, st, jerr);
-		log_warn("journal stream %s: %s", s->stream, s->errmsg);
+		sjs_warn(s);
 		return -1;
 	}
 	if (strcmp(subj, s->subj_upd) == 0) {
@@ -565,7 +513,7 @@ static int last_offset(struct sjs *s, const char *subj, int64_t *best)
 	return 0;
 }
 
-static int sjs_offset(struct store *st, int64_t *out)
+int sjs_offset(struct store *st, int64_t *out)
 {
 	struct sjs *s = S(st);
 	int64_t best = s->offset;
@@ -575,7 +523,7 @@ static int sjs_offset(struct store *st, int64_t *out)
 		return -1;
 	s->offset = best;
 	*out = best;
-	clear_ok(s);
+	sjs_clear_ok(s);
 	return 0;
 }
 
@@ -612,21 +560,21 @@ static int sjs_flush(struct store *st)
 
 	if (s->ndone == 0)
 		return 0;
-	reset_acks(s);
+	sjs_reset_acks(s);
 	for (i = 0; i < s->ndone; i++) {
 		snprintf(buf, sizeof(buf), "%lld", (long long)s->done[i]);
-		if (publish(s, s->subj_done, NULL, 0, buf, strlen(buf)) == -1) {
-			publish_wait(s, "store completions");
+		if (sjs_publish(s, s->subj_done, NULL, 0, buf, strlen(buf)) == -1) {
+			sjs_publish_wait(s, "store completions");
 			return -1;
 		}
 	}
-	if (publish_wait(s, "store completions") == -1)
+	if (sjs_publish_wait(s, "store completions") == -1)
 		return -1;
 	for (i = 0; i < s->ndone; i++)
-		drop_entry(s, s->done[i]);
+		sjs_drop_entry(s, s->done[i]);
 	s->ndone = 0;
 	maybe_purge(s);
-	clear_ok(s);
+	sjs_clear_ok(s);
 	return 0;
 }
 
@@ -639,7 +587,7 @@ static int sjs_set_attempt(struct store *st, int64_t id, int attempt)
 	return 0;
 }
 
-static int cmp_id(const void *a, const void *b)
+int sjs_cmp_id(const void *a, const void *b)
 {
 	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
 
@@ -658,20 +606,20 @@ static int sjs_replay(struct store *st, store_update_cb cb, void *arg)
 
 	/* Unflushed completions are finished work: store them, else skip them. */
 	if (s->ndone > 0 && sjs_flush(st) == -1)
-		qsort(s->done, s->ndone, sizeof(*s->done), cmp_id);
+		qsort(s->done, s->ndone, sizeof(*s->done), sjs_cmp_id);
 	if (catch_up(s) == -1)
 		return -1;
 	ids = malloc((s->pend.count + 1) * sizeof(*ids));
 	if (ids == NULL) {
-		seterr(s, "replay: out of memory");
+		sjs_seterr(s, "replay: out of memory");
 		return -1;
 	}
 	while (u64map_next(&s->pend, &it, &k, &v))
 		ids[n++] = (int64_t)k;
-	qsort(ids, n, sizeof(*ids), cmp_id);
+	qsort(ids, n, sizeof(*ids), sjs_cmp_id);
 	for (i = 0; i < n && r == 0; i++) {
 		if (s->ndone > 0 && bsearch(&ids[i], s->done, s->ndone, sizeof(*s->done),
-		    cmp_id) != NULL)
+		    sjs_cmp_id) != NULL)
 			continue;
 		e = u64map_get(&s->pend, (uint64_t)ids[i]);
 		if (e != NULL)
@@ -681,258 +629,8 @@ static int sjs_replay(struct store *st, store_update_cb cb, void *arg)
 	/* Completions the catch-up folded go out from the loop, not from in here. */
 	if (s->nnotes > 0 && s->q != NULL)
 		jsq_kick(s->q);
-	clear_ok(s);
+	sjs_clear_ok(s);
 	return r;
-}
-
-/* ---- dead letters ---- */
-
-static int sjs_dead_letter(struct store *st, int64_t id, int attempts, const char *error)
-{
-	struct sjs *s = S(st);
-	struct entry *e = u64map_get(&s->pend, (uint64_t)id);
-	char buf[40];
-
-	if (e == NULL) {
-		s->full = 0;
-		snprintf(s->errmsg, sizeof(s->errmsg), "update %lld is not in the journal",
-		    (long long)id);
-		log_warn("journal stream %s: dead-letter update %lld: not in the journal",
-		    s->stream, (long long)id);
-		errno = ENOENT;
-		return -1;
-	}
-	if (jsu_dead_put(s->dead, id, attempts, error, e->body, e->len, s->errmsg,
-	    sizeof(s->errmsg)) == -1) {
-		log_warn("journal stream %s: %s", s->stream, s->errmsg);
-		return -1;
-	}
-	reset_acks(s);
-	snprintf(buf, sizeof(buf), "%lld dead", (long long)id);
-	if (publish(s, s->subj_done, NULL, 0, buf, strlen(buf)) == -1 ||
-	    publish_wait(s, "dead-letter an update") == -1)
-		return -1;
-	drop_entry(s, id);
-	clear_ok(s);
-	return 0;
-}
-
-/* The dead letters' ids in order, or one id; *n = -1 on failure. */
-static int64_t *dead_ids(struct sjs *s, int64_t one, int64_t *n)
-{
-	kvKeysList kl = { NULL, 0 };
-	int64_t *ids;
-	natsStatus st;
-
-	*n = -1;
-	if (one != STORE_ALL) {
-		ids = malloc(sizeof(*ids));
-		if (ids != NULL) {
-			ids[0] = one;
-			*n = 1;
-		}
-		return ids;
-	}
-	st = kvStore_Keys(&kl, s->dead, NULL);
-	if (st != NATS_OK && st != NATS_NOT_FOUND) {
-		jsu_errf(s->errmsg, sizeof(s->errmsg), "kvStore_Keys", "dead letters", st, 0);
-		log_warn("journal stream %s: %s", s->stream, s->errmsg);
-		return NULL;
-	}
-	ids = malloc(((size_t)kl.Count + 1) * sizeof(*ids));
-	if (ids != NULL) {
-		for (int i = 0; i < kl.Count; i++)
-			ids[i] = strtoll(kl.Keys[i], NULL, 10);
-		qsort(ids, (size_t)kl.Count, sizeof(*ids), cmp_id);
-		*n = kl.Count;
-	}
-	kvKeysList_Destroy(&kl);
-	return ids;
-}
-
-/* One dead letter, decoded: 1 (and *d filled, *json to json_decref), 0 absent, -1. */
-static int dead_read(struct sjs *s, int64_t id, struct store_dead *d, json_t **json,
-    uint64_t *rev)
-{
-	kvEntry *ke = NULL;
-	json_error_t je;
-	json_t *o, *b;
-	natsStatus st;
-	char key[24];
-
-	snprintf(key, sizeof(key), "%lld", (long long)id);
-	st = kvStore_Get(&ke, s->dead, key);
-	if (st == NATS_NOT_FOUND)
-		return 0;
-	if (st != NATS_OK) {
-		jsu_errf(s->errmsg, sizeof(s->errmsg), "kvStore_Get", key, st, 0);
-		log_warn("journal stream %s: dead letter: %s", s->stream, s->errmsg);
-		return -1;
-	}
-	o = json_loadb(kvEntry_Value(ke), (size_t)kvEntry_ValueLen(ke), 0, &je);
-	if (rev != NULL)
-		*rev = kvEntry_Revision(ke);
-	kvEntry_Destroy(ke);
-	if (o == NULL || !json_is_object(o)) {
-		json_decref(o);
-		seterr(s, "dead letter %s: not the JSON we write", key);
-		return -1;
-	}
-	b = json_object_get(o, "body");
-	d->update_id = id;
-	d->attempts = (int)json_integer_value(json_object_get(o, "attempts"));
-	d->error = json_string_value(json_object_get(o, "error"));
-	if (d->error == NULL)
-		d->error = "";
-	d->died_at = json_integer_value(json_object_get(o, "died_at"));
-	d->body = json_string_value(b) != NULL ? json_string_value(b) : "";
-	d->len = json_string_value(b) != NULL ? json_string_length(b) : 0;
-	*json = o;
-	return 1;
-}
-
-static int sjs_dead_list(struct store *st, store_dead_cb cb, void *arg)
-{
-	struct sjs *s = S(st);
-	struct store_dead d;
-	int64_t n, *ids = dead_ids(s, STORE_ALL, &n);
-	json_t *o;
-	int r = 0, got;
-
-	if (ids == NULL)
-		return -1;
-	for (int64_t i = 0; i < n && r == 0; i++) {
-		got = dead_read(s, ids[i], &d, &o, NULL);
-		if (got == -1) {
-			r = -1;
-			break;
-		}
-		if (got == 1) {
-			r = cb(arg, &d);
-			json_decref(o);
-		}
-	}
-	free(ids);
-	if (r != -1)
-		clear_ok(s);
-	return r;
-}
-
-static int sjs_dead_get(struct store *st, int64_t id, store_dead_cb cb, void *arg)
-{
-	struct sjs *s = S(st);
-	struct store_dead d;
-	json_t *o;
-	int got = dead_read(s, id, &d, &o, NULL);
-
-	if (got == 1) {
-		(void)cb(arg, &d);
-		json_decref(o);
-	}
-	if (got != -1)
-		clear_ok(s);
-	return got;
-}
-
-static int dead_forget(struct sjs *s, int64_t id)
-{
-	char key[24];
-	natsStatus st;
-
-	snprintf(key, sizeof(key), "%lld", (long long)id);
-	st = kvStore_Purge(s->dead, key, NULL);
-	if (st != NATS_OK) {
-		jsu_errf(s->errmsg, sizeof(s->errmsg), "kvStore_Purge", key, st, 0);
-		log_warn("journal stream %s: dead letter: %s", s->stream, s->errmsg);
-		return -1;
-	}
-	return 0;
-}
-
-/*
- * Back into the journal: a new upd message whose id is not the update_id
- * alone (that one may still be in the duplicate window), then out of the bucket.
- */
-static int64_t sjs_dead_retry(struct store *st, int64_t id)
-{
-	struct sjs *s = S(st);
-	struct store_dead d;
-	int64_t n, moved = 0, off, *ids = dead_ids(s, id, &n);
-	const struct ack *a;
-	char mid[48];
-	uint64_t rev;
-	json_t *o;
-	int got;
-
-	if (ids == NULL)
-		return -1;
-	if (sjs_offset(st, &off) == -1)
-		goto fail;
-	for (int64_t i = 0; i < n; i++) {
-		got = dead_read(s, ids[i], &d, &o, &rev);
-		if (got == -1)
-			goto fail;
-		if (got == 0)
-			continue;
-		reset_acks(s);
-		snprintf(mid, sizeof(mid), "%lld.%llu", (long long)ids[i], (unsigned long long)rev);
-		if (publish(s, s->subj_upd, mid, off, d.body, d.len) == -1 ||
-		    publish_wait(s, "retry a dead letter") == -1) {
-			json_decref(o);
-			goto fail;
-		}
-		pthread_mutex_lock(&s->mu);
-		a = find_ack(s, ids[i], 0);
-		if (u64map_get(&s->pend, (uint64_t)ids[i]) == NULL &&
-		    add_entry(s, ids[i], a != NULL ? a->seq : 0, d.body, d.len) == -1)
-			log_err("journal stream %s: out of memory for update %lld",
-			    s->stream, (long long)ids[i]);
-		pthread_mutex_unlock(&s->mu);
-		json_decref(o);
-		if (dead_forget(s, ids[i]) == -1)
-			goto fail;
-		moved++;
-	}
-	free(ids);
-	clear_ok(s);
-	return moved;
-fail:
-	free(ids);
-	return -1;
-}
-
-static int64_t sjs_dead_drop(struct store *st, int64_t id)
-{
-	struct sjs *s = S(st);
-	struct store_dead d;
-	int64_t n, dropped = 0, *ids = dead_ids(s, id, &n);
-	json_t *o;
-	int got;
-
-	if (ids == NULL)
-		return -1;
-	for (int64_t i = 0; i < n; i++) {
-		got = dead_read(s, ids[i], &d, &o, NULL);
-		if (got == 1)
-			json_decref(o);
-		if (got == -1 || (got == 1 && dead_forget(s, ids[i]) == -1)) {
-			free(ids);
-			return -1;
-		}
-		dropped += got;
-	}
-	free(ids);
-	clear_ok(s);
-	return dropped;
-}
-
-static int64_t sjs_dead_count(struct store *st)
-{
-	struct sjs *s = S(st);
-	int64_t n, *ids = dead_ids(s, STORE_ALL, &n);
-
-	free(ids);
-	return n;
 }
 
 static const char *sjs_errmsg(const struct store *st)
@@ -955,20 +653,67 @@ static int64_t sjs_size_bytes(const struct store *st)
 
 /* ---- following the completions ---- */
 
+static void follow_unref(struct follow *fl)
+{
+	int last;
+
+	pthread_mutex_lock(&fl->mu);
+	last = --fl->refs == 0;
+	pthread_mutex_unlock(&fl->mu);
+	if (last) {
+		pthread_mutex_destroy(&fl->mu);
+		free(fl);
+	}
+}
+
+/* libnats: the subscription is closed and its handler runs no more. */
+static void on_sub_complete(void *closure)
+{
+	follow_unref(closure);
+}
+
 /* libnats' thread: hand the message to the loop. */
 static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
 {
-	struct sjs *s = closure;
-	struct fmsg *f = malloc(sizeof(*f));
+	struct follow *fl = closure;
+	struct fmsg *f;
 
-	if (f == NULL) {
-		log_err("journal stream %s: out of memory; a journal message is lost "
-		    "until the next replay", s->stream);
+	pthread_mutex_lock(&fl->mu);
+	if (fl->closed || (f = malloc(sizeof(*f))) == NULL) {
+		if (!fl->closed)
+			log_err("journal stream: out of memory; a journal message is "
+			    "lost until the next replay");
+		pthread_mutex_unlock(&fl->mu);
 		natsMsg_Destroy(msg);
 		return;
 	}
 	f->msg = msg;
-	jsq_push(s->q, &f->node);
+	jsq_push(fl->q, &f->node);
+	pthread_mutex_unlock(&fl->mu);
+}
+
+/* Stop following without waiting for the server (it may be out of reach). */
+static void follow_stop(struct sjs *s)
+{
+	struct jsq_node *left, *next;
+
+	if (s->fl != NULL) {
+		pthread_mutex_lock(&s->fl->mu);
+		s->fl->closed = 1;
+		pthread_mutex_unlock(&s->fl->mu);
+		follow_unref(s->fl);
+		s->fl = NULL;
+	}
+	/* Not an unsubscribe: that would wait for the consumer's deletion. */
+	natsSubscription_Destroy(s->sub);
+	s->sub = NULL;
+	for (left = jsq_free(s->q); left != NULL; left = next) {
+		next = left->next;
+		natsMsg_Destroy(((struct fmsg *)left)->msg);
+		free(left);
+	}
+	s->q = NULL;
+	s->on_done = NULL;
 }
 
 static void on_follow(void *arg, struct jsq_node *list)
@@ -1017,6 +762,16 @@ int store_js_follow(struct store *st, struct event_base *base,
 		snprintf(s->errmsg, sizeof(s->errmsg), "follow: %s", strerror(errno));
 		return -1;
 	}
+	s->fl = calloc(1, sizeof(*s->fl));
+	if (s->fl == NULL) {
+		free(jsq_free(s->q));
+		s->q = NULL;
+		snprintf(s->errmsg, sizeof(s->errmsg), "follow: out of memory");
+		return -1;
+	}
+	pthread_mutex_init(&s->fl->mu, NULL);
+	s->fl->refs = 1;
+	s->fl->q = s->q;
 	s->on_done = on_done;
 	s->arg = arg;
 	jsSubOptions_Init(&so);
@@ -1024,17 +779,18 @@ int store_js_follow(struct store *st, struct event_base *base,
 	so.Ordered = true;
 	so.Config.DeliverPolicy = js_DeliverByStartSequence;
 	so.Config.OptStartSeq = s->read_seq + 1;
-	ns = js_Subscribe(&s->sub, s->js, s->subj_all, on_msg, s, NULL, &so, &jerr);
+	ns = js_Subscribe(&s->sub, s->js, s->subj_all, on_msg, s->fl, NULL, &so, &jerr);
 	if (ns == NATS_OK)
 		ns = natsSubscription_SetPendingLimits(s->sub, -1, -1);
+	if (ns == NATS_OK) {
+		ns = natsSubscription_SetOnCompleteCB(s->sub, on_sub_complete, s->fl);
+		if (ns == NATS_OK)
+			s->fl->refs++;
+	}
 	if (ns != NATS_OK) {
 		jsu_errf(s->errmsg, sizeof(s->errmsg), "js_Subscribe", s->subj_all, ns, jerr);
-		log_warn("journal stream %s: %s", s->stream, s->errmsg);
-		natsSubscription_Destroy(s->sub);
-		s->sub = NULL;
-		free(jsq_free(s->q));
-		s->q = NULL;
-		s->on_done = NULL;
+		sjs_warn(s);
+		follow_stop(s);
 		return -1;
 	}
 	return 0;
@@ -1058,24 +814,13 @@ int store_js_info(struct store *st, struct store_js_info *out)
 static void sjs_close(struct store *st)
 {
 	struct sjs *s = S(st);
-	struct jsq_node *left, *next;
 	natsMsgList pl;
 	jsPubOptions po;
 
 	if (s->ndone > 0 && sjs_flush(st) == -1)
 		log_warn("journal stream %s: %zu completions not stored; those updates "
 		    "will run again", s->stream, s->ndone);
-	if (s->sub != NULL) {
-		/* After the drain no callback runs: the queue can go. */
-		if (natsSubscription_DrainTimeout(s->sub, s->timeout_ms) == NATS_OK)
-			natsSubscription_WaitForDrainCompletion(s->sub, s->timeout_ms + 1000);
-		natsSubscription_Destroy(s->sub);
-	}
-	for (left = jsq_free(s->q); left != NULL; left = next) {
-		next = left->next;
-		natsMsg_Destroy(((struct fmsg *)left)->msg);
-		free(left);
-	}
+	follow_stop(s);
 	if (s->js != NULL) {
 		jsPubOptions_Init(&po);
 		po.MaxWait = s->timeout_ms;
@@ -1112,8 +857,6 @@ struct store *store_js_open(natsConnection *nc, jsCtx *js, const char *bot_name,
     int64_t timeout_ms, char *err, size_t errlen)
 {
 	struct sjs *s = calloc(1, sizeof(*s));
-	const char *subjects[1];
-	jsStreamConfig sc;
 	jsOptions o;
 	natsStatus st;
 
@@ -1122,12 +865,14 @@ struct store *store_js_open(natsConnection *nc, jsCtx *js, const char *bot_name,
 		return NULL;
 	}
 	s->store.ops = &sjs_ops;
+	s->nc = nc;
 	s->timeout_ms = timeout_ms;
 	u64map_init(&s->pend);
 	pthread_mutex_init(&s->mu, NULL);
 	snprintf(s->origin, sizeof(s->origin), "%ld-%llx", (long)getpid(),
 	    (unsigned long long)clock_us() ^ (unsigned long long)(uintptr_t)s);
 	if (jsu_stream_name(s->stream, sizeof(s->stream), bot_name, "JOURNAL") == -1 ||
+	    jsu_stream_name(s->bucket, sizeof(s->bucket), bot_name, "DEAD") == -1 ||
 	    jsu_subject(s->subj_all, sizeof(s->subj_all), bot_name, "journal.>") == -1 ||
 	    jsu_subject(s->subj_upd, sizeof(s->subj_upd), bot_name, "journal.upd") == -1 ||
 	    jsu_subject(s->subj_done, sizeof(s->subj_done), bot_name, "journal.done") == -1 ||
@@ -1145,14 +890,7 @@ struct store *store_js_open(natsConnection *nc, jsCtx *js, const char *bot_name,
 		jsu_errf(err, errlen, "natsConnection_JetStream", s->stream, st, 0);
 		goto fail;
 	}
-	jsStreamConfig_Init(&sc);
-	subjects[0] = s->subj_all;
-	sc.Name = s->stream;
-	sc.Subjects = subjects;
-	sc.SubjectsLen = 1;
-	sc.Storage = js_FileStorage;
-	sc.Replicas = replicas;
-	if (jsu_stream(s->js, &sc, err, errlen) == -1)
+	if (jsu_journal_stream(s->js, bot_name, replicas, err, errlen) == -1)
 		goto fail;
 	s->dead = jsu_dead_bucket(s->js, bot_name, replicas, err, errlen);
 	if (s->dead == NULL)

@@ -14,12 +14,14 @@ struct event_base;
  * retention, file storage, `replicas` copies) and its one durable pull
  * consumer `workers`, shared by every node: AckWait = ack_wait_ms,
  * MaxDeliver = max_deliver. A message's id is w<update_id>, so a new leader
- * republishing a released update is deduplicated (within the stream's
- * duplicate window, 2 minutes).
+ * republishing a released update is deduplicated while the first copy waits
+ * in the stream (within its duplicate window, 2 minutes); once that copy is
+ * gone (run, or dead), a republish (a retried dead letter) goes out again.
  *
  * A thread of its own pulls as many messages as the loop said it can take
  * (workq_set_capacity) and hands them to the loop through a queue and an
- * eventfd: every callback runs on the loop thread of `base`.
+ * eventfd: every callback runs on the loop thread of `base`. `nc` and `js`
+ * must outlive the queue; it makes its own JetStream context for publishing.
  */
 struct workq;
 struct workq_item;     /* one pulled work message */
