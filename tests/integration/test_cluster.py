@@ -116,17 +116,21 @@ class Bed:
         self.handler = handler
         self.orphans = []
         self.nats = nats_cluster(3)
+        # Each answer takes 20..30 ms: a node holds some updates in flight when it dies.
         self.api = fakeapi("--count", count, "--chats", 1000, "--users", 3000,
-                           "--seed", seed, "--rate", rate, "--hold")
+                           "--seed", seed, "--rate", rate, "--hold",
+                           "--fault", "sendMessage:latency_ms=20,jitter_ms=10")
         self.expected = self.api.stats()["expected_echoes"]
         urls = self.nats.urls
         self.nodes = [Node(self, NAMES[i], [urls[i]] if one_url_each else urls, conf)
                       for i in range(nodes)]
 
-    def start(self, first_leader=None):
-        """Start the nodes (`first_leader` alone first, so it leads), wait until
-        all are ready with one leader, and release the burst."""
+    def start(self, first_leader=0, release=True):
+        """Start the nodes (the `first_leader`th alone first, so that it creates the
+        streams and leads; None: all at once), wait until all are ready with one
+        leader, and release the burst."""
         if first_leader is not None:
+            first_leader = self.nodes[first_leader]
             first_leader.start()
             first_leader.d.wait_ready(30)
             wait_log(first_leader.d.proc, "cluster: leader (epoch", 20)
@@ -139,7 +143,8 @@ class Bed:
         for n in self.nodes:
             if n is not lead:
                 wait_log(n.d.proc, "cluster: follower (leader: %s)" % lead.name, 20)
-        self.api.release()
+        if release:
+            self.api.release()
         return lead
 
     def leaders(self, exclude=()):
@@ -182,6 +187,13 @@ class Bed:
         for pid in live_workers(self.orphans):
             os.kill(pid, signal.SIGKILL)
         return out
+
+    def stop_cleanly(self):
+        """stop_nodes(), asserting that every node exited 0 on SIGTERM."""
+        st = self.stop_nodes()
+        assert st and all(v == 0 for v in st.values()), \
+            "exit statuses of the nodes on SIGTERM (negative: killed by that signal): %r" % st
+        return st
 
     def runs_by(self, since_seq=0):
         """{node name: number of echoes it sent} from the call record."""
@@ -229,6 +241,25 @@ def failover_ms(bed, old, t_kill):
     return new, found.get("poll"), run
 
 
+# ---- start and stop ----------------------------------------------------------------------
+
+def test_three_nodes_started_at_once_serve_a_burst_and_stop_cleanly(
+        fakeapi, tgrund, nats_cluster):
+    """A fresh NATS cluster, three nodes racing to create the streams and the lease."""
+    bed = Bed(fakeapi, tgrund, nats_cluster, nodes=3, seed=30, count=3000)
+    try:
+        lead = bed.start(first_leader=None)
+        assert [n.role() for n in bed.nodes].count("leader") == 1
+        st = bed.drain()
+        runs = bed.runs_by()
+        assert all(runs.get(n.name, 0) > 0 for n in bed.nodes), runs
+        bed.check("none (start at once)", st)
+        assert lead.role() == "leader"
+        assert bed.stop_cleanly() == {n.name: 0 for n in bed.nodes}
+    finally:
+        bed.stop_nodes()
+
+
 # ---- the fault tests -------------------------------------------------------------------
 
 def test_leader_sigkill_twice_a_follower_takes_over_within_lease_plus_2s(
@@ -256,7 +287,7 @@ def test_leader_sigkill_twice_a_follower_takes_over_within_lease_plus_2s(
         for _, run in failovers:
             assert run <= (LEASE_S + 2) * 1000, \
                 "failover took %.0f ms (lease %d s + 2 s)" % (run, LEASE_S)
-        assert set(bed.stop_nodes().values()) == {0}
+        bed.stop_cleanly()
     finally:
         bed.stop_nodes()
 
@@ -269,8 +300,11 @@ def test_follower_sigkill_its_in_flight_updates_are_redelivered(fakeapi, tgrund,
         victim = [n for n in bed.nodes if n is not lead][rng.randrange(2)]
         bed.wait_echoed_at_least(int(bed.expected * rng.uniform(0.2, 0.4)))
         # Kill it while it has work: its own status says what it holds.
-        in_flight = wait_until(lambda: victim.d.status()["in_flight"], 20, interval=0.02,
-                               what="the follower to hold work")
+        def held():
+            n = victim.d.status()["in_flight"]
+            return n if n >= 3 else None
+        in_flight = wait_until(held, 20, interval=0.02,
+                               what="the follower to hold 3 updates or more")
         seq = call_seq(bed.api)
         t_kill = victim.kill(workers=True)
         k = bed.api.to_fake_ms(t_kill)
@@ -280,7 +314,7 @@ def test_follower_sigkill_its_in_flight_updates_are_redelivered(fakeapi, tgrund,
         assert all(c.get("via") != victim.name for c in after)
         assert lead.alive() and lead.role() == "leader"
         bed.check("follower-kill", st, in_flight_at_kill=in_flight)
-        assert set(bed.stop_nodes().values()) == {0}
+        bed.stop_cleanly()
     finally:
         bed.stop_nodes()
 
@@ -319,7 +353,7 @@ def test_nats_server_sigkill_the_cluster_goes_on(fakeapi, tgrund, nats_cluster):
         st = bed.drain()
         assert all(n.alive() for n in bed.nodes)
         bed.check("nats-server-kill", st, killed=name)
-        assert set(bed.stop_nodes().values()) == {0}
+        bed.stop_cleanly()
     finally:
         bed.stop_nodes()
 
@@ -329,7 +363,7 @@ def test_a_leader_cut_off_from_nats_stops_polling_and_another_takes_over(
     # Each node knows only its own NATS server (no_advertise: it learns no other).
     bed = Bed(fakeapi, tgrund, nats_cluster, nodes=2, seed=34, one_url_each=True)
     rng = random.Random(34)
-    lead = bed.start(first_leader=None)
+    lead = bed.start()
     other = [n for n in bed.nodes if n is not lead][0]
     try:
         bed.wait_echoed_at_least(int(bed.expected * rng.uniform(0.2, 0.4)))
@@ -353,7 +387,7 @@ def test_a_leader_cut_off_from_nats_stops_polling_and_another_takes_over(
         wait_log(lead.d.proc, "cluster: follower (leader: %s)" % other.name, 20)
         st = bed.drain()
         bed.check("leader-cut-off", st, last_poll_after_cut_ms="%.0f" % (last - k))
-        assert set(bed.stop_nodes().values()) == {0}
+        bed.stop_cleanly()
     finally:
         bed.stop_nodes()
 
@@ -389,7 +423,7 @@ def test_sighup_reload_on_one_node_while_the_others_serve(fakeapi, tgrund, nats_
             assert "v1" in tags.get(node.name, set()), tags
         assert lead.role() == "leader"
         bed.check("sighup-reload", st)
-        assert set(bed.stop_nodes().values()) == {0}
+        bed.stop_cleanly()
     finally:
         bed.stop_nodes()
 
