@@ -32,6 +32,8 @@
 #define HEARTBEAT_MS 1000
 #define NODES_READ_MS 2000
 #define SETUP_RETRY_MS 1000
+/* A renewal that got no answer is tried again this soon, until the deadline. */
+#define RENEW_RETRY_MS 100
 #define CLUSTER_URLS_MAX 32
 
 enum ev_type { EV_READY, EV_LEADER, EV_FOLLOWER, EV_LOST };
@@ -57,13 +59,13 @@ struct cluster {
 	jsCtx *js;		/* for the master's streams: default waits */
 	jsCtx *kvjs;		/* for the buckets: requests bounded below the lease */
 	kvStore *lease_kv, *nodes_kv;
-	pthread_t thread;
-	int thread_started;
+	pthread_t lease_thread, info_thread;
+	int threads;			/* started: 0, 1 or 2 */
 
 	pthread_mutex_t mu;
 	pthread_cond_t cond;
 	/* under mu */
-	int stop, electing, recheck, resign, resigned;
+	int stop, setup_done, electing, recheck, resign, resigned;
 	enum cluster_role role;		/* the thread's view */
 	uint64_t rev;			/* of this node's last lease write */
 	int64_t epoch;
@@ -82,7 +84,9 @@ struct cluster {
 	enum cluster_role loop_role;	/* the loop's view (loop thread only) */
 };
 
-static void *cluster_main(void *arg);
+static void *lease_main(void *arg);
+static void *info_main(void *arg);
+static const char *nats_why(natsStatus s);
 
 /* ---- names ---------------------------------------------------------------- */
 
@@ -112,6 +116,14 @@ void cluster_redact_urls(const char *urls, char *out, size_t len)
 			n += (size_t)snprintf(out + n, len - n, ", ");
 	}
 	out[n] = '\0';
+}
+
+/* libnats' last error text of this thread, else the status's. */
+static const char *nats_why(natsStatus s)
+{
+	const char *e = nats_GetLastError(NULL);
+
+	return e != NULL && *e != '\0' ? e : natsStatus_GetText(s);
 }
 
 /* ---- the loop's side ---------------------------------------------------------- */
@@ -205,7 +217,7 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 	if (c->role == CLUSTER_LEADER)
 		c->role = CLUSTER_FOLLOWER;
 	c->leader[0] = '\0';
-	pthread_cond_signal(&c->cond);
+	pthread_cond_broadcast(&c->cond);
 	pthread_mutex_unlock(&c->mu);
 	step_down(c, "no renewal within the lease");
 }
@@ -332,7 +344,7 @@ struct cluster *cluster_open(const struct config *cfg, struct event_base *base,
 	snprintf(c->bot, sizeof(c->bot), "%s", cfg->name);
 	c->replicas = cfg->cluster_replicas;
 	c->lease_ms = cfg->cluster_lease_ms;
-	c->margin_ms = c->lease_ms / 5;
+	c->margin_ms = c->lease_ms / 4;
 	c->renew_ms = c->lease_ms / 3;
 	c->try_ms = c->lease_ms / 5;
 	c->cbs = *cbs;
@@ -370,11 +382,13 @@ struct cluster *cluster_open(const struct config *cfg, struct event_base *base,
 		    strerror(errno));
 		goto fail;
 	}
-	if (pthread_create(&c->thread, NULL, cluster_main, c) != 0) {
-		snprintf(err, errlen, "cluster: cannot start its thread");
+	/* The lease has a thread of its own: no status read may delay a renewal. */
+	if (pthread_create(&c->info_thread, NULL, info_main, c) != 0 ||
+	    (c->threads = 1, pthread_create(&c->lease_thread, NULL, lease_main, c)) != 0) {
+		snprintf(err, errlen, "cluster: cannot start its threads");
 		goto fail;
 	}
-	c->thread_started = 1;
+	c->threads = 2;
 	return c;
 fail:
 	natsOptions_Destroy(o);
@@ -387,12 +401,14 @@ void cluster_close(struct cluster *c)
 	if (c == NULL)
 		return;
 	atomic_store(&c->closing, 1);
-	if (c->thread_started) {
+	if (c->threads > 0) {
 		pthread_mutex_lock(&c->mu);
 		c->stop = 1;
-		pthread_cond_signal(&c->cond);
+		pthread_cond_broadcast(&c->cond);
 		pthread_mutex_unlock(&c->mu);
-		pthread_join(c->thread, NULL);
+		pthread_join(c->info_thread, NULL);
+		if (c->threads > 1)
+			pthread_join(c->lease_thread, NULL);
 	}
 	if (c->wake_ev)
 		event_free(c->wake_ev);
@@ -427,7 +443,7 @@ static void set_flag(struct cluster *c, int *flag)
 {
 	pthread_mutex_lock(&c->mu);
 	*flag = 1;
-	pthread_cond_signal(&c->cond);
+	pthread_cond_broadcast(&c->cond);
 	pthread_mutex_unlock(&c->mu);
 }
 
@@ -456,11 +472,11 @@ void cluster_resign(struct cluster *c)
 	c->loop_role = c->loop_role == CLUSTER_LEADER ? CLUSTER_FOLLOWER : c->loop_role;
 	pthread_mutex_lock(&c->mu);
 	c->resign = 1;
-	pthread_cond_signal(&c->cond);
+	pthread_cond_broadcast(&c->cond);
 	/* Bounded: the thread's requests end within kvjs's wait. */
 	clock_gettime(CLOCK_REALTIME, &ts);
 	ts.tv_sec += 3;
-	while (!c->resigned && c->thread_started)
+	while (!c->resigned && c->threads > 1)
 		if (pthread_cond_timedwait(&c->cond, &c->mu, &ts) != 0)
 			break;
 	pthread_mutex_unlock(&c->mu);
@@ -523,8 +539,7 @@ static int bucket(struct cluster *c, const char *suffix, int64_t ttl_ms, kvStore
 	if (s != NATS_OK) {
 		char why[256];
 
-		snprintf(why, sizeof(why), "%s", nats_GetLastError(NULL) ?
-		    nats_GetLastError(NULL) : natsStatus_GetText(s));
+		snprintf(why, sizeof(why), "%s", nats_why(s));
 		/* Made by another node, maybe otherwise: bind it as it is. */
 		if (js_KeyValue(out, c->js, name) != NATS_OK) {
 			log_warn("cluster: creating bucket %s: %s", name, why);
@@ -683,20 +698,44 @@ static void release(struct cluster *c, uint64_t rev)
 	    natsMsgHeader_Set(msg, "KV-Operation", "DEL") != NATS_OK ||
 	    js_PublishMsg(&ack, c->kvjs, msg, &po, NULL) != NATS_OK)
 		log_warn("cluster: releasing the lease: %s; it expires by itself",
-		    nats_GetLastError(NULL) ? nats_GetLastError(NULL) : "failed");
+		    nats_why(NATS_ERR));
 	else
 		log_notice("cluster: lease released");
 	jsPubAck_Destroy(ack);
 	natsMsg_Destroy(msg);
 }
 
-/* Leader: renew with the revision this node wrote last. Called without mu. */
-static void renew(struct cluster *c)
+/*
+ * Is the key still the one this node wrote? 1 yes, 0 no (another revision,
+ * or gone), -1 no answer.
+ */
+static int still_ours(struct cluster *c, uint64_t rev)
+{
+	kvEntry *e = NULL;
+	natsStatus s = kvStore_Get(&e, c->lease_kv, LEASE_KEY);
+	int r;
+
+	if (s == NATS_NOT_FOUND)
+		return 0;
+	if (s != NATS_OK)
+		return -1;
+	r = kvEntry_Revision(e) == rev;
+	kvEntry_Destroy(e);
+	return r;
+}
+
+/*
+ * Leader: renew with the revision this node wrote last. A refusal (the key
+ * is another's, or gone) steps down at once; no answer is tried again until
+ * the loop's deadline steps down. 1 renewed, 0 not (yet). Called without mu.
+ */
+static int renew(struct cluster *c)
 {
 	char buf[256];
 	uint64_t rev, newrev = 0;
 	int64_t sent = clock_ms(), epoch;
 	natsStatus s;
+	int ours = 1;
 
 	pthread_mutex_lock(&c->mu);
 	rev = c->rev;
@@ -704,26 +743,28 @@ static void renew(struct cluster *c)
 	pthread_mutex_unlock(&c->mu);
 	lease_value(c, epoch, buf, sizeof(buf));
 	s = kvStore_UpdateString(&newrev, c->lease_kv, LEASE_KEY, buf, rev);
+	if (s != NATS_OK) {
+		log_warn("cluster: renewing the lease: %s", nats_why(s));
+		ours = still_ours(c, rev);
+	}
 	pthread_mutex_lock(&c->mu);
 	if (c->role != CLUSTER_LEADER) {
 		/* The loop stepped down meanwhile: give the key up if it is still ours. */
 		pthread_mutex_unlock(&c->mu);
 		if (s == NATS_OK)
 			release(c, newrev);
-		return;
+		return 0;
 	}
 	if (s == NATS_OK) {
 		c->rev = newrev;
 		atomic_store(&c->last_ok_ms, sent);
-	} else {
+	} else if (ours == 0) {
 		c->role = CLUSTER_FOLLOWER;
 		c->leader[0] = '\0';
 		post(c, EV_LOST, 0);
 	}
 	pthread_mutex_unlock(&c->mu);
-	if (s != NATS_OK)
-		log_warn("cluster: renewing the lease: %s", nats_GetLastError(NULL) ?
-		    nats_GetLastError(NULL) : natsStatus_GetText(s));
+	return s == NATS_OK;
 }
 
 /* Follower: learn the holder; take the key when it is absent. Called without mu. */
@@ -799,21 +840,17 @@ static void look(struct cluster *c, int first)
 /* Re-check after a 409: is the key still the one this node wrote? */
 static void recheck(struct cluster *c)
 {
-	kvEntry *e = NULL;
 	uint64_t rev;
 	int ours;
 
 	pthread_mutex_lock(&c->mu);
 	rev = c->rev;
 	pthread_mutex_unlock(&c->mu);
-	if (kvStore_Get(&e, c->lease_kv, LEASE_KEY) != NATS_OK)
-		ours = 0;
-	else
-		ours = kvEntry_Revision(e) == rev;
-	kvEntry_Destroy(e);
+	ours = still_ours(c, rev);
 	log_notice("cluster: 409 from getUpdates: the lease is %s",
-	    ours ? "still this node's" : "not this node's any more");
-	if (ours)
+	    ours == 1 ? "still this node's" : ours == 0 ? "not this node's any more" :
+	    "unknown (no answer); the deadline decides");
+	if (ours != 0)
 		return;
 	pthread_mutex_lock(&c->mu);
 	if (c->role == CLUSTER_LEADER) {
@@ -824,14 +861,13 @@ static void recheck(struct cluster *c)
 	pthread_mutex_unlock(&c->mu);
 }
 
-static void *cluster_main(void *arg)
+/* Connected and the buckets made, then this node's heartbeat and the cluster's state. */
+static void *info_main(void *arg)
 {
 	struct cluster *c = arg;
-	int64_t next_hb = 0, next_nodes = 0, next_lease = 0;
-	int first = 1;
+	int64_t next_nodes = 0, next_hb = 0;
 
 	pthread_mutex_lock(&c->mu);
-	/* Connected and the buckets made; a failure is retried. */
 	while (!c->stop) {
 		int ok;
 
@@ -843,10 +879,42 @@ static void *cluster_main(void *arg)
 			break;
 		nap(c, SETUP_RETRY_MS);
 	}
-	if (!c->stop)
+	if (!c->stop) {
+		c->setup_done = 1;
+		pthread_cond_broadcast(&c->cond);
 		post(c, EV_READY, 0);
+	}
 	while (!c->stop) {
-		int64_t now = clock_ms(), wait;
+		int64_t now = clock_ms();
+
+		if (now < next_hb) {
+			nap(c, next_hb - now);
+			continue;
+		}
+		next_hb = now + HEARTBEAT_MS;
+		pthread_mutex_unlock(&c->mu);
+		heartbeat(c);
+		if (now >= next_nodes) {
+			read_nodes(c);
+			read_streams(c);
+			next_nodes = now + NODES_READ_MS;
+		}
+		pthread_mutex_lock(&c->mu);
+	}
+	pthread_mutex_unlock(&c->mu);
+	return NULL;
+}
+
+/* The election: take, renew, re-check and give up the lease. */
+static void *lease_main(void *arg)
+{
+	struct cluster *c = arg;
+	int64_t next_lease = 0;
+	int first = 1;
+
+	pthread_mutex_lock(&c->mu);
+	while (!c->stop) {
+		int64_t now = clock_ms();
 
 		if (c->resign && !c->resigned) {
 			uint64_t rev = c->rev;
@@ -862,6 +930,10 @@ static void *cluster_main(void *arg)
 			pthread_cond_broadcast(&c->cond);
 			continue;
 		}
+		if (!c->setup_done || !c->electing) {
+			nap(c, 1000);
+			continue;
+		}
 		if (c->recheck) {
 			c->recheck = 0;
 			if (c->role == CLUSTER_LEADER) {
@@ -869,37 +941,23 @@ static void *cluster_main(void *arg)
 				recheck(c);
 				pthread_mutex_lock(&c->mu);
 			}
+			continue;
 		}
-		if (now >= next_hb) {
-			pthread_mutex_unlock(&c->mu);
-			heartbeat(c);
-			if (now >= next_nodes) {
-				read_nodes(c);
-				read_streams(c);
-				next_nodes = now + NODES_READ_MS;
-			}
-			pthread_mutex_lock(&c->mu);
-			next_hb = now + HEARTBEAT_MS;
-		}
-		if (c->electing && !c->resign && now >= next_lease) {
-			int leading = c->role == CLUSTER_LEADER;
+		if (now >= next_lease) {
+			int leading = c->role == CLUSTER_LEADER, ok = 1;
 
 			pthread_mutex_unlock(&c->mu);
 			if (leading)
-				renew(c);
+				ok = renew(c);
 			else
 				look(c, first);
 			first = 0;
 			pthread_mutex_lock(&c->mu);
-			next_lease = clock_ms() + (c->role == CLUSTER_LEADER ? c->renew_ms :
-			    c->try_ms);
+			next_lease = clock_ms() + (c->role != CLUSTER_LEADER ? c->try_ms :
+			    ok ? c->renew_ms : RENEW_RETRY_MS);
 		}
-		now = clock_ms();
-		wait = next_hb - now;
-		if (c->electing && next_lease - now < wait)
-			wait = next_lease - now;
-		if (!c->recheck && !(c->resign && !c->resigned))
-			nap(c, wait);
+		if (!c->stop && !c->recheck && !(c->resign && !c->resigned))
+			nap(c, next_lease - clock_ms());
 	}
 	pthread_mutex_unlock(&c->mu);
 	return NULL;

@@ -210,12 +210,13 @@ static json_t *cluster_json(const struct status_cluster *sc)
 		    "node", n->node, "role", n->role, "capacity", n->capacity,
 		    "in_flight", n->in_flight, "age_ms", (json_int_t)n->age_ms));
 	}
-	return json_pack("{s:s, s:s, s:o, s:I, s:o, s:{s:o, s:o}, s:I, s:I}",
+	return json_pack("{s:s, s:s, s:o, s:I, s:o, s:{s:o, s:o}, s:I, s:I, s:i}",
 	    "node", sc->node, "role", sc->role,
 	    "leader", sc->leader ? json_string(sc->leader) : json_null(),
 	    "epoch", (json_int_t)sc->epoch, "nodes", nodes ? nodes : json_array(),
 	    "streams", "journal", stream_json(&sc->journal), "work", stream_json(&sc->work),
-	    "pulled", (json_int_t)sc->pulled, "ran", (json_int_t)sc->ran);
+	    "pulled", (json_int_t)sc->pulled, "ran", (json_int_t)sc->ran,
+	    "released_out", sc->released_out);
 }
 
 static json_t *cmd_status(struct client *cl, const struct control_req *req,

@@ -34,6 +34,7 @@ struct mcluster {
 	int epoch_pending;		/* the lease is ours, the duties are not taken yet */
 	int capacity;			/* this node's: workers x worker_concurrency, <= concurrency */
 	int outstanding;		/* released, not done (leader) */
+	int64_t last_done_ms;		/* leader: the last completion (or taking up the duties) */
 	uint64_t pulled, ran;
 };
 
@@ -81,7 +82,7 @@ static void release(struct master *m)
 	int limit;
 	struct upd *u;
 
-	if (!mc->leading)
+	if (!mc->leading || !cluster_leading(mc->cl))
 		return;
 	limit = release_limit(m);
 	while (mc->outstanding < limit && (u = pending_next_ready(m->pend)) != NULL) {
@@ -108,6 +109,7 @@ static void on_done(void *arg, int64_t id, int dead)
 
 	if (u == NULL || !m->mc->leading)
 		return;
+	m->mc->last_done_ms = clock_ms();
 	if (u->ext == &published)
 		m->mc->outstanding--;
 	master_finish(m, u, 0);
@@ -129,8 +131,13 @@ static void become_leader(struct master *m)
 
 	if (!mc->epoch_pending || mc->leading || !cluster_leading(mc->cl))
 		return;
+	/*
+	 * A batch's acks are waited for on the loop, which also keeps the
+	 * lease's deadline: lease/5 keeps a stalled leader's step-down within
+	 * the lease.
+	 */
 	m->store = store_js_open(cluster_conn(mc->cl), cluster_js(mc->cl), m->cfg->name,
-	    m->cfg->cluster_replicas, m->cfg->cluster_lease_ms / 2, err, sizeof(err));
+	    m->cfg->cluster_replicas, m->cfg->cluster_lease_ms / 5, err, sizeof(err));
 	if (m->store == NULL) {
 		log_err("cluster: %s; trying again", err);
 		evtimer_add(mc->lead_ev, &tv);
@@ -148,6 +155,7 @@ static void become_leader(struct master *m)
 	}
 	mc->epoch_pending = 0;
 	mc->leading = 1;
+	mc->last_done_ms = clock_ms();
 	log_notice("cluster: leader duties taken in %lld ms: %d unfinished updates, "
 	    "offset %lld", (long long)(clock_ms() - t0), master_pending(m),
 	    (long long)m->next_offset);
@@ -166,6 +174,8 @@ void master_cluster_drop_leader(struct master *m)
 	mc->epoch_pending = 0;
 	mc->outstanding = 0;
 	poller_stop(m->poller);
+	if (mc->wq != NULL)
+		workq_drop_unpublished(mc->wq);
 	if (m->store != NULL && store_done_pending(m->store) > 0 && store_flush(m->store) != 0)
 		log_warn("cluster: flushing completions: %s", store_errmsg(m->store));
 	store_close(m->store);
@@ -327,9 +337,31 @@ void master_cluster_conflict(struct master *m)
 	cluster_recheck(m->mc->cl);
 }
 
+static int64_t ack_wait_ms(const struct config *c)
+{
+	return c->update_timeout_ms + c->kill_grace_ms + ACK_WAIT_SLACK_MS;
+}
+
 void master_cluster_tick(struct master *m)
 {
-	cluster_set_load(m->mc->cl, m->mc->capacity, master_inflight(m));
+	struct mcluster *mc = m->mc;
+	int64_t quiet = clock_ms() - mc->last_done_ms;
+
+	cluster_set_load(mc->cl, mc->capacity, master_inflight(m));
+	/*
+	 * Updates are out and no completion came for longer than any of them
+	 * may take to run or to come back: a publish or a completion was lost
+	 * on its way (a NATS server died). The journal stream says what is
+	 * unfinished: read it again and release from there (republishes of
+	 * what is still queued are deduplicated).
+	 */
+	if (mc->leading && mc->outstanding > 0 && quiet > ack_wait_ms(m->cfg)) {
+		log_warn("cluster: no completion for %lld ms with %d updates out; "
+		    "re-reading the journal stream", (long long)quiet, mc->outstanding);
+		master_cluster_drop_leader(m);
+		mc->epoch_pending = 1;
+		become_leader(m);
+	}
 }
 
 static void on_ready(void *arg)
@@ -338,8 +370,7 @@ static void on_ready(void *arg)
 	struct mcluster *mc = m->mc;
 	struct workq_cbs cbs = { m, on_work };
 	char err[512];
-	int64_t ack_wait = m->cfg->update_timeout_ms + m->cfg->kill_grace_ms +
-	    ACK_WAIT_SLACK_MS;
+	int64_t ack_wait = ack_wait_ms(m->cfg);
 
 	if (mc->wq == NULL)
 		mc->wq = workq_open(cluster_conn(mc->cl), cluster_js(mc->cl), m->base,
@@ -489,5 +520,6 @@ void master_cluster_status(struct master *m, struct master_cluster_status *out)
 		.work = out->cl.work,
 		.pulled = mc->pulled,
 		.ran = mc->ran,
+		.released_out = mc->outstanding,
 	};
 }

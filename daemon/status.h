@@ -40,6 +40,7 @@ struct status_cluster {
 	size_t nnodes;
 	struct status_stream journal, work;
 	uint64_t pulled, ran;	/* work items this node pulled and finished, ever */
+	int released_out;	/* leader: released updates not finished yet */
 };
 
 /* The master at one moment: a copy, never a view of its structs. */

@@ -28,9 +28,14 @@ struct event_base;
  * Dead letters live in the DEAD bucket. After a flush, now and then, the
  * stream is purged below the lowest sequence still unfinished.
  *
+ * A retried dead letter is published again under the id <update_id>.<n>,
+ * so the duplicate window does not swallow it.
+ *
  * Every call runs on the caller's (the loop) thread and blocks at most
- * about `timeout_ms` per request. `nc` and `js` must outlive the store; the
- * store makes its own JetStream context for publishing.
+ * about `timeout_ms` per request; while `nc` is not connected, calls that
+ * write or replay fail at once ("not connected to NATS"), and closing never
+ * waits for the server. `nc` must outlive the store; the store makes its own
+ * JetStream context (`js` is not used).
  */
 struct store *store_js_open(natsConnection *nc, jsCtx *js, const char *bot_name, int replicas,
                             int64_t timeout_ms, char *err, size_t errlen);  /* creates/binds stream + DEAD bucket */

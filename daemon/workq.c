@@ -30,6 +30,8 @@
 #define MAX_PENDING_PUBLISHES 65536
 /* Tries of a completion's publish before its item is left to AckWait. */
 #define DONE_TRIES 3
+/* A work message's publish generation: workq_drop_unpublished() ends one. */
+#define HDR_GEN "Tgrun-Gen"
 
 struct workq_item {
 	struct jsq_node node;
@@ -75,6 +77,7 @@ struct workq {
 	struct u64map acking;
 	int closing;
 	int busy;			/* on_ack() calls outside pmu; workq_close() waits for 0 */
+	unsigned gen;			/* publishes of older generations are not retried */
 	pthread_cond_t pcv;
 	uint64_t pulled, ran;		/* loop */
 };
@@ -210,6 +213,15 @@ void workq_set_capacity(struct workq *q, int free_slots)
 
 /* ---- publishing ---- */
 
+/* A work message published before the last workq_drop_unpublished(). */
+static int stale(struct workq *q, natsMsg *m)
+{
+	const char *v = NULL;
+
+	return natsMsgHeader_Get(m, HDR_GEN, &v) != NATS_OK || v == NULL ||
+	    strtoul(v, NULL, 10) != __atomic_load_n(&q->gen, __ATOMIC_ACQUIRE);
+}
+
 static natsStatus publish_async(struct workq *q, natsMsg **m)
 {
 	jsPubOptions po;
@@ -293,7 +305,7 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
 		    pae != NULL && pae->ErrText != NULL ? pae->ErrText : "no ack");
 		free_item(it);
 	} else if (pa == NULL && !q->closing &&
-	    strcmp(natsMsg_GetSubject(msg), q->subj_work) == 0 &&
+	    strcmp(natsMsg_GetSubject(msg), q->subj_work) == 0 && !stale(q, msg) &&
 	    (r = malloc(sizeof(*r))) != NULL) {
 		r->msg = msg;
 		jsq_push(q->failed, &r->node);
@@ -336,7 +348,8 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
 		struct repub *r = (struct repub *)list;
 
 		next = list->next;
-		if (publish_async(q, &r->msg) == NATS_OK) {
+		if (stale(q, r->msg) || publish_async(q, &r->msg) == NATS_OK) {
+			natsMsg_Destroy(r->msg);
 			free(r);
 			continue;
 		}
@@ -351,11 +364,13 @@ int workq_publish(struct workq *q, int64_t update_id, const char *body, size_t l
 {
 	struct repub *r;
 	natsMsg *m = NULL;
-	char mid[24];
+	char mid[24], gen[16];
 
 	snprintf(mid, sizeof(mid), "w%lld", (long long)update_id);
+	snprintf(gen, sizeof(gen), "%u", __atomic_load_n(&q->gen, __ATOMIC_ACQUIRE));
 	if (natsMsg_Create(&m, q->subj_work, NULL, body, (int)len) != NATS_OK ||
-	    natsMsgHeader_Set(m, "Nats-Msg-Id", mid) != NATS_OK) {
+	    natsMsgHeader_Set(m, "Nats-Msg-Id", mid) != NATS_OK ||
+	    natsMsgHeader_Set(m, HDR_GEN, gen) != NATS_OK) {
 		natsMsg_Destroy(m);
 		errno = ENOMEM;
 		return -1;
@@ -374,6 +389,23 @@ int workq_publish(struct workq *q, int64_t update_id, const char *body, size_t l
 	q->retry = &r->node;
 	arm_retry(q);
 	return 0;
+}
+
+void workq_drop_unpublished(struct workq *q)
+{
+	struct jsq_node *next;
+	int n = 0;
+
+	__atomic_add_fetch(&q->gen, 1, __ATOMIC_RELEASE);
+	for (struct jsq_node *l = q->retry; l != NULL; l = next, n++) {
+		next = l->next;
+		natsMsg_Destroy(((struct repub *)l)->msg);
+		free(l);
+	}
+	q->retry = NULL;
+	if (n > 0)
+		log_notice("cluster: %d updates not published to the work queue are "
+		    "left to the next leader", n);
 }
 
 /* ---- finishing ---- */

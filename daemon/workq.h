@@ -48,6 +48,12 @@ void workq_set_capacity(struct workq *q, int free_slots);
  * 0, or -1 (out of memory, or the connection closed).
  */
 int  workq_publish(struct workq *q, int64_t update_id, const char *body, size_t len);  /* leader; async, msg id w<id> */
+/*
+ * A leader that steps down: the publishes still being retried are dropped (and
+ * failures of those in flight are not retried); the next leader publishes
+ * those updates from the journal. Loop thread.
+ */
+void workq_drop_unpublished(struct workq *q);
 /* The item ran: ok → publish journal.done <id>, then ack once JetStream acked it; failed → nak (redelivered,
    with a short delay); dead (delivery > max_attempts) → put the DEAD bucket entry with `error`, publish
    journal.done "<id> dead", then terminate the message. Frees `it`. */

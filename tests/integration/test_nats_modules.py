@@ -54,7 +54,7 @@ def test_store_js_and_workq_against_nats_server(procs):
     out = r.stdout.decode("utf-8", "replace")
     print(out)
     assert r.returncode == 0, "build/tests/jetstream failed:\n" + out
-    assert "[  PASSED  ] 15 test(s)." in out
+    assert "[  PASSED  ] 17 test(s)." in out
     # The figures the README quotes come from these lines.
     assert "add_batch of 100 updates" in out
     assert "replay of 20000 unfinished updates" in out

@@ -392,6 +392,7 @@ static void test_store_replay_20000(void **state)
 struct worker {
 	struct workq *q;
 	int n, *total;
+	int autofinish;			/* finish each item at once (throughput) */
 	struct workq_item *items[32];
 	int64_t ids[32];
 	int delivery[32];
@@ -406,6 +407,12 @@ static void on_work(void *arg, struct workq_item *it, int64_t id, const char *bo
 	snprintf(want, sizeof(want), "{\"update_id\":%lld}", (long long)id);
 	assert_int_equal(len, strlen(want));
 	assert_memory_equal(body, want, len);
+	if (w->autofinish) {
+		w->n++;
+		workq_finish(w->q, it, WORKQ_OK, NULL);
+		workq_set_capacity(w->q, w->autofinish);
+		return;
+	}
 	assert_true(w->n < 32);
 	w->items[w->n] = it;
 	w->ids[w->n] = id;
@@ -672,6 +679,35 @@ static void test_workq_publish_retried(void **state)
 	event_base_free(base);
 }
 
+/* A leader that steps down stops retrying; what it publishes after is retried again. */
+static void test_workq_drop_unpublished(void **state)
+{
+	const char *name = bot("wdrop");
+	struct event_base *base = event_base_new();
+	struct worker a, b;
+	char stream[128];
+
+	open_worker(&a, name, base, 5000);
+	snprintf(stream, sizeof(stream), "TGRUN_%s_WORK", name);
+	assert_int_equal(js_DeleteStream(js, stream, NULL, NULL), NATS_OK);
+	publish_ids(a.q, 20, 1);
+	spin(base, 300);
+	workq_drop_unpublished(a.q);
+	publish_ids(a.q, 21, 1);
+	spin(base, 300);
+	open_worker(&b, name, base, 5000);
+	workq_set_capacity(b.q, 2);
+	assert_true(wait_for(base, &b.n, 1, TIMEOUT_MS));
+	spin(base, 600);
+	assert_int_equal(b.n, 1);
+	assert_int_equal(b.ids[0], 21);
+	workq_finish(b.q, b.items[0], WORKQ_OK, NULL);
+	wait_work_msgs(base, b.q, 0);
+	workq_close(a.q);
+	workq_close(b.q);
+	event_base_free(base);
+}
+
 static void test_workq_abandoned_redelivered(void **state)
 {
 	const char *name = bot("wgone");
@@ -696,6 +732,28 @@ static void test_workq_abandoned_redelivered(void **state)
 	workq_finish(b.q, b.items[0], WORKQ_OK, NULL);
 	wait_work_msgs(base, b.q, 0);
 	workq_close(b.q);
+	event_base_free(base);
+}
+
+/* Items through publish, pull, finish and ack, one node running them at once. */
+static void test_workq_throughput(void **state)
+{
+	const char *name = bot("wrate");
+	struct event_base *base = event_base_new();
+	struct worker w;
+	int64_t t0;
+
+	open_worker(&w, name, base, 30000);
+	w.autofinish = 256;
+	workq_set_capacity(w.q, 256);
+	t0 = clock_us();
+	publish_ids(w.q, 1, 5000);
+	assert_true(wait_for(base, &w.n, 5000, 60000));
+	wait_work_msgs(base, w.q, 0);
+	t0 = clock_us() - t0;
+	print_message("workq: 5000 items published, pulled, finished and acked in %.0f ms "
+	    "(%.0f/s)\n", t0 / 1000.0, 5000 / (t0 / 1e6));
+	workq_close(w.q);
 	event_base_free(base);
 }
 
@@ -748,7 +806,9 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_workq_capacity),
 		cmocka_unit_test(test_workq_two_share),
 		cmocka_unit_test(test_workq_publish_retried),
+		cmocka_unit_test(test_workq_drop_unpublished),
 		cmocka_unit_test(test_workq_abandoned_redelivered),
+		cmocka_unit_test(test_workq_throughput),
 	};
 
 	if (argc > 1)
