@@ -260,6 +260,18 @@ def test_three_nodes_started_at_once_serve_a_burst_and_stop_cleanly(
         bed.stop_nodes()
 
 
+def test_idle_nodes_stop_cleanly(fakeapi, tgrund, nats_cluster):
+    """Nodes that never ran an update (the burst is held) end as cleanly as busy ones."""
+    bed = Bed(fakeapi, tgrund, nats_cluster, nodes=2, seed=29, count=100)
+    try:
+        bed.start(release=False)
+        time.sleep(1)
+        assert bed.api.stats()["echoed"] == 0
+        assert bed.stop_cleanly() == {n.name: 0 for n in bed.nodes}
+    finally:
+        bed.stop_nodes()
+
+
 # ---- the fault tests -------------------------------------------------------------------
 
 def test_leader_sigkill_twice_a_follower_takes_over_within_lease_plus_2s(
