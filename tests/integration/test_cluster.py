@@ -299,6 +299,9 @@ def test_leader_sigkill_twice_a_follower_takes_over_within_lease_plus_2s(
         for _, run in failovers:
             assert run <= (LEASE_S + 2) * 1000, \
                 "failover took %.0f ms (lease %d s + 2 s)" % (run, LEASE_S)
+        # The killed masters' workers ended by themselves (update_timeout + kill_grace + 1 s).
+        assert bed.orphans and wait_until(lambda: live_workers(bed.orphans) == [], 10), \
+            live_workers(bed.orphans)
         bed.stop_cleanly()
     finally:
         bed.stop_nodes()
