@@ -208,6 +208,12 @@ def call_seq(api):
     return api.control("calls?since=%d" % (1 << 40))["total"]
 
 
+def longest_pause_ms(api, since_seq, k):
+    """The longest time after fake time k without any sendMessage (echo) arriving."""
+    times = [k] + [c["t_ms"] for c in api.calls("sendMessage", since_seq) if c["t_ms"] >= k]
+    return max(b - a for a, b in zip(times, times[1:])) if len(times) > 1 else None
+
+
 def echo_id(text):
     m = re.match(r"u(\d+)", text)
     return int(m.group(1)) if m else None
@@ -358,7 +364,10 @@ def test_nats_server_sigkill_the_cluster_goes_on(fakeapi, tgrund, nats_cluster):
         name = wait_until(lambda: stream_leader(bed.nats.urls, "TGRUN_testbot_WORK"), 10,
                           what="the work stream's leader")
         i = bed.nats.index_of(name)
+        seq = call_seq(bed.api)
+        t_kill = time.monotonic()
         bed.nats.kill(i)
+        k = bed.api.to_fake_ms(t_kill)
         before = bed.echoed()
         # It goes on without it ...
         wait_until(lambda: bed.echoed() >= before + 2000, 30,
@@ -367,7 +376,8 @@ def test_nats_server_sigkill_the_cluster_goes_on(fakeapi, tgrund, nats_cluster):
         bed.nats.start(i)
         st = bed.drain()
         assert all(n.alive() for n in bed.nodes)
-        bed.check("nats-server-kill", st, killed=name)
+        bed.check("nats-server-kill", st, killed=name,
+                  longest_pause_ms="%.0f" % longest_pause_ms(bed.api, seq, k))
         bed.stop_cleanly()
     finally:
         bed.stop_nodes()
@@ -383,6 +393,7 @@ def test_a_leader_cut_off_from_nats_stops_polling_and_another_takes_over(
     try:
         bed.wait_echoed_at_least(int(bed.expected * rng.uniform(0.2, 0.4)))
         i = bed.nats.urls.index(lead.urls[0])
+        seq = call_seq(bed.api)
         t_stop = time.monotonic()
         bed.nats.stop(i)
         k = bed.api.to_fake_ms(t_stop)
@@ -406,7 +417,8 @@ def test_a_leader_cut_off_from_nats_stops_polling_and_another_takes_over(
         wait_log(lead.d.proc, "cluster: follower (leader: %s)" % other.name, 20)
         st = bed.drain()
         bed.check("leader-cut-off", st, last_poll_after_cut_ms="%.0f" % (last - k),
-                  new_leader_polled_after_ms="%.0f" % took)
+                  new_leader_polled_after_ms="%.0f" % took,
+                  longest_pause_ms="%.0f" % longest_pause_ms(bed.api, seq, k))
         bed.stop_cleanly()
     finally:
         bed.stop_nodes()
