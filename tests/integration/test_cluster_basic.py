@@ -3,6 +3,13 @@ killed leader is replaced within the lease plus 2 s with nothing missing."""
 import subprocess
 
 from test_cluster import LEASE_S, Bed, failover_ms
+from test_metrics import metrics_port, parse, scrape
+
+
+def metrics(node):
+    status, _, text = scrape(metrics_port(node.d))
+    assert status == 200
+    return parse(text)
 
 
 def plain_status(build, node):
@@ -15,7 +22,8 @@ def plain_status(build, node):
 
 
 def test_two_nodes_share_a_burst_and_a_follower_takes_over(fakeapi, tgrund, nats_cluster):
-    bed = Bed(fakeapi, tgrund, nats_cluster, nodes=2, seed=11, count=4000, rate=800)
+    bed = Bed(fakeapi, tgrund, nats_cluster, nodes=2, seed=11, count=4000, rate=800,
+              conf={"metrics": {"listen": "127.0.0.1:0"}})
     lead = bed.start()
     try:
         other = next(n for n in bed.nodes if n is not lead)
@@ -32,6 +40,10 @@ def test_two_nodes_share_a_burst_and_a_follower_takes_over(fakeapi, tgrund, nats
         runs = bed.runs_by()
         assert runs.get(lead.name, 0) > 0 and runs.get(other.name, 0) > 0, runs
         assert lead.d.status()["cluster"]["pulled"] > 0
+        mf = metrics(other)
+        assert mf["tgrun_cluster_leader"] == 0 and mf["tgrun_cluster_nodes"] == 2, mf
+        assert mf["tgrun_cluster_pulled_total"] >= mf["tgrun_cluster_ran_total"] > 0, mf
+        assert 'tgrun_cluster_stream_messages{stream="journal"}' in mf, mf
 
         t_kill = lead.kill(workers=True)
         new, poll_ms, run_ms = failover_ms(bed, lead, t_kill)
@@ -41,6 +53,7 @@ def test_two_nodes_share_a_burst_and_a_follower_takes_over(fakeapi, tgrund, nats
         st = bed.drain()
         bed.check("basic leader-kill (2 nodes)", st, failover_ms=run_ms)
         assert other.d.status()["cluster"]["role"] == "leader"
+        assert metrics(other)["tgrun_cluster_leader"] == 1
         assert bed.stop_nodes() == {other.name: 0}
     finally:
         bed.stop_nodes()
