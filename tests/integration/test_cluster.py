@@ -428,6 +428,7 @@ def test_sighup_reload_on_one_node_while_the_others_serve(fakeapi, tgrund, nats_
     bed = Bed(fakeapi, tgrund, nats_cluster, nodes=3, seed=35,
               conf={"handler": {"tag": "v0"}})
     lead = bed.start()
+    epoch = lead.epoch()
     try:
         # A follower first, then the leader itself.
         order = [n for n in bed.nodes if n is not lead][:1] + [lead]
@@ -453,7 +454,8 @@ def test_sighup_reload_on_one_node_while_the_others_serve(fakeapi, tgrund, nats_
             tags.setdefault(c.get("via"), set()).add(t.split(" ", 1)[1] if " " in t else "")
         for node in order:
             assert "v1" in tags.get(node.name, set()), tags
-        assert lead.role() == "leader"
+        # The leader's reload did not cost its lease.
+        assert lead.role() == "leader" and lead.epoch() == epoch
         bed.check("sighup-reload", st)
         bed.stop_cleanly()
     finally:
