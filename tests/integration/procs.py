@@ -71,6 +71,22 @@ class Proc:
         return False
 
 
+def live_workers(pids):
+    """Those of `pids` that are still tgrun-worker processes (a dead one may
+    stay a zombie of whoever adopted it; a reused PID is someone else)."""
+    alive = []
+    for pid in pids:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        if comm == "tgrun-worker" and stat.rsplit(")", 1)[1].split()[0] != "Z":
+            alive.append(pid)
+    return alive
+
+
 class ProcGroup:
     def __init__(self, build, tmp):
         self.build = build

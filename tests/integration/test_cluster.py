@@ -19,6 +19,7 @@ import time
 
 from conftest import SANITIZED
 from natscluster import NatsClient, node_conf
+from procs import live_workers
 from waits import wait_log, wait_until
 
 LEASE_S = 2
@@ -48,21 +49,6 @@ def report(fault, st, **extra):
 
 
 ROLE = re.compile(r"cluster: (leader \(epoch (\d+)\)|follower \(leader: [^)]*\)|lost the lease)")
-
-
-def live_workers(pids):
-    """Those of `pids` that are still live tgrun-worker processes."""
-    alive = []
-    for pid in pids:
-        try:
-            with open("/proc/%d/stat" % pid) as f:
-                stat = f.read()
-        except OSError:
-            continue
-        comm = stat[stat.index("(") + 1:stat.rindex(")")]
-        if comm == "tgrun-worker" and stat.rsplit(")", 1)[1].split()[0] != "Z":
-            alive.append(pid)
-    return alive
 
 
 class Node:
@@ -130,17 +116,21 @@ class Bed:
         self.handler = handler
         self.orphans = []
         self.nats = nats_cluster(3)
+        # Each answer takes 20..30 ms: a node holds some updates in flight when it dies.
         self.api = fakeapi("--count", count, "--chats", 1000, "--users", 3000,
-                           "--seed", seed, "--rate", rate, "--hold")
+                           "--seed", seed, "--rate", rate, "--hold",
+                           "--fault", "sendMessage:latency_ms=20,jitter_ms=10")
         self.expected = self.api.stats()["expected_echoes"]
         urls = self.nats.urls
         self.nodes = [Node(self, NAMES[i], [urls[i]] if one_url_each else urls, conf)
                       for i in range(nodes)]
 
-    def start(self, first_leader=None):
-        """Start the nodes (`first_leader` alone first, so it leads), wait until
-        all are ready with one leader, and release the burst."""
+    def start(self, first_leader=0, release=True):
+        """Start the nodes (the `first_leader`th alone first, so that it creates the
+        streams and leads; None: all at once), wait until all are ready with one
+        leader, and release the burst."""
         if first_leader is not None:
+            first_leader = self.nodes[first_leader]
             first_leader.start()
             first_leader.d.wait_ready(30)
             wait_log(first_leader.d.proc, "cluster: leader (epoch", 20)
@@ -153,7 +143,8 @@ class Bed:
         for n in self.nodes:
             if n is not lead:
                 wait_log(n.d.proc, "cluster: follower (leader: %s)" % lead.name, 20)
-        self.api.release()
+        if release:
+            self.api.release()
         return lead
 
     def leaders(self, exclude=()):
@@ -197,12 +188,30 @@ class Bed:
             os.kill(pid, signal.SIGKILL)
         return out
 
+    def stop_cleanly(self):
+        """stop_nodes(), asserting that every node exited 0 on SIGTERM."""
+        st = self.stop_nodes()
+        assert st and all(v == 0 for v in st.values()), \
+            "exit statuses of the nodes on SIGTERM (negative: killed by that signal): %r" % st
+        return st
+
     def runs_by(self, since_seq=0):
         """{node name: number of echoes it sent} from the call record."""
         out = {}
         for c in self.api.calls("sendMessage", since_seq):
             out[c.get("via")] = out.get(c.get("via"), 0) + 1
         return out
+
+
+def call_seq(api):
+    """The seq of the last call the fake API recorded (for calls(since=...))."""
+    return api.control("calls?since=%d" % (1 << 40))["total"]
+
+
+def longest_pause_ms(api, since_seq, k):
+    """The longest time after fake time k without any sendMessage (echo) arriving."""
+    times = [k] + [c["t_ms"] for c in api.calls("sendMessage", since_seq) if c["t_ms"] >= k]
+    return max(b - a for a, b in zip(times, times[1:])) if len(times) > 1 else None
 
 
 def echo_id(text):
@@ -216,6 +225,7 @@ def failover_ms(bed, old, t_kill):
     update that the new leader fetched, i.e. the first update run under it."""
     api = bed.api
     k = api.to_fake_ms(t_kill)
+    seq = call_seq(api)
     new = bed.wait_leader(LEASE_S + 10, exclude=(old,))
     found = {}
 
@@ -229,12 +239,43 @@ def failover_ms(bed, old, t_kill):
                 ids.update(range(p["first_id"], p["last_id"] + 1))
         if not ids:
             return None
-        times = [c["t_ms"] for c in api.calls("sendMessage")
+        times = [c["t_ms"] for c in api.calls("sendMessage", seq)
                  if c["t_ms"] >= k and echo_id(c["params"].get("text", "")) in ids]
         return min(times) - k if times else None
     run = wait_until(first_run, LEASE_S + 20, interval=0.2,
                      what="an update fetched by the new leader %s to run" % new.name)
     return new, found.get("poll"), run
+
+
+# ---- start and stop ----------------------------------------------------------------------
+
+def test_three_nodes_started_at_once_serve_a_burst_and_stop_cleanly(
+        fakeapi, tgrund, nats_cluster):
+    """A fresh NATS cluster, three nodes racing to create the streams and the lease."""
+    bed = Bed(fakeapi, tgrund, nats_cluster, nodes=3, seed=30, count=3000)
+    try:
+        lead = bed.start(first_leader=None)
+        assert [n.role() for n in bed.nodes].count("leader") == 1
+        st = bed.drain()
+        runs = bed.runs_by()
+        assert all(runs.get(n.name, 0) > 0 for n in bed.nodes), runs
+        bed.check("none (start at once)", st)
+        assert lead.role() == "leader"
+        assert bed.stop_cleanly() == {n.name: 0 for n in bed.nodes}
+    finally:
+        bed.stop_nodes()
+
+
+def test_idle_nodes_stop_cleanly(fakeapi, tgrund, nats_cluster):
+    """Nodes that never ran an update (the burst is held) end as cleanly as busy ones."""
+    bed = Bed(fakeapi, tgrund, nats_cluster, nodes=2, seed=29, count=100)
+    try:
+        bed.start(release=False)
+        time.sleep(1)
+        assert bed.api.stats()["echoed"] == 0
+        assert bed.stop_cleanly() == {n.name: 0 for n in bed.nodes}
+    finally:
+        bed.stop_nodes()
 
 
 # ---- the fault tests -------------------------------------------------------------------
@@ -264,7 +305,10 @@ def test_leader_sigkill_twice_a_follower_takes_over_within_lease_plus_2s(
         for _, run in failovers:
             assert run <= (LEASE_S + 2) * 1000, \
                 "failover took %.0f ms (lease %d s + 2 s)" % (run, LEASE_S)
-        assert set(bed.stop_nodes().values()) == {0}
+        # The killed masters' workers ended by themselves (update_timeout + kill_grace + 1 s).
+        assert bed.orphans and wait_until(lambda: live_workers(bed.orphans) == [], 10), \
+            live_workers(bed.orphans)
+        bed.stop_cleanly()
     finally:
         bed.stop_nodes()
 
@@ -277,9 +321,12 @@ def test_follower_sigkill_its_in_flight_updates_are_redelivered(fakeapi, tgrund,
         victim = [n for n in bed.nodes if n is not lead][rng.randrange(2)]
         bed.wait_echoed_at_least(int(bed.expected * rng.uniform(0.2, 0.4)))
         # Kill it while it has work: its own status says what it holds.
-        in_flight = wait_until(lambda: victim.d.status()["in_flight"], 20, interval=0.02,
-                               what="the follower to hold work")
-        seq = len(bed.api.calls("sendMessage"))
+        def held():
+            n = victim.d.status()["in_flight"]
+            return n if n >= 3 else None
+        in_flight = wait_until(held, 20, interval=0.02,
+                               what="the follower to hold 3 updates or more")
+        seq = call_seq(bed.api)
         t_kill = victim.kill(workers=True)
         k = bed.api.to_fake_ms(t_kill)
         st = bed.drain()
@@ -288,7 +335,7 @@ def test_follower_sigkill_its_in_flight_updates_are_redelivered(fakeapi, tgrund,
         assert all(c.get("via") != victim.name for c in after)
         assert lead.alive() and lead.role() == "leader"
         bed.check("follower-kill", st, in_flight_at_kill=in_flight)
-        assert set(bed.stop_nodes().values()) == {0}
+        bed.stop_cleanly()
     finally:
         bed.stop_nodes()
 
@@ -317,7 +364,10 @@ def test_nats_server_sigkill_the_cluster_goes_on(fakeapi, tgrund, nats_cluster):
         name = wait_until(lambda: stream_leader(bed.nats.urls, "TGRUN_testbot_WORK"), 10,
                           what="the work stream's leader")
         i = bed.nats.index_of(name)
+        seq = call_seq(bed.api)
+        t_kill = time.monotonic()
         bed.nats.kill(i)
+        k = bed.api.to_fake_ms(t_kill)
         before = bed.echoed()
         # It goes on without it ...
         wait_until(lambda: bed.echoed() >= before + 2000, 30,
@@ -326,8 +376,9 @@ def test_nats_server_sigkill_the_cluster_goes_on(fakeapi, tgrund, nats_cluster):
         bed.nats.start(i)
         st = bed.drain()
         assert all(n.alive() for n in bed.nodes)
-        bed.check("nats-server-kill", st, killed=name)
-        assert set(bed.stop_nodes().values()) == {0}
+        bed.check("nats-server-kill", st, killed=name,
+                  longest_pause_ms="%.0f" % longest_pause_ms(bed.api, seq, k))
+        bed.stop_cleanly()
     finally:
         bed.stop_nodes()
 
@@ -337,11 +388,12 @@ def test_a_leader_cut_off_from_nats_stops_polling_and_another_takes_over(
     # Each node knows only its own NATS server (no_advertise: it learns no other).
     bed = Bed(fakeapi, tgrund, nats_cluster, nodes=2, seed=34, one_url_each=True)
     rng = random.Random(34)
-    lead = bed.start(first_leader=None)
+    lead = bed.start()
     other = [n for n in bed.nodes if n is not lead][0]
     try:
         bed.wait_echoed_at_least(int(bed.expected * rng.uniform(0.2, 0.4)))
         i = bed.nats.urls.index(lead.urls[0])
+        seq = call_seq(bed.api)
         t_stop = time.monotonic()
         bed.nats.stop(i)
         k = bed.api.to_fake_ms(t_stop)
@@ -355,13 +407,19 @@ def test_a_leader_cut_off_from_nats_stops_polling_and_another_takes_over(
         assert last - k <= LEASE_S * 1000, \
             "the cut-off leader polled %.0f ms after losing NATS (lease %d s)" % (last - k,
                                                                                 LEASE_S)
-        assert any(p["t_ms"] > k for p in bed.api.polls(via=other.name)["polls"])
+        # The other polls in its place (once the streams' leaders that were on the
+        # stopped server have moved).
+        took = wait_until(lambda: [p["t_ms"] - k for p in bed.api.polls(via=other.name)["polls"]
+                                   if p["t_ms"] > k], 20,
+                          what="the new leader %s to poll" % other.name)[0]
         # Its server back: it serves again, as a follower.
         bed.nats.start(i)
         wait_log(lead.d.proc, "cluster: follower (leader: %s)" % other.name, 20)
         st = bed.drain()
-        bed.check("leader-cut-off", st, last_poll_after_cut_ms="%.0f" % (last - k))
-        assert set(bed.stop_nodes().values()) == {0}
+        bed.check("leader-cut-off", st, last_poll_after_cut_ms="%.0f" % (last - k),
+                  new_leader_polled_after_ms="%.0f" % took,
+                  longest_pause_ms="%.0f" % longest_pause_ms(bed.api, seq, k))
+        bed.stop_cleanly()
     finally:
         bed.stop_nodes()
 
@@ -370,12 +428,13 @@ def test_sighup_reload_on_one_node_while_the_others_serve(fakeapi, tgrund, nats_
     bed = Bed(fakeapi, tgrund, nats_cluster, nodes=3, seed=35,
               conf={"handler": {"tag": "v0"}})
     lead = bed.start()
+    epoch = lead.epoch()
     try:
         # A follower first, then the leader itself.
         order = [n for n in bed.nodes if n is not lead][:1] + [lead]
         for j, node in enumerate(order):
             bed.wait_echoed_at_least(int(bed.expected * (0.25 + 0.25 * j)))
-            seq = len(bed.api.calls("sendMessage"))
+            seq = call_seq(bed.api)
             path = node.d.conf_path
             with open(path) as f:
                 text = f.read()
@@ -395,9 +454,10 @@ def test_sighup_reload_on_one_node_while_the_others_serve(fakeapi, tgrund, nats_
             tags.setdefault(c.get("via"), set()).add(t.split(" ", 1)[1] if " " in t else "")
         for node in order:
             assert "v1" in tags.get(node.name, set()), tags
-        assert lead.role() == "leader"
+        # The leader's reload did not cost its lease.
+        assert lead.role() == "leader" and lead.epoch() == epoch
         bed.check("sighup-reload", st)
-        assert set(bed.stop_nodes().values()) == {0}
+        bed.stop_cleanly()
     finally:
         bed.stop_nodes()
 

@@ -11,6 +11,7 @@ from daemon import run_check, wait_until
 from conftest import BUILD
 from waits import wait_echoed, wait_log
 from updates import message
+from procs import live_workers
 
 
 
@@ -33,22 +34,6 @@ def wait_tagged(api, tag, since=0, timeout=30):
 
 
 # ---- kills -------------------------------------------------------------------------
-
-def live_workers(pids):
-    """Those of `pids` that are still tgrun-worker processes (a dead one may
-    stay a zombie of whoever adopted it; a reused PID is someone else)."""
-    alive = []
-    for pid in pids:
-        try:
-            with open("/proc/%d/stat" % pid) as f:
-                stat = f.read()
-        except OSError:
-            continue
-        comm = stat[stat.index("(") + 1:stat.rindex(")")]
-        if comm == "tgrun-worker" and stat.rsplit(")", 1)[1].split()[0] != "Z":
-            alive.append(pid)
-    return alive
-
 
 def test_master_sigkill_five_times_loses_nothing_and_reruns_little(fakeapi, tgrund):
     api = fakeapi("--count", "20000", "--chats", "500", "--users", "2000",
