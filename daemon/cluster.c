@@ -148,6 +148,9 @@ int cluster_leading(const struct cluster *c)
 
 /* ---- open and close ------------------------------------------------------------- */
 
+/* How long cluster_close() waits for libnats' last callback. */
+#define CLOSE_WAIT_S 5
+
 static void on_disconnected(natsConnection *nc, void *arg)
 {
 	struct cluster *c = arg;
@@ -155,6 +158,20 @@ static void on_disconnected(natsConnection *nc, void *arg)
 	atomic_store(&c->connected, 0);
 	if (!atomic_load(&c->closing))
 		log_warn("cluster: disconnected from NATS; reconnecting");
+}
+
+/*
+ * libnats' last callback for the connection: after it, none of ours runs
+ * again, so cluster_close() may free what they use.
+ */
+static void on_closed(natsConnection *nc, void *arg)
+{
+	struct cluster *c = arg;
+
+	pthread_mutex_lock(&c->mu);
+	c->nats_closed = 1;
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->mu);
 }
 
 static void on_reconnected(natsConnection *nc, void *arg)
@@ -219,6 +236,8 @@ static int set_options(struct cluster *c, natsOptions *o, const struct config *c
 		s = natsOptions_SetDisconnectedCB(o, on_disconnected, c);
 	if (s == NATS_OK)
 		s = natsOptions_SetReconnectedCB(o, on_reconnected, c);
+	if (s == NATS_OK)
+		s = natsOptions_SetClosedCB(o, on_closed, c);
 	if (s != NATS_OK) {
 		snprintf(err, errlen, "cluster: NATS options: %s", natsStatus_GetText(s));
 		return -1;
@@ -344,8 +363,26 @@ void cluster_close(struct cluster *c)
 	jsCtx_Destroy(c->js);
 	jsCtx_Destroy(c->kvjs);
 	if (c->nc != NULL) {
+		struct timespec until;
+		int closed;
+
 		natsConnection_Close(c->nc);
 		natsConnection_Destroy(c->nc);
+		/* Callbacks run on libnats' thread: wait for the last one (bounded). */
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_sec += CLOSE_WAIT_S;
+		pthread_mutex_lock(&c->mu);
+		while (!c->nats_closed &&
+		    pthread_cond_timedwait(&c->cond, &c->mu, &until) == 0)
+			;
+		closed = c->nats_closed;
+		pthread_mutex_unlock(&c->mu);
+		if (!closed) {
+			/* A callback may still come: leave it memory that is valid. */
+			log_warn("cluster: the NATS connection did not close within %d s",
+			    CLOSE_WAIT_S);
+			return;
+		}
 	}
 	pthread_mutex_destroy(&c->mu);
 	pthread_cond_destroy(&c->cond);

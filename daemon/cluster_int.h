@@ -56,6 +56,7 @@ struct cluster {
 	pthread_cond_t cond;
 	/* under mu */
 	int stop, setup_done, electing, recheck, resign, resigned;
+	int nats_closed;		/* libnats' last callback ran (on_closed) */
 	enum cluster_role role;		/* the thread's view */
 	uint64_t rev;			/* of this node's last lease write */
 	int64_t epoch;

@@ -123,6 +123,7 @@ int sjs_publish(struct sjs *s, const char *subj, const char *msgid, int64_t offs
 	if (st == NATS_OK) {
 		jsPubOptions_Init(&po);
 		po.MaxWait = s->timeout_ms;
+		__atomic_store_n(&s->published, 1, __ATOMIC_RELEASE);
 		st = js_PublishMsgAsync(s->js, &m, &po);
 	}
 	natsMsg_Destroy(m);
@@ -147,7 +148,8 @@ int sjs_publish_wait(struct sjs *s, const char *what)
 	st = js_PublishAsyncComplete(s->js, &po);
 	if (st != NATS_OK) {
 		/* Take them back: their acks, if any come, are not for the next batch. */
-		if (js_PublishAsyncGetPendingList(&left, s->js) == NATS_OK)
+		if (__atomic_load_n(&s->published, __ATOMIC_ACQUIRE) &&
+		    js_PublishAsyncGetPendingList(&left, s->js) == NATS_OK)
 			natsMsgList_Destroy(&left);
 		s->full = 0;
 		sjs_seterr(s, "%s: no ack from JetStream within %lld ms (%s)", what,
@@ -824,7 +826,8 @@ static void sjs_close(struct store *st)
 	if (s->js != NULL) {
 		jsPubOptions_Init(&po);
 		po.MaxWait = s->timeout_ms;
-		if (js_PublishAsyncComplete(s->js, &po) != NATS_OK &&
+		if (__atomic_load_n(&s->published, __ATOMIC_ACQUIRE) &&
+		    js_PublishAsyncComplete(s->js, &po) != NATS_OK &&
 		    js_PublishAsyncGetPendingList(&pl, s->js) == NATS_OK)
 			natsMsgList_Destroy(&pl);
 		jsCtx_Destroy(s->js);

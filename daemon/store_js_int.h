@@ -92,6 +92,11 @@ struct sjs {
 	jsStreamState st;
 	int64_t purged_at;
 	int full;			/* the last failure: JetStream out of storage */
+	/*
+	 * An async publish was made on js: before the first one, libnats 3.4
+	 * has no pending list and js_PublishAsyncGetPendingList() crashes.
+	 */
+	int published;
 	struct log_rate warned;		/* failures logged at most every few seconds */
 	char errmsg[256];
 };

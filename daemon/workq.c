@@ -82,6 +82,11 @@ struct workq {
 	int busy;			/* on_ack() calls outside pmu; workq_close() waits for 0 */
 	unsigned gen;			/* publishes of older generations are not retried */
 	int64_t retry_base_ms, retry_cap_ms;	/* a failed item's nak delay */
+	/*
+	 * An async publish was made on js: before the first one, libnats 3.4
+	 * has no pending list and js_PublishAsyncGetPendingList() crashes.
+	 */
+	int published;
 	uint64_t rng;
 	pthread_cond_t pcv;
 	uint64_t pulled, ran;		/* loop */
@@ -233,6 +238,7 @@ static natsStatus publish_async(struct workq *q, natsMsg **m)
 
 	jsPubOptions_Init(&po);
 	po.MaxWait = PUB_WAIT_MS;
+	__atomic_store_n(&q->published, 1, __ATOMIC_RELEASE);
 	return js_PublishMsgAsync(q->js, m, &po);
 }
 
@@ -684,7 +690,8 @@ void workq_close(struct workq *q)
 		free_item(v);
 	u64map_free(&q->acking);
 	pthread_mutex_unlock(&q->pmu);
-	if (q->js != NULL && js_PublishAsyncGetPendingList(&left, q->js) == NATS_OK)
+	if (q->js != NULL && __atomic_load_n(&q->published, __ATOMIC_ACQUIRE) &&
+	    js_PublishAsyncGetPendingList(&left, q->js) == NATS_OK)
 		natsMsgList_Destroy(&left);
 	/* Unfinished items stay unacked: the server hands them out again after AckWait. */
 	free_nodes(jsq_free(q->in), 1);
