@@ -178,6 +178,12 @@ static void on_conflict(void *arg)
 		master_cluster_conflict(m);
 }
 
+/* The poller's wait is over: poll again only if nothing stops it now. */
+static void on_poll_ready(void *arg)
+{
+	master_maybe_poll(arg);
+}
+
 static void on_rejected(void *arg, int code, const char *desc)
 {
 	struct master *m = arg;
@@ -395,7 +401,7 @@ int master_run(struct config *cfg, const char *token)
 {
 	struct master m;
 	struct poller_cbs cbs = { on_batch, on_rejected, on_skip, master_on_confirmed, &m,
-	    on_conflict };
+	    on_conflict, on_poll_ready };
 	int status;
 
 	memset(&m, 0, sizeof(m));

@@ -47,7 +47,10 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
 	struct poller *p = arg;
 
 	p->state = P_IDLE;
-	send_request(p, p->offset, p->limit, (long)(p->cfg->poll_timeout_ms / 1000));
+	if (p->cbs.on_ready != NULL)
+		p->cbs.on_ready(p->cbs.arg);
+	else
+		send_request(p, p->offset, p->limit, (long)(p->cfg->poll_timeout_ms / 1000));
 }
 
 static void wait_then_retry(struct poller *p, int64_t ms)

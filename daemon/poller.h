@@ -42,6 +42,13 @@ struct poller_cbs {
 	 * retry waits its backoff; NULL if nobody needs to know.
 	 */
 	void (*on_conflict)(void *arg);
+	/*
+	 * A wait (error backoff, retry_after, [poll] coalesce) is over: call
+	 * poller_poll() if polling is still wanted; the owner's state may have
+	 * changed meanwhile (a cluster node lost its lease, polling paused).
+	 * NULL: the poller asks again by itself.
+	 */
+	void (*on_ready)(void *arg);
 };
 
 struct poller *poller_new(struct event_base *base, struct evcurl *ec,

@@ -424,6 +424,41 @@ def test_a_leader_cut_off_from_nats_stops_polling_and_another_takes_over(
         bed.stop_nodes()
 
 
+def test_a_paused_leader_wakes_up_beside_a_new_one_and_steps_down(
+        fakeapi, tgrund, nats_cluster):
+    """Two leaders at once: the leader's master is stopped (SIGSTOP, as a long
+    pause would) past its lease, another node takes over, then it resumes. It
+    must step down at once, poll no more, and lose or reorder nothing."""
+    bed = Bed(fakeapi, tgrund, nats_cluster, nodes=2, seed=36)
+    rng = random.Random(36)
+    lead = bed.start()
+    other = [n for n in bed.nodes if n is not lead][0]
+    try:
+        bed.wait_echoed_at_least(int(bed.expected * rng.uniform(0.2, 0.4)))
+        epoch = lead.epoch()
+        os.kill(lead.d.pid, signal.SIGSTOP)
+        try:
+            new = bed.wait_leader(LEASE_S + 10, exclude=(lead,))
+            assert new is other and new.epoch() > epoch
+            bed.wait_echoed_at_least(bed.echoed() + 500)
+        finally:
+            t_cont = time.monotonic()
+            os.kill(lead.d.pid, signal.SIGCONT)
+        k = bed.api.to_fake_ms(t_cont)
+        wait_log(lead.d.proc, "cluster: lost the lease", 10)
+        wait_log(lead.d.proc, "cluster: follower (leader: %s)" % other.name, 20)
+        st = bed.drain()
+        late = [p for p in bed.api.polls(via=lead.name)["polls"] if p["t_ms"] >= k]
+        assert late == [], "the old leader polled after it woke up: %r" % late
+        assert other.role() == "leader" and lead.role() == "follower"
+        bed.check("paused-leader", st, conflicts=bed.api.stats()["conflicts"])
+        bed.stop_cleanly()
+    finally:
+        if lead.alive():
+            os.kill(lead.d.pid, signal.SIGCONT)
+        bed.stop_nodes()
+
+
 def test_sighup_reload_on_one_node_while_the_others_serve(fakeapi, tgrund, nats_cluster):
     bed = Bed(fakeapi, tgrund, nats_cluster, nodes=3, seed=35,
               conf={"handler": {"tag": "v0"}})

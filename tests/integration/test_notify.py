@@ -8,6 +8,7 @@ import time
 import pytest
 
 from updates import message
+from waits import wait_log
 
 
 def collect(sock, until, timeout):
@@ -97,3 +98,39 @@ def test_reload_and_stalled_worker_sequence(fakeapi, tgrund, notify):
     assert sum(m == "WATCHDOG=1" for _, m in more) >= 2, "watchdog did not resume"
     assert time.monotonic() - t0 < 20
     stop_says_stopping(d, sock, 20)
+
+
+def test_cluster_status_says_leader_or_follower(fakeapi, tgrund, nats_cluster, tmp_path):
+    """In cluster mode STATUS= names the node's role; a follower that takes over
+    says leader."""
+    from natscluster import node_conf
+    nats = nats_cluster(1)
+    api = fakeapi()
+    socks, nodes = [], []
+    try:
+        for name in ("alpha", "beta"):
+            path = str(tmp_path / ("%s.sock" % name))
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+            sock.bind(path)
+            socks.append(sock)
+            conf = node_conf(name, nats.urls, api.url, lease="2s", replicas=1)
+            d = tgrund(api, conf=conf, env={"NOTIFY_SOCKET": path})
+            d.wait_ready()
+            wait_log(d.proc, "cluster: leader (" if name == "alpha" else
+                     "cluster: follower (", 20)
+            nodes.append(d)
+
+        def says(sock, role):
+            msgs = collect(sock, lambda ms: any(m.startswith("STATUS=" + role)
+                                                for _, m in ms), 15)
+            return [m for _, m in msgs if m.startswith("STATUS=")]
+        assert any(m.startswith("STATUS=leader") for m in says(socks[0], "leader"))
+        assert any(m.startswith("STATUS=follower") for m in says(socks[1], "follower"))
+        assert nodes[0].stop() == 0
+        assert any(m.startswith("STATUS=leader") for m in says(socks[1], "leader"))
+    finally:
+        for d in nodes:
+            d.stop()
+        for s in socks:
+            s.close()
