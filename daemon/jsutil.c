@@ -357,3 +357,50 @@ struct jsq_node *jsq_free(struct jsq *q)
 	free(q);
 	return list;
 }
+
+/* ---- closures that outlive their owner ------------------------------------------ */
+
+struct jsu_sink {
+	pthread_mutex_t mu;
+	void *owner;			/* NULL once retired */
+	struct jsu_sink *next;		/* on `retired` */
+};
+
+/* Retired sinks, kept reachable (a leak checker must not report them). */
+static struct jsu_sink *retired;
+static pthread_mutex_t retired_mu = PTHREAD_MUTEX_INITIALIZER;
+
+struct jsu_sink *jsu_sink_new(void *owner)
+{
+	struct jsu_sink *k = calloc(1, sizeof(*k));
+
+	if (k == NULL)
+		return NULL;
+	pthread_mutex_init(&k->mu, NULL);
+	k->owner = owner;
+	return k;
+}
+
+void *jsu_sink_enter(struct jsu_sink *k)
+{
+	pthread_mutex_lock(&k->mu);
+	return k->owner;
+}
+
+void jsu_sink_leave(struct jsu_sink *k)
+{
+	pthread_mutex_unlock(&k->mu);
+}
+
+void jsu_sink_retire(struct jsu_sink *k)
+{
+	if (k == NULL)
+		return;
+	pthread_mutex_lock(&k->mu);	/* waits for a callback under way */
+	k->owner = NULL;
+	pthread_mutex_unlock(&k->mu);
+	pthread_mutex_lock(&retired_mu);
+	k->next = retired;
+	retired = k;
+	pthread_mutex_unlock(&retired_mu);
+}

@@ -83,4 +83,19 @@ void jsq_kick(struct jsq *q);
 /* Stop watching; the nodes still queued are returned (NULL-terminated) for the caller to free. */
 struct jsq_node *jsq_free(struct jsq *q);
 
+/*
+ * The closure of libnats callbacks that may still come after their owner is
+ * gone: an async publish's ack, or its MaxWait timeout, arrives on libnats'
+ * thread whenever it arrives, even after the JetStream context was destroyed.
+ * A callback brackets its work with jsu_sink_enter()/jsu_sink_leave() and
+ * does nothing when enter gives NULL; the owner calls jsu_sink_retire()
+ * before it frees itself. A retired sink is never freed (libnats may still
+ * hold it): a few bytes per closed store or queue.
+ */
+struct jsu_sink;
+struct jsu_sink *jsu_sink_new(void *owner) __attribute__((warn_unused_result));
+void *jsu_sink_enter(struct jsu_sink *k);
+void jsu_sink_leave(struct jsu_sink *k);
+void jsu_sink_retire(struct jsu_sink *k);
+
 #endif

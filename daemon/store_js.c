@@ -64,10 +64,17 @@ void sjs_clear_ok(struct sjs *s)
 /* libnats' thread: the outcome of one async publish. */
 static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
 {
-	struct sjs *s = closure;
+	struct jsu_sink *sink = closure;
+	struct sjs *s = jsu_sink_enter(sink);
 	const char *mid = NULL;
 	struct ack *a;
 
+	if (s == NULL) {
+		/* The store is closed: an ack (or its timeout) that came late. */
+		jsu_sink_leave(sink);
+		natsMsg_Destroy(msg);
+		return;
+	}
 	pthread_mutex_lock(&s->mu);
 	if (pa != NULL && natsMsgHeader_Get(msg, "Nats-Msg-Id", &mid) == NATS_OK &&
 	    mid != NULL) {
@@ -94,6 +101,7 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
 	}
 out:
 	pthread_mutex_unlock(&s->mu);
+	jsu_sink_leave(sink);
 	natsMsg_Destroy(msg);
 }
 
@@ -832,9 +840,8 @@ static void sjs_close(struct store *st)
 			natsMsgList_Destroy(&pl);
 		jsCtx_Destroy(s->js);
 	}
-	/* An ack handler still running holds the lock. */
-	pthread_mutex_lock(&s->mu);
-	pthread_mutex_unlock(&s->mu);
+	/* Acks and ack timeouts may still come: they find the sink retired. */
+	jsu_sink_retire(s->sink);
 	kvStore_Destroy(s->dead);
 	forget_all(s);
 	u64map_free(&s->pend);
@@ -883,10 +890,14 @@ struct store *store_js_open(natsConnection *nc, jsCtx *js, const char *bot_name,
 		snprintf(err, errlen, "journal stream: bot name too long");
 		goto fail;
 	}
+	if ((s->sink = jsu_sink_new(s)) == NULL) {
+		snprintf(err, errlen, "journal stream: out of memory");
+		goto fail;
+	}
 	jsOptions_Init(&o);
 	o.Wait = timeout_ms;
 	o.PublishAsync.AckHandler = on_ack;
-	o.PublishAsync.AckHandlerClosure = s;
+	o.PublishAsync.AckHandlerClosure = s->sink;
 	o.PublishAsync.MaxPending = MAX_PENDING_PUBLISHES;
 	st = natsConnection_JetStream(&s->js, nc, &o);
 	if (st != NATS_OK) {

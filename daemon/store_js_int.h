@@ -56,6 +56,7 @@ struct sjs {
 	struct store store;		/* first: a struct store * is a struct sjs * */
 	natsConnection *nc;
 	jsCtx *js;			/* our own: Wait = timeout, acks to on_ack() */
+	struct jsu_sink *sink;		/* on_ack()'s closure: it may outlive this */
 	kvStore *dead;
 	int64_t timeout_ms;
 	char stream[JSU_NAME_MAX], bucket[JSU_NAME_MAX];

@@ -80,6 +80,7 @@ struct workq {
 	struct u64map acking;
 	int closing;
 	int busy;			/* on_ack() calls outside pmu; workq_close() waits for 0 */
+	struct jsu_sink *sink;		/* on_ack()'s closure: it may outlive this */
 	unsigned gen;			/* publishes of older generations are not retried */
 	int64_t retry_base_ms, retry_cap_ms;	/* a failed item's nak delay */
 	/*
@@ -279,10 +280,23 @@ static int republish_gone(struct workq *q, natsMsg *msg, uint64_t seq)
 	return took;
 }
 
+static void on_ack_locked(struct workq *q, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae);
+
 /* libnats' thread: a completion is stored, so its item may go; or a publish failed. */
 static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
 {
-	struct workq *q = closure;
+	struct jsu_sink *sink = closure;
+	struct workq *q = jsu_sink_enter(sink);
+
+	if (q != NULL)
+		on_ack_locked(q, msg, pa, pae);
+	else
+		natsMsg_Destroy(msg);	/* the queue is closed: a late ack or timeout */
+	jsu_sink_leave(sink);
+}
+
+static void on_ack_locked(struct workq *q, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae)
+{
 	struct workq_item *it;
 	struct repub *r;
 	natsMsg *again;
@@ -599,10 +613,14 @@ struct workq *workq_open(natsConnection *nc, jsCtx *js, struct event_base *base,
 		snprintf(err, errlen, "work queue: %s", strerror(errno ? errno : ENOMEM));
 		goto fail;
 	}
+	if ((q->sink = jsu_sink_new(q)) == NULL) {
+		snprintf(err, errlen, "work queue: out of memory");
+		goto fail;
+	}
 	jsOptions_Init(&o);
 	o.Wait = REQ_WAIT_MS;
 	o.PublishAsync.AckHandler = on_ack;
-	o.PublishAsync.AckHandlerClosure = q;
+	o.PublishAsync.AckHandlerClosure = q->sink;
 	o.PublishAsync.MaxPending = MAX_PENDING_PUBLISHES;
 	st = natsConnection_JetStream(&q->js, nc, &o);
 	if (st != NATS_OK) {
@@ -682,6 +700,8 @@ void workq_close(struct workq *q)
 		po.MaxWait = 1000;
 		js_PublishAsyncComplete(q->js, &po);
 	}
+	/* Acks and ack timeouts may still come: they find the sink retired. */
+	jsu_sink_retire(q->sink);
 	pthread_mutex_lock(&q->pmu);
 	q->closing = 1;
 	while (q->busy > 0)
