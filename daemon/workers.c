@@ -246,7 +246,8 @@ int workers_healthy(const struct workers *p)
 	int64_t now = clock_ms();
 
 	for (const struct wslot *w = LIST_FIRST(&p->list); w; w = LIST_NEXT(w, link))
-		if (w->state == W_READY && now - w->last_pong_ms > p->cfg->heartbeat_timeout_ms)
+		if (w->state == W_READY &&
+		    now - w->last_pong_ms > p->cfg->heartbeat_timeout_ms / 2)
 			return 0;
 	return 1;
 }

@@ -116,7 +116,10 @@ struct wslot *workers_find_ready(struct workers *p, int slot, pid_t *pid);
 
 /* PING every worker; kill those silent past heartbeat_timeout. */
 void workers_heartbeat(struct workers *p);
-/* 1 when every READY worker answered a ping within heartbeat_timeout. */
+/*
+ * 1 when every READY worker answered a ping within half of heartbeat_timeout
+ * (pings go every quarter): the systemd watchdog pauses before the kill.
+ */
 int workers_healthy(const struct workers *p);
 /* Tell every worker to finish its work and exit. */
 void workers_drain(struct workers *p);
