@@ -404,3 +404,30 @@ void jsu_sink_retire(struct jsu_sink *k)
 	retired = k;
 	pthread_mutex_unlock(&retired_mu);
 }
+
+/* Async publishes in flight before js_PublishMsgAsync stalls its caller. */
+#define ASYNC_MAX_PENDING 65536
+
+int jsu_async_ctx(natsConnection *nc, int64_t wait_ms, jsPubAckHandler on_ack,
+    void *owner, const char *what, jsCtx **js, struct jsu_sink **sink, char *err,
+    size_t errlen)
+{
+	jsOptions o;
+	natsStatus st;
+
+	if ((*sink = jsu_sink_new(owner)) == NULL) {
+		snprintf(err, errlen, "%s: out of memory", what);
+		return -1;
+	}
+	jsOptions_Init(&o);
+	o.Wait = wait_ms;
+	o.PublishAsync.AckHandler = on_ack;
+	o.PublishAsync.AckHandlerClosure = *sink;
+	o.PublishAsync.MaxPending = ASYNC_MAX_PENDING;
+	st = natsConnection_JetStream(js, nc, &o);
+	if (st != NATS_OK) {
+		jsu_errf(err, errlen, "natsConnection_JetStream", what, st, 0);
+		return -1;
+	}
+	return 0;
+}

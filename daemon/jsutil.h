@@ -97,5 +97,14 @@ struct jsu_sink *jsu_sink_new(void *owner) __attribute__((warn_unused_result));
 void *jsu_sink_enter(struct jsu_sink *k);
 void jsu_sink_leave(struct jsu_sink *k);
 void jsu_sink_retire(struct jsu_sink *k);
+/*
+ * A JetStream context of `owner`'s own for async publishes: requests wait
+ * `wait_ms`, at most 65,536 publishes are in flight, and every ack (or its
+ * timeout) goes to `on_ack` with a new sink of `owner` (*sink) as closure.
+ * 0, or -1 with `err` naming `what`.
+ */
+int jsu_async_ctx(natsConnection *nc, int64_t wait_ms, jsPubAckHandler on_ack,
+    void *owner, const char *what, jsCtx **js, struct jsu_sink **sink, char *err,
+    size_t errlen) __attribute__((warn_unused_result));
 
 #endif

@@ -20,8 +20,6 @@
 
 /* Purge the stream below the oldest unfinished update at most this often. */
 #define PURGE_EVERY_MS 1000
-/* Async publishes in flight on the store's context before js_PublishMsgAsync stalls. */
-#define MAX_PENDING_PUBLISHES 65536
 
 static const struct store_ops sjs_ops;
 
@@ -867,8 +865,6 @@ struct store *store_js_open(natsConnection *nc, jsCtx *js, const char *bot_name,
     int64_t timeout_ms, char *err, size_t errlen)
 {
 	struct sjs *s = calloc(1, sizeof(*s));
-	jsOptions o;
-	natsStatus st;
 
 	if (s == NULL) {
 		snprintf(err, errlen, "journal stream: out of memory");
@@ -890,20 +886,9 @@ struct store *store_js_open(natsConnection *nc, jsCtx *js, const char *bot_name,
 		snprintf(err, errlen, "journal stream: bot name too long");
 		goto fail;
 	}
-	if ((s->sink = jsu_sink_new(s)) == NULL) {
-		snprintf(err, errlen, "journal stream: out of memory");
+	if (jsu_async_ctx(nc, timeout_ms, on_ack, s, s->stream, &s->js, &s->sink, err,
+	    errlen) != 0)
 		goto fail;
-	}
-	jsOptions_Init(&o);
-	o.Wait = timeout_ms;
-	o.PublishAsync.AckHandler = on_ack;
-	o.PublishAsync.AckHandlerClosure = s->sink;
-	o.PublishAsync.MaxPending = MAX_PENDING_PUBLISHES;
-	st = natsConnection_JetStream(&s->js, nc, &o);
-	if (st != NATS_OK) {
-		jsu_errf(err, errlen, "natsConnection_JetStream", s->stream, st, 0);
-		goto fail;
-	}
 	if (jsu_journal_stream(s->js, bot_name, replicas, err, errlen) == -1)
 		goto fail;
 	s->dead = jsu_dead_bucket(s->js, bot_name, replicas, err, errlen);

@@ -29,8 +29,6 @@
 #define PUB_WAIT_MS 5000
 /* A work publish that failed is tried again after this. */
 #define RETRY_MS 200
-/* Publishes in flight before js_PublishMsgAsync stalls the loop. */
-#define MAX_PENDING_PUBLISHES 65536
 /* Tries of a completion's publish before its item is left to AckWait. */
 #define DONE_TRIES 3
 /* A work message's publish generation: workq_drop_unpublished() ends one. */
@@ -581,7 +579,6 @@ struct workq *workq_open(natsConnection *nc, jsCtx *js, struct event_base *base,
 	jsStreamConfig sc;
 	jsSubOptions so;
 	jsErrCode jerr = 0;
-	jsOptions o;
 	natsStatus st;
 
 	if (q == NULL) {
@@ -613,20 +610,9 @@ struct workq *workq_open(natsConnection *nc, jsCtx *js, struct event_base *base,
 		snprintf(err, errlen, "work queue: %s", strerror(errno ? errno : ENOMEM));
 		goto fail;
 	}
-	if ((q->sink = jsu_sink_new(q)) == NULL) {
-		snprintf(err, errlen, "work queue: out of memory");
+	if (jsu_async_ctx(nc, REQ_WAIT_MS, on_ack, q, q->stream, &q->js, &q->sink, err,
+	    errlen) != 0)
 		goto fail;
-	}
-	jsOptions_Init(&o);
-	o.Wait = REQ_WAIT_MS;
-	o.PublishAsync.AckHandler = on_ack;
-	o.PublishAsync.AckHandlerClosure = q->sink;
-	o.PublishAsync.MaxPending = MAX_PENDING_PUBLISHES;
-	st = natsConnection_JetStream(&q->js, nc, &o);
-	if (st != NATS_OK) {
-		jsu_errf(err, errlen, "natsConnection_JetStream", q->stream, st, 0);
-		goto fail;
-	}
 	jsStreamConfig_Init(&sc);
 	subjects[0] = q->subj_work;
 	sc.Name = q->stream;
