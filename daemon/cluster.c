@@ -3,6 +3,7 @@
 #include "cluster_int.h"
 #include "clock.h"
 #include "config.h"
+#include "jsutil.h"
 #include "log.h"
 
 #include <errno.h>
@@ -383,6 +384,7 @@ void cluster_close(struct cluster *c)
 			    CLOSE_WAIT_S);
 			return;
 		}
+		jsu_deferred_free();
 	}
 	pthread_mutex_destroy(&c->mu);
 	pthread_cond_destroy(&c->cond);

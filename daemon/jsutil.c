@@ -240,8 +240,7 @@ int jsu_kv_keys(jsCtx *js, const char *bucket, int64_t idle_ms,
 			r = cb(arg, natsMsg_GetSubject(m) + plen);
 		natsMsg_Destroy(m);
 	}
-	natsSubscription_Unsubscribe(sub);
-	natsSubscription_Destroy(sub);
+	jsu_sub_end(sub, idle_ms);
 	if (st != NATS_OK) {
 		jsu_errf(err, errlen, "reading the bucket", stream, st, 0);
 		return -1;
@@ -363,6 +362,9 @@ struct jsq_node *jsq_free(struct jsq *q)
 struct jsu_sink {
 	pthread_mutex_t mu;
 	void *owner;			/* NULL once retired */
+	jsPubAckHandler fn;		/* the owner's ack handler */
+	int published;			/* atomic: the context published once */
+	int late;			/* atomic: a reply may still come (see jsu_async_free) */
 	struct jsu_sink *next;		/* on `retired` */
 };
 
@@ -370,7 +372,7 @@ struct jsu_sink {
 static struct jsu_sink *retired;
 static pthread_mutex_t retired_mu = PTHREAD_MUTEX_INITIALIZER;
 
-struct jsu_sink *jsu_sink_new(void *owner)
+static struct jsu_sink *jsu_sink_new(void *owner, jsPubAckHandler fn)
 {
 	struct jsu_sink *k = calloc(1, sizeof(*k));
 
@@ -378,6 +380,7 @@ struct jsu_sink *jsu_sink_new(void *owner)
 		return NULL;
 	pthread_mutex_init(&k->mu, NULL);
 	k->owner = owner;
+	k->fn = fn;
 	return k;
 }
 
@@ -392,10 +395,18 @@ void jsu_sink_leave(struct jsu_sink *k)
 	pthread_mutex_unlock(&k->mu);
 }
 
-void jsu_sink_retire(struct jsu_sink *k)
+void jsu_sink_published(struct jsu_sink *k)
 {
-	if (k == NULL)
-		return;
+	__atomic_store_n(&k->published, 1, __ATOMIC_RELEASE);
+}
+
+int jsu_sink_has_published(struct jsu_sink *k)
+{
+	return __atomic_load_n(&k->published, __ATOMIC_ACQUIRE);
+}
+
+static void jsu_sink_retire(struct jsu_sink *k)
+{
 	pthread_mutex_lock(&k->mu);	/* waits for a callback under way */
 	k->owner = NULL;
 	pthread_mutex_unlock(&k->mu);
@@ -403,6 +414,20 @@ void jsu_sink_retire(struct jsu_sink *k)
 	k->next = retired;
 	retired = k;
 	pthread_mutex_unlock(&retired_mu);
+}
+
+/*
+ * libnats' thread: every ack or ack timeout passes here first. A publish that
+ * timed out may still be answered, at any later time.
+ */
+static void sink_on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae,
+    void *closure)
+{
+	struct jsu_sink *k = closure;
+
+	if (pa == NULL && pae != NULL && pae->Err == NATS_TIMEOUT)
+		__atomic_store_n(&k->late, 1, __ATOMIC_RELAXED);
+	k->fn(js, msg, pa, pae, k);
 }
 
 /* Async publishes in flight before js_PublishMsgAsync stalls its caller. */
@@ -415,13 +440,13 @@ int jsu_async_ctx(natsConnection *nc, int64_t wait_ms, jsPubAckHandler on_ack,
 	jsOptions o;
 	natsStatus st;
 
-	if ((*sink = jsu_sink_new(owner)) == NULL) {
+	if ((*sink = jsu_sink_new(owner, on_ack)) == NULL) {
 		snprintf(err, errlen, "%s: out of memory", what);
 		return -1;
 	}
 	jsOptions_Init(&o);
 	o.Wait = wait_ms;
-	o.PublishAsync.AckHandler = on_ack;
+	o.PublishAsync.AckHandler = sink_on_ack;
 	o.PublishAsync.AckHandlerClosure = *sink;
 	o.PublishAsync.MaxPending = ASYNC_MAX_PENDING;
 	st = natsConnection_JetStream(js, nc, &o);
@@ -430,4 +455,98 @@ int jsu_async_ctx(natsConnection *nc, int64_t wait_ms, jsPubAckHandler on_ack,
 		return -1;
 	}
 	return 0;
+}
+
+void jsu_async_drop_pending(jsCtx *js, struct jsu_sink *sink)
+{
+	natsMsgList left;
+
+	/* libnats 3.4 crashes listing the pending publishes of a context that never published. */
+	if (!jsu_sink_has_published(sink))
+		return;
+	__atomic_store_n(&sink->late, 1, __ATOMIC_RELAXED);
+	if (js_PublishAsyncGetPendingList(&left, js) == NATS_OK)
+		natsMsgList_Destroy(&left);
+}
+
+void jsu_async_settle(jsCtx *js, struct jsu_sink *sink, int64_t wait_ms)
+{
+	jsPubOptions po;
+
+	if (sink == NULL)
+		return;
+	if (js != NULL && jsu_sink_has_published(sink)) {
+		jsPubOptions_Init(&po);
+		po.MaxWait = wait_ms;
+		if (js_PublishAsyncComplete(js, &po) != NATS_OK)
+			jsu_async_drop_pending(js, sink);
+	}
+	jsu_sink_retire(sink);
+}
+
+/* ---- teardown that waits for the connection -------------------------------------- */
+
+/*
+ * libnats 3.4 looks a subscription up for an inbound message and then locks
+ * it without holding a reference (fixed upstream in 3.10): removing a
+ * subscription while a message for it is being read frees memory under the
+ * reader thread. So a subscription is drained before it goes (the server
+ * confirms that nothing more is coming), and a context whose async-publish
+ * inbox may still be answered waits for the connection to close.
+ */
+struct deferred {
+	jsCtx *js;
+	struct deferred *next;
+};
+
+static struct deferred *deferred;
+static pthread_mutex_t deferred_mu = PTHREAD_MUTEX_INITIALIZER;
+
+void jsu_async_free(jsCtx *js, struct jsu_sink *sink)
+{
+	struct deferred *d;
+
+	if (js == NULL)
+		return;
+	if (sink == NULL || !__atomic_load_n(&sink->late, __ATOMIC_RELAXED) ||
+	    (d = malloc(sizeof(*d))) == NULL) {
+		jsCtx_Destroy(js);
+		return;
+	}
+	d->js = js;
+	pthread_mutex_lock(&deferred_mu);
+	d->next = deferred;
+	deferred = d;
+	pthread_mutex_unlock(&deferred_mu);
+}
+
+void jsu_deferred_free(void)
+{
+	struct deferred *d, *next;
+
+	pthread_mutex_lock(&deferred_mu);
+	d = deferred;
+	deferred = NULL;
+	pthread_mutex_unlock(&deferred_mu);
+	for (; d != NULL; d = next) {
+		next = d->next;
+		jsCtx_Destroy(d->js);
+		free(d);
+	}
+}
+
+void jsu_sub_end(natsSubscription *sub, int64_t wait_ms)
+{
+	natsMsg *m = NULL;
+
+	if (sub == NULL)
+		return;
+	if (natsSubscription_DrainTimeout(sub, wait_ms) == NATS_OK) {
+		/* A synchronous subscription's drain completes when its queue is read empty. */
+		while (natsSubscription_NextMsg(&m, sub, wait_ms) == NATS_OK)
+			natsMsg_Destroy(m);
+		natsSubscription_WaitForDrainCompletion(sub, wait_ms);
+	}
+	/* Drained, or the connection is closed: nothing reads for it any more. */
+	natsSubscription_Destroy(sub);
 }

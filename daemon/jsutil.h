@@ -88,15 +88,15 @@ struct jsq_node *jsq_free(struct jsq *q);
  * gone: an async publish's ack, or its MaxWait timeout, arrives on libnats'
  * thread whenever it arrives, even after the JetStream context was destroyed.
  * A callback brackets its work with jsu_sink_enter()/jsu_sink_leave() and
- * does nothing when enter gives NULL; the owner calls jsu_sink_retire()
- * before it frees itself. A retired sink is never freed (libnats may still
- * hold it): a few bytes per closed store or queue.
+ * does nothing when enter gives NULL. A retired sink is never freed (libnats
+ * may still hold it): a few bytes per closed store or queue.
  */
 struct jsu_sink;
-struct jsu_sink *jsu_sink_new(void *owner) __attribute__((warn_unused_result));
 void *jsu_sink_enter(struct jsu_sink *k);
 void jsu_sink_leave(struct jsu_sink *k);
-void jsu_sink_retire(struct jsu_sink *k);
+/* Say before each async publish; jsu_async_settle() asks. */
+void jsu_sink_published(struct jsu_sink *k);
+int jsu_sink_has_published(struct jsu_sink *k);
 /*
  * A JetStream context of `owner`'s own for async publishes: requests wait
  * `wait_ms`, at most 65,536 publishes are in flight, and every ack (or its
@@ -106,5 +106,25 @@ void jsu_sink_retire(struct jsu_sink *k);
 int jsu_async_ctx(natsConnection *nc, int64_t wait_ms, jsPubAckHandler on_ack,
     void *owner, const char *what, jsCtx **js, struct jsu_sink **sink, char *err,
     size_t errlen) __attribute__((warn_unused_result));
+/* Publishes not acked in time: drop them (their answers may still come). */
+void jsu_async_drop_pending(jsCtx *js, struct jsu_sink *sink);
+/*
+ * The owner closes: wait up to `wait_ms` for the acks of what it published,
+ * drop the rest, and retire the sink (the owner may be freed afterwards).
+ */
+void jsu_async_settle(jsCtx *js, struct jsu_sink *sink, int64_t wait_ms);
+/*
+ * Then the context goes: at once, or, when an answer to one of its publishes
+ * may still come (one timed out), at jsu_deferred_free().
+ */
+void jsu_async_free(jsCtx *js, struct jsu_sink *sink);
+/* Once the NATS connection is closed: free what waited for it. */
+void jsu_deferred_free(void);
+/*
+ * End a subscription that may still receive: drain it (the server confirms
+ * that nothing more comes, within `wait_ms`), read a synchronous one empty,
+ * then destroy it. Not for a subscription with a message handler.
+ */
+void jsu_sub_end(natsSubscription *sub, int64_t wait_ms);
 
 #endif

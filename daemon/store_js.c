@@ -20,6 +20,8 @@
 
 /* Purge the stream below the oldest unfinished update at most this often. */
 #define PURGE_EVERY_MS 1000
+/* A stopped follow subscription drains on libnats' threads for at most this long. */
+#define FOLLOW_DRAIN_MS 5000
 
 static const struct store_ops sjs_ops;
 
@@ -74,7 +76,11 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
 		return;
 	}
 	pthread_mutex_lock(&s->mu);
-	if (pa != NULL && natsMsgHeader_Get(msg, "Nats-Msg-Id", &mid) == NATS_OK &&
+	if (strcmp(natsMsg_GetSubject(msg), s->subj_off) == 0) {
+		/* An offset note (sjs_add_batch): lost, it costs a new leader a re-fetch. */
+		if (pa != NULL && pa->Sequence > s->off_note_seq)
+			s->off_note_seq = pa->Sequence;
+	} else if (pa != NULL && natsMsgHeader_Get(msg, "Nats-Msg-Id", &mid) == NATS_OK &&
 	    mid != NULL) {
 		if (s->nacks == s->acks_cap) {
 			size_t cap = s->acks_cap ? s->acks_cap * 2 : 128;
@@ -129,7 +135,7 @@ int sjs_publish(struct sjs *s, const char *subj, const char *msgid, int64_t offs
 	if (st == NATS_OK) {
 		jsPubOptions_Init(&po);
 		po.MaxWait = s->timeout_ms;
-		__atomic_store_n(&s->published, 1, __ATOMIC_RELEASE);
+		jsu_sink_published(s->sink);
 		st = js_PublishMsgAsync(s->js, &m, &po);
 	}
 	natsMsg_Destroy(m);
@@ -144,7 +150,6 @@ int sjs_publish(struct sjs *s, const char *subj, const char *msgid, int64_t offs
 /* Wait for the acks of everything published; any failure fails the lot. */
 int sjs_publish_wait(struct sjs *s, const char *what)
 {
-	natsMsgList left;
 	jsPubOptions po;
 	natsStatus st;
 	int nerr;
@@ -154,9 +159,7 @@ int sjs_publish_wait(struct sjs *s, const char *what)
 	st = js_PublishAsyncComplete(s->js, &po);
 	if (st != NATS_OK) {
 		/* Take them back: their acks, if any come, are not for the next batch. */
-		if (__atomic_load_n(&s->published, __ATOMIC_ACQUIRE) &&
-		    js_PublishAsyncGetPendingList(&left, s->js) == NATS_OK)
-			natsMsgList_Destroy(&left);
+		jsu_async_drop_pending(s->js, s->sink);
 		s->full = 0;
 		sjs_seterr(s, "%s: no ack from JetStream within %lld ms (%s)", what,
 		    (long long)s->timeout_ms, natsStatus_GetText(st));
@@ -272,7 +275,6 @@ static void fold(struct sjs *s, natsMsg *m, uint64_t seq)
 		if (id < 0)
 			return;
 		note_offset(s, header_int(m, JSU_HDR_OFFSET, 0), seq);
-		note_offset(s, id + 1, seq);
 		e = u64map_get(&s->pend, (uint64_t)id);
 		if (e != NULL) {
 			if (e->seq == 0)
@@ -367,8 +369,7 @@ static int catch_up(struct sjs *s)
 		fold(s, m, seq);
 		natsMsg_Destroy(m);
 	}
-	natsSubscription_Unsubscribe(sub);
-	natsSubscription_Destroy(sub);
+	jsu_sub_end(sub, s->timeout_ms);
 	if (st != NATS_OK) {
 		jsu_errf(s->errmsg, sizeof(s->errmsg), "reading the stream", s->stream, st, 0);
 		log_warn("journal stream %s: %s (at sequence %llu of %llu)", s->stream,
@@ -396,6 +397,10 @@ static void maybe_purge(struct sjs *s)
 	if (now - s->purged_at < PURGE_EVERY_MS)
 		return;
 	s->purged_at = now;
+	pthread_mutex_lock(&s->mu);
+	if (s->off_note_seq > s->offset_seq)
+		s->offset_seq = s->off_note_seq;
+	pthread_mutex_unlock(&s->mu);
 	if (s->offset_seq > 0 && s->offset_seq < upto)
 		upto = s->offset_seq;
 	while (u64map_next(&s->pend, &it, &k, &v)) {
@@ -456,10 +461,16 @@ static int sjs_add_batch(struct store *st, const struct store_rec *r, size_t n, 
 		sjs_clear_ok(s);
 		return 0;
 	}
+	/*
+	 * Each message tells the offset before this batch: the batch before was
+	 * stored whole. This one's own offset follows as a note once every ack
+	 * is in. A batch cut short (its leader stopped mid-publish) is fetched
+	 * again by the next leader, and none of it is confirmed to Telegram first.
+	 */
 	sjs_reset_acks(s);
 	for (i = 0; i < n; i++) {
 		snprintf(buf, sizeof(buf), "%lld", (long long)r[i].update_id);
-		if (sjs_publish(s, s->subj_upd, buf, off, r[i].body, r[i].len) == -1) {
+		if (sjs_publish(s, s->subj_upd, buf, s->offset, r[i].body, r[i].len) == -1) {
 			sjs_publish_wait(s, "store a batch");
 			return -1;
 		}
@@ -469,9 +480,11 @@ static int sjs_add_batch(struct store *st, const struct store_rec *r, size_t n, 
 	pthread_mutex_lock(&s->mu);
 	for (i = 0; i < n; i++) {
 		a = sjs_find_ack(s, r[i].update_id, i);
-		if (a != NULL && !a->dup)
-			note_offset(s, off, a->seq);
-		if ((a != NULL && a->dup) || u64map_get(&s->pend, (uint64_t)r[i].update_id))
+		/*
+		 * A duplicate was stored before (a batch fetched again): the master
+		 * runs it all the same, so it is unfinished until its completion.
+		 */
+		if (u64map_get(&s->pend, (uint64_t)r[i].update_id))
 			continue;
 		if (sjs_add_entry(s, r[i].update_id, a != NULL ? a->seq : 0, r[i].body,
 		    r[i].len) == -1) {
@@ -480,10 +493,14 @@ static int sjs_add_batch(struct store *st, const struct store_rec *r, size_t n, 
 			    s->stream, (long long)r[i].update_id);
 			continue;
 		}
-		fresh++;
+		fresh += a == NULL || !a->dup;
 	}
 	pthread_mutex_unlock(&s->mu);
 	note_offset(s, off, 0);
+	snprintf(buf, sizeof(buf), "%lld", (long long)off);
+	if (sjs_publish(s, s->subj_off, NULL, 0, buf, strlen(buf)) == -1)
+		log_debug("journal stream %s: no offset note for this batch; a new "
+		    "leader would fetch it again", s->stream);
 	sjs_clear_ok(s);
 	return fresh;
 }
@@ -505,12 +522,10 @@ static int last_offset(struct sjs *s, const char *subj, int64_t *best)
 		return -1;
 	}
 	if (strcmp(subj, s->subj_upd) == 0) {
-		int64_t v = header_int(m, JSU_HDR_OFFSET, 0), id = header_int(m, "Nats-Msg-Id", -1);
+		int64_t v = header_int(m, JSU_HDR_OFFSET, 0);
 
 		if (v > *best)
 			*best = v;
-		if (id + 1 > *best)
-			*best = id + 1;
 	} else {
 		len = natsMsg_GetDataLength(m);
 		snprintf(buf, sizeof(buf), "%.*s", len < 23 ? len : 23, natsMsg_GetData(m));
@@ -677,7 +692,16 @@ static void follow_unref(struct follow *fl)
 /* libnats: the subscription is closed and its handler runs no more. */
 static void on_sub_complete(void *closure)
 {
-	follow_unref(closure);
+	struct follow *fl = closure;
+	natsSubscription *sub;
+
+	pthread_mutex_lock(&fl->mu);
+	fl->completed = 1;
+	sub = fl->sub;
+	fl->sub = NULL;
+	pthread_mutex_unlock(&fl->mu);
+	natsSubscription_Destroy(sub);
+	follow_unref(fl);
 }
 
 /* libnats' thread: hand the message to the loop. */
@@ -703,17 +727,33 @@ static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void
 /* Stop following without waiting for the server (it may be out of reach). */
 static void follow_stop(struct sjs *s)
 {
+	struct follow *fl = s->fl;
 	struct jsq_node *left, *next;
+	int own = 1;
 
-	if (s->fl != NULL) {
-		pthread_mutex_lock(&s->fl->mu);
-		s->fl->closed = 1;
-		pthread_mutex_unlock(&s->fl->mu);
-		follow_unref(s->fl);
+	if (fl != NULL) {
+		pthread_mutex_lock(&fl->mu);
+		fl->closed = 1;
+		pthread_mutex_unlock(&fl->mu);
+		/*
+		 * Drained on libnats' threads, then destroyed by on_sub_complete():
+		 * destroyed now, it could go while libnats reads a message for it
+		 * (jsutil.h, jsu_sub_end).
+		 */
+		if (s->sub != NULL &&
+		    natsSubscription_DrainTimeout(s->sub, FOLLOW_DRAIN_MS) == NATS_OK) {
+			pthread_mutex_lock(&fl->mu);
+			if (!fl->completed && fl->refs > 1) {	/* its callback is set */
+				fl->sub = s->sub;
+				own = 0;
+			}
+			pthread_mutex_unlock(&fl->mu);
+		}
+		follow_unref(fl);
 		s->fl = NULL;
 	}
-	/* Not an unsubscribe: that would wait for the consumer's deletion. */
-	natsSubscription_Destroy(s->sub);
+	if (own)
+		natsSubscription_Destroy(s->sub);
 	s->sub = NULL;
 	for (left = jsq_free(s->q); left != NULL; left = next) {
 		next = left->next;
@@ -822,24 +862,14 @@ int store_js_info(struct store *st, struct store_js_info *out)
 static void sjs_close(struct store *st)
 {
 	struct sjs *s = S(st);
-	natsMsgList pl;
-	jsPubOptions po;
 
 	if (s->ndone > 0 && sjs_flush(st) == -1)
 		log_warn("journal stream %s: %zu completions not stored; those updates "
 		    "will run again", s->stream, s->ndone);
 	follow_stop(s);
-	if (s->js != NULL) {
-		jsPubOptions_Init(&po);
-		po.MaxWait = s->timeout_ms;
-		if (__atomic_load_n(&s->published, __ATOMIC_ACQUIRE) &&
-		    js_PublishAsyncComplete(s->js, &po) != NATS_OK &&
-		    js_PublishAsyncGetPendingList(&pl, s->js) == NATS_OK)
-			natsMsgList_Destroy(&pl);
-		jsCtx_Destroy(s->js);
-	}
 	/* Acks and ack timeouts may still come: they find the sink retired. */
-	jsu_sink_retire(s->sink);
+	jsu_async_settle(s->js, s->sink, s->timeout_ms);
+	jsu_async_free(s->js, s->sink);
 	kvStore_Destroy(s->dead);
 	forget_all(s);
 	u64map_free(&s->pend);

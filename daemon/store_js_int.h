@@ -49,6 +49,8 @@ struct follow {
 	pthread_mutex_t mu;
 	int refs;
 	int closed;			/* the store is gone: drop what arrives */
+	int completed;			/* libnats called on_sub_complete() */
+	natsSubscription *sub;		/* draining: on_sub_complete() destroys it */
 	struct jsq *q;
 };
 
@@ -72,6 +74,7 @@ struct sjs {
 	uint64_t read_seq;
 	int64_t offset;
 	uint64_t offset_seq;		/* the newest message that told an offset: never purged */
+	uint64_t off_note_seq;		/* the newest offset note acked (under mu) */
 	int64_t *done;			/* completions queued by done() */
 	size_t ndone, done_cap;
 	/* Results of async publishes, filled on libnats' thread. */
@@ -93,11 +96,6 @@ struct sjs {
 	jsStreamState st;
 	int64_t purged_at;
 	int full;			/* the last failure: JetStream out of storage */
-	/*
-	 * An async publish was made on js: before the first one, libnats 3.4
-	 * has no pending list and js_PublishAsyncGetPendingList() crashes.
-	 */
-	int published;
 	struct log_rate warned;		/* failures logged at most every few seconds */
 	char errmsg[256];
 };

@@ -29,6 +29,8 @@
 #define PUB_WAIT_MS 5000
 /* A work publish that failed is tried again after this. */
 #define RETRY_MS 200
+/* Closing waits at most this long for acks, and again for the pull subscription's drain. */
+#define CLOSE_WAIT_MS 1000
 /* Tries of a completion's publish before its item is left to AckWait. */
 #define DONE_TRIES 3
 /* A work message's publish generation: workq_drop_unpublished() ends one. */
@@ -81,11 +83,6 @@ struct workq {
 	struct jsu_sink *sink;		/* on_ack()'s closure: it may outlive this */
 	unsigned gen;			/* publishes of older generations are not retried */
 	int64_t retry_base_ms, retry_cap_ms;	/* a failed item's nak delay */
-	/*
-	 * An async publish was made on js: before the first one, libnats 3.4
-	 * has no pending list and js_PublishAsyncGetPendingList() crashes.
-	 */
-	int published;
 	uint64_t rng;
 	pthread_cond_t pcv;
 	uint64_t pulled, ran;		/* loop */
@@ -237,7 +234,7 @@ static natsStatus publish_async(struct workq *q, natsMsg **m)
 
 	jsPubOptions_Init(&po);
 	po.MaxWait = PUB_WAIT_MS;
-	__atomic_store_n(&q->published, 1, __ATOMIC_RELEASE);
+	jsu_sink_published(q->sink);
 	return js_PublishMsgAsync(q->js, m, &po);
 }
 
@@ -665,8 +662,6 @@ static void free_nodes(struct jsq_node *list, int items)
 
 void workq_close(struct workq *q)
 {
-	natsMsgList left;
-	jsPubOptions po;
 	size_t it = 0;
 	uint64_t k;
 	void *v;
@@ -680,14 +675,11 @@ void workq_close(struct workq *q)
 		pthread_mutex_unlock(&q->mu);
 		pthread_join(q->thr, NULL);
 	}
-	/* Completions under way get their acks; nothing else is acked from here on. */
-	if (q->js != NULL) {
-		jsPubOptions_Init(&po);
-		po.MaxWait = 1000;
-		js_PublishAsyncComplete(q->js, &po);
-	}
-	/* Acks and ack timeouts may still come: they find the sink retired. */
-	jsu_sink_retire(q->sink);
+	/*
+	 * Completions under way get their acks; nothing else is acked from here
+	 * on. Acks and ack timeouts may still come: they find the sink retired.
+	 */
+	jsu_async_settle(q->js, q->sink, CLOSE_WAIT_MS);
 	pthread_mutex_lock(&q->pmu);
 	q->closing = 1;
 	while (q->busy > 0)
@@ -696,9 +688,6 @@ void workq_close(struct workq *q)
 		free_item(v);
 	u64map_free(&q->acking);
 	pthread_mutex_unlock(&q->pmu);
-	if (q->js != NULL && __atomic_load_n(&q->published, __ATOMIC_ACQUIRE) &&
-	    js_PublishAsyncGetPendingList(&left, q->js) == NATS_OK)
-		natsMsgList_Destroy(&left);
 	/* Unfinished items stay unacked: the server hands them out again after AckWait. */
 	free_nodes(jsq_free(q->in), 1);
 	free_nodes(jsq_free(q->failed), 0);
@@ -710,11 +699,12 @@ void workq_close(struct workq *q)
 	while (u64map_next(&q->out, &it, &k, &v))
 		free_item(v);
 	u64map_free(&q->out);
-	natsSubscription_Destroy(q->sub);
+	/* A pull whose answer is under way may still bring messages: drained. */
+	jsu_sub_end(q->sub, CLOSE_WAIT_MS);
 	if (q->retry_ev != NULL)
 		event_free(q->retry_ev);
 	kvStore_Destroy(q->dead);
-	jsCtx_Destroy(q->js);
+	jsu_async_free(q->js, q->sink);
 	pthread_mutex_destroy(&q->mu);
 	pthread_mutex_destroy(&q->pmu);
 	pthread_cond_destroy(&q->cv);

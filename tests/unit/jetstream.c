@@ -114,7 +114,8 @@ static void test_store_republish_deduplicated(void **state)
 	/* A new leader republishes the batch it found, and one more update. */
 	b = open_store(name);
 	add_ids(b, 2, 3, 5, 1);
-	assert_int_equal(stream_msgs(b, NULL), 4);
+	/* Four updates, and each batch's offset note. */
+	assert_int_equal(stream_msgs(b, NULL), 6);
 	s = replay(b);
 	assert_int_equal(s.n, 4);
 	for (int i = 0; i < 4; i++)
@@ -127,6 +128,62 @@ static void test_store_republish_deduplicated(void **state)
 	assert_int_equal(s.ids[0], 1);
 	assert_int_equal(s.ids[1], 3);
 	store_close(a);
+	store_close(b);
+}
+
+/* A header of the newest message on `subj` of bot `name`'s journal stream, as a number. */
+static long long last_header(const char *name, const char *subj, const char *key)
+{
+	char stream[128], full[128];
+	const char *v = NULL;
+	natsMsg *m = NULL;
+	long long n;
+
+	snprintf(stream, sizeof(stream), "TGRUN_%s_JOURNAL", name);
+	snprintf(full, sizeof(full), "tgrun.%s.journal.%s", name, subj);
+	assert_int_equal(js_GetLastMsg(&m, js, stream, full, NULL, NULL), NATS_OK);
+	assert_int_equal(natsMsgHeader_Get(m, key, &v), NATS_OK);
+	n = strtoll(v, NULL, 10);
+	natsMsg_Destroy(m);
+	return n;
+}
+
+/*
+ * A leader stopped in the middle of a batch (paused, cut off) left part of it
+ * in the stream: the next leader's offset is the one before that batch, so it
+ * fetches the batch again and nothing of it is lost.
+ */
+static void test_store_cut_batch_fetched_again(void **state)
+{
+	const char *name = bot("cutbatch");
+	struct store *a = open_store(name), *b;
+	jsPubAck *pa = NULL;
+	natsMsg *m = NULL;
+	char subj[128];
+	int64_t off = 0;
+
+	add_ids(a, 1, 3, 4, 3);
+	add_ids(a, 4, 1, 5, 1);
+	/* Each message tells the offset before its batch, which is stored whole. */
+	assert_int_equal(last_header(name, "upd", "Tgrun-Offset"), 4);
+	store_close(a);
+	/* The first message of the next batch (5, 6, 7), as a leader stopped after it left it. */
+	snprintf(subj, sizeof(subj), "tgrun.%s.journal.upd", name);
+	assert_int_equal(natsMsg_Create(&m, subj, NULL, "{\"update_id\":5}", 15), NATS_OK);
+	assert_int_equal(natsMsgHeader_Set(m, "Nats-Msg-Id", "5"), NATS_OK);
+	assert_int_equal(natsMsgHeader_Set(m, "Tgrun-Offset", "5"), NATS_OK);
+	assert_int_equal(js_PublishMsg(&pa, js, m, NULL, NULL), NATS_OK);
+	jsPubAck_Destroy(pa);
+	natsMsg_Destroy(m);
+	b = open_store(name);
+	assert_int_equal(store_offset(b, &off), 0);
+	assert_int_equal(off, 5);
+	assert_int_equal(replay(b).n, 5);
+	/* Fetched again: 5 is stored already, 6 and 7 are new; all are unfinished. */
+	add_ids(b, 5, 3, 8, 2);
+	assert_int_equal(replay(b).n, 7);
+	assert_int_equal(store_offset(b, &off), 0);
+	assert_int_equal(off, 8);
 	store_close(b);
 }
 
@@ -195,9 +252,9 @@ static void test_store_offset_survives_purge(void **state)
 	for (int i = 0; i < 5; i++)
 		assert_int_equal(store_done(a, 100 + i), 0);
 	assert_int_equal(store_flush(a), 0);
-	/* Everything is finished: only the newest update (it tells the offset) and later stay. */
+	/* Everything is finished: only the offset note (sequence 6) and later stay. */
 	assert_int_equal(stream_msgs(a, &first), 6);
-	assert_int_equal(first, 5);
+	assert_int_equal(first, 6);
 	b = open_store(name);
 	assert_int_equal(store_offset(b, &off), 0);
 	assert_int_equal(off, 105);
@@ -211,8 +268,9 @@ static void test_store_offset_survives_purge(void **state)
 	assert_int_equal(store_done(a, 300), 0);
 	usleep(1100 * 1000);
 	assert_int_equal(store_flush(a), 0);
+	/* The batch's offset note (14) and the completion (15) stay. */
 	assert_int_equal(stream_msgs(a, &first), 2);
-	assert_int_equal(first, 12);
+	assert_int_equal(first, 14);
 	b = open_store(name);
 	assert_int_equal(store_offset(b, &off), 0);
 	assert_int_equal(off, 301);
@@ -794,6 +852,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_store_conformance),
 		cmocka_unit_test(test_store_republish_deduplicated),
+		cmocka_unit_test(test_store_cut_batch_fetched_again),
 		cmocka_unit_test(test_store_dead_letters),
 		cmocka_unit_test(test_store_offset_survives_purge),
 		cmocka_unit_test(test_store_unavailable),
