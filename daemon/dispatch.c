@@ -294,6 +294,20 @@ void dispatch_tick(struct dispatch *d, int64_t now)
 	}
 }
 
+void dispatch_stalled(struct dispatch *d, int64_t ms)
+{
+	struct dsp_peer *p;
+	struct dsp_entry *e;
+
+	TAILQ_FOREACH(p, &d->peers, link) {
+		TAILQ_FOREACH(e, &p->running, link) {
+			e->dispatched_ms += ms;
+			if (e->cancel_sent_ms != 0)
+				e->cancel_sent_ms += ms;
+		}
+	}
+}
+
 void dispatch_cancel_all(struct dispatch *d)
 {
 	struct dsp_peer *p;

@@ -87,6 +87,12 @@ int dispatch_done(struct dispatch *d, struct dsp_peer *p, struct dsp_entry *e);
 void dispatch_forget(struct dispatch *d, struct dsp_entry *e);
 /* Timeouts: cancel what ran too long, kill peers that ignore a cancel. */
 void dispatch_tick(struct dispatch *d, int64_t now_ms);
+/*
+ * The caller did not run for `ms` (stopped, or starved of CPU): what runs
+ * gets that time back. Its updates may not even have reached their peer
+ * (still in the caller's buffers), and nothing could be cancelled meanwhile.
+ */
+void dispatch_stalled(struct dispatch *d, int64_t ms);
 /* Ask for every running update to be cancelled (a stop's timeout). */
 void dispatch_cancel_all(struct dispatch *d);
 

@@ -25,6 +25,8 @@
 
 #define STATS_INTERVAL_S 5
 #define TICK_MS 250
+/* A tick this late means the loop did not run meanwhile (see on_tick). */
+#define STALL_MS (4 * TICK_MS)
 
 
 /* ---- updates ------------------------------------------------------------- */
@@ -178,6 +180,14 @@ static void on_conflict(void *arg)
 		master_cluster_conflict(m);
 }
 
+/* A getUpdates is about to go out: a cluster node sends it only while it leads. */
+static int may_send(void *arg)
+{
+	struct master *m = arg;
+
+	return m->mc == NULL || master_cluster_may_poll(m);
+}
+
 /* The poller's wait is over: poll again only if nothing stops it now. */
 static void on_poll_ready(void *arg)
 {
@@ -218,7 +228,20 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	struct master *m = arg;
 	int64_t now = clock_ms();
 	int64_t every = m->cfg->heartbeat_timeout_ms / 4;
+	int64_t gap = now - m->last_tick_ms;
 
+	/*
+	 * The loop did not run (SIGSTOP, a frozen machine, starved): that time
+	 * does not count against running updates. Frames queued for a worker
+	 * just before were not even written, and would be cancelled on arrival.
+	 */
+	m->last_tick_ms = now;
+	if (gap > STALL_MS) {
+		log_warn("the master did not run for %lld ms (stopped or starved of CPU); "
+		    "running updates get that time back before update_timeout",
+		    (long long)(gap - TICK_MS));
+		dispatch_stalled(m->dsp, gap - TICK_MS);
+	}
 	dispatch_tick(m->dsp, now);
 	if (dispatch_retry_due(m->dsp, now))
 		master_dispatch(m);
@@ -401,7 +424,7 @@ int master_run(struct config *cfg, const char *token)
 {
 	struct master m;
 	struct poller_cbs cbs = { on_batch, on_rejected, on_skip, master_on_confirmed, &m,
-	    on_conflict, on_poll_ready };
+	    on_conflict, on_poll_ready, may_send };
 	int status;
 
 	memset(&m, 0, sizeof(m));
@@ -448,6 +471,7 @@ int master_run(struct config *cfg, const char *token)
 	m.sig_hup = add_signal(&m, SIGHUP, master_on_hup);
 	m.sig_chld = add_signal(&m, SIGCHLD, on_chld);
 	m.stats_ev = add_timer(&m, STATS_INTERVAL_S * 1000, on_stats);
+	m.last_tick_ms = clock_ms();
 	m.tick_ev = add_timer(&m, TICK_MS, on_tick);
 	m.last_stats_ms = clock_ms();
 	m.retry_rng = (uint64_t)m.last_stats_ms * 0x9e3779b97f4a7c15ull ^ (uint64_t)getpid();

@@ -52,6 +52,7 @@ struct master {
 	int64_t next_offset;		/* 0 until the first batch */
 	struct event *sig_term, *sig_int, *sig_hup, *sig_chld;
 	struct event *stats_ev, *shutdown_ev, *watchdog_ev, *tick_ev;
+	int64_t last_tick_ms;		/* on_tick's last run: a stalled loop shows */
 	struct event *journal_ev;	/* completion flush / blocked-batch retry */
 	struct event *drain_ev;		/* bounds the wait for workers after DRAIN */
 	struct event *turn_ev;		/* end of a loop turn that saw DONE frames */

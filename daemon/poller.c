@@ -34,6 +34,7 @@ struct poller {
 	struct backoff bo;
 	int conflict_logged;
 	int deleting;		/* the request in flight is deleteWebhook */
+	int dropped;		/* may_send() refused the request in flight */
 	json_t *allowed;	/* parsed allowed_updates, or NULL */
 	struct poller_item *items;	/* the batch being split */
 	size_t nitems, capitems;
@@ -182,6 +183,18 @@ static int too_large(struct poller *p, CURLcode res)
 	return 1;
 }
 
+/* libcurl: the request is about to be written. */
+static int on_prereq(void *clientp, char *remote_ip, char *local_ip, int remote_port,
+    int local_port)
+{
+	struct poller *p = clientp;
+
+	if (p->cbs.may_send == NULL || p->cbs.may_send(p->cbs.arg))
+		return CURL_PREREQFUNC_OK;
+	p->dropped = 1;
+	return CURL_PREREQFUNC_ABORT;
+}
+
 static void on_done(CURL *easy, CURLcode res, void *arg)
 {
 	struct poller *p = arg;
@@ -189,6 +202,15 @@ static void on_done(CURL *easy, CURLcode res, void *arg)
 	int confirm = p->state == P_CONFIRM;
 	int64_t wait;
 
+	if (p->dropped) {
+		p->dropped = 0;
+		p->deleting = 0;
+		p->state = P_IDLE;
+		log_info("getUpdates: not sent: polling stopped before it went out");
+		if (confirm)
+			p->cbs.on_confirmed(p->cbs.arg, 0);
+		return;
+	}
 	if (!confirm && !p->deleting && (fast_batch(p, res) || too_large(p, res)))
 		return;
 
@@ -325,6 +347,9 @@ static void send_request(struct poller *p, int64_t offset, int limit, long timeo
 	json_decref(body);
 	if (p->state != P_CONFIRM)
 		p->state = P_REQUEST;
+	p->dropped = 0;
+	curl_easy_setopt(p->req.easy, CURLOPT_PREREQFUNCTION, on_prereq);
+	curl_easy_setopt(p->req.easy, CURLOPT_PREREQDATA, p);
 	p->sent_ms = clock_ms();
 	if (evcurl_add(p->ec, p->req.easy, on_done, p) != 0) {
 		p->state = P_IDLE;

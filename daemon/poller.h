@@ -49,6 +49,14 @@ struct poller_cbs {
 	 * NULL: the poller asks again by itself.
 	 */
 	void (*on_ready)(void *arg);
+	/*
+	 * Asked once a request's connection is ready, just before it is
+	 * written: 0 drops it unsent and the poller goes idle (a confirm ends
+	 * with on_confirmed(0)). A cluster node stopped (paused) between
+	 * deciding to poll and sending must not poll after its lease ran out.
+	 * NULL: always sent.
+	 */
+	int (*may_send)(void *arg);
 };
 
 struct poller *poller_new(struct event_base *base, struct evcurl *ec,

@@ -167,13 +167,35 @@ class Bed:
         return wait_until(lambda: self.echoed() >= k, timeout,
                           what="%d updates echoed (the burst going on)" % k)
 
+    def unanswered(self, most=20):
+        """Up to `most` updates of a type that is answered, answered by nobody:
+        [(id, type, chat_id)], to look for in the nodes' logs."""
+        answered, seen_types = set(), set()
+        for c in self.api.calls():
+            i = echo_id(str((c.get("params") or {}).get("text") or ""))
+            if i is not None:
+                answered.add(i)
+        out = []
+        for i in range(1, int(self.api.stats()["updates_total"]) + 1):
+            if i in answered:
+                continue
+            e = self.api.control("echoes?id=%d" % i)
+            if e["echoes"]:
+                seen_types.add(e["type"])
+            else:
+                out.append((i, e["type"], e["chat_id"]))
+        return [u for u in out if u[1] in seen_types or u[1] == "message"][:most]
+
     def drain(self):
         """Wait for every expected echo; the fake API's statistics."""
         st = self.api.wait_stats(lambda s: s["echoed"] >= self.expected, DRAIN_S)
-        assert st["echoed"] >= self.expected, \
-            "only %d of %d updates echoed within %ds: %r; roles %s" % (
-                st["echoed"], self.expected, DRAIN_S, st,
-                [(n.name, n.alive() and n.role()) for n in self.nodes])
+        if st["echoed"] < self.expected:
+            raise AssertionError(
+                "only %d of %d updates echoed within %ds: %r; roles %s; not answered "
+                "(id, type, chat): %r" % (
+                    st["echoed"], self.expected, DRAIN_S, st,
+                    [(n.name, n.alive() and n.role()) for n in self.nodes],
+                    self.unanswered()))
         return st
 
     def check(self, fault, st, **extra):

@@ -194,6 +194,37 @@ def test_rejected_token_exits_3(fakeapi, tmp_path, token):
 
 # ---- shutdown and workers --------------------------------------------------------
 
+def process_state(pid):
+    """The state letter of /proc/PID/stat (T: stopped)."""
+    with open("/proc/%d/stat" % pid) as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+def test_stopped_master_does_not_count_its_pause_against_updates(fakeapi, tgrund):
+    """The master is stopped (SIGSTOP) while an update runs: on waking, the
+    update has run longer than update_timeout by the clock, but the pause was
+    the master's, so it gets that time back instead of being cancelled (a
+    cancelled update is not retried). Here the handler takes 4 s of the 3 s
+    allowed plus the 3 s pause."""
+    api = fakeapi()
+    d = tgrund(api, handler="slow", conf={"workers": {"count": 1},
+                                          "limits": {"update_timeout": "3s"}}).wait_ready()
+    r = api.push_updates([message(8101, "sleep 4")])
+    wait_until(lambda: d.status()["in_flight"] == 1, 10, what="the update running")
+    d.proc.signal(signal.SIGSTOP)
+    try:
+        wait_until(lambda: process_state(d.pid) == "T", 5, what="the master stopped")
+        time.sleep(3)
+    finally:
+        d.proc.signal(signal.SIGCONT)
+    st = wait_echoed(api, 1, timeout=20)
+    assert st["missing"] == 0, st
+    assert api.control("/__fake/echoes?id=%d" % r["last_id"])["echoes"]
+    wait_log(d.proc, "the master did not run for", 10)
+    assert "over update_timeout" not in d.log()
+    assert d.stop() == 0
+
+
 def sigterm_with_in_flight(api, d, n, timeout):
     """Once n updates run in the workers, SIGTERM: the daemon exits with 0
     within timeout s. Returns the seconds the stop took."""

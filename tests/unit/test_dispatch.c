@@ -256,6 +256,23 @@ static void test_timeouts_cancel_then_kill(void **state)
 	dispatch_free(f.d);
 }
 
+/* The master did not run for 5 s: updates running meanwhile get the time back. */
+static void test_stall_gives_time_back(void **state)
+{
+	struct fake f;
+	int64_t t0 = clock_ms();
+
+	setup_fake(&f, 1, 4, 100);
+	f.nready = 2;
+	dispatch_run(f.d);
+	dispatch_stalled(f.d, 5000);
+	dispatch_tick(f.d, t0 + 1000 + 100);	/* past update_timeout, stall not counted */
+	assert_int_equal(f.cancels[0], 0);
+	dispatch_tick(f.d, t0 + 5000 + 1000 + 100);
+	assert_int_equal(f.cancels[0], 2);
+	dispatch_free(f.d);
+}
+
 static void test_cancel_failure_kills(void **state)
 {
 	struct fake f;
@@ -323,6 +340,7 @@ int main(void)
 		cmocka_unit_test(test_retry_reserves_a_peer),
 		cmocka_unit_test(test_send_failure_queues),
 		cmocka_unit_test(test_timeouts_cancel_then_kill),
+		cmocka_unit_test(test_stall_gives_time_back),
 		cmocka_unit_test(test_cancel_failure_kills),
 		cmocka_unit_test(test_forget),
 		cmocka_unit_test(test_delayed_retry_not_alone),
