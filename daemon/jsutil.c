@@ -365,6 +365,7 @@ struct jsu_sink {
 	jsPubAckHandler fn;		/* the owner's ack handler */
 	int published;			/* atomic: the context published once */
 	int late;			/* atomic: a reply may still come (see jsu_async_free) */
+	pthread_mutex_t pub_mu;		/* held through each js_PublishMsgAsync */
 	struct jsu_sink *next;		/* on `retired` */
 };
 
@@ -379,6 +380,7 @@ static struct jsu_sink *jsu_sink_new(void *owner, jsPubAckHandler fn)
 	if (k == NULL)
 		return NULL;
 	pthread_mutex_init(&k->mu, NULL);
+	pthread_mutex_init(&k->pub_mu, NULL);
 	k->owner = owner;
 	k->fn = fn;
 	return k;
@@ -395,9 +397,28 @@ void jsu_sink_leave(struct jsu_sink *k)
 	pthread_mutex_unlock(&k->mu);
 }
 
-void jsu_sink_published(struct jsu_sink *k)
+/*
+ * libnats 3.4 arms a publish's MaxWait timer before it writes the message: a
+ * caller stopped (or starved) in between sees the timeout handed to on_ack on
+ * another thread, with the message it is still writing. The message is
+ * freed only once no publish is under way (jsu_msg_free).
+ */
+natsStatus jsu_publish(struct jsu_sink *k, jsCtx *js, natsMsg **m, jsPubOptions *po)
 {
+	natsStatus st;
+
 	__atomic_store_n(&k->published, 1, __ATOMIC_RELEASE);
+	pthread_mutex_lock(&k->pub_mu);
+	st = js_PublishMsgAsync(js, m, po);
+	pthread_mutex_unlock(&k->pub_mu);
+	return st;
+}
+
+void jsu_msg_free(struct jsu_sink *k, natsMsg *m)
+{
+	pthread_mutex_lock(&k->pub_mu);
+	pthread_mutex_unlock(&k->pub_mu);
+	natsMsg_Destroy(m);
 }
 
 int jsu_sink_has_published(struct jsu_sink *k)

@@ -94,8 +94,13 @@ struct jsq_node *jsq_free(struct jsq *q);
 struct jsu_sink;
 void *jsu_sink_enter(struct jsu_sink *k);
 void jsu_sink_leave(struct jsu_sink *k);
-/* Say before each async publish; jsu_async_settle() asks. */
-void jsu_sink_published(struct jsu_sink *k);
+/*
+ * js_PublishMsgAsync() for the owner of `k`; on_ack frees the messages it is
+ * handed with jsu_msg_free(), which waits for a publish under way (libnats
+ * 3.4 may time a message out while it is still being written).
+ */
+natsStatus jsu_publish(struct jsu_sink *k, jsCtx *js, natsMsg **m, jsPubOptions *po);
+void jsu_msg_free(struct jsu_sink *k, natsMsg *m);
 int jsu_sink_has_published(struct jsu_sink *k);
 /*
  * A JetStream context of `owner`'s own for async publishes: requests wait

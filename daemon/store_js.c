@@ -72,7 +72,7 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
 	if (s == NULL) {
 		/* The store is closed: an ack (or its timeout) that came late. */
 		jsu_sink_leave(sink);
-		natsMsg_Destroy(msg);
+		jsu_msg_free(sink, msg);
 		return;
 	}
 	pthread_mutex_lock(&s->mu);
@@ -106,7 +106,7 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
 out:
 	pthread_mutex_unlock(&s->mu);
 	jsu_sink_leave(sink);
-	natsMsg_Destroy(msg);
+	jsu_msg_free(sink, msg);
 }
 
 int sjs_publish(struct sjs *s, const char *subj, const char *msgid, int64_t offset,
@@ -135,8 +135,7 @@ int sjs_publish(struct sjs *s, const char *subj, const char *msgid, int64_t offs
 	if (st == NATS_OK) {
 		jsPubOptions_Init(&po);
 		po.MaxWait = s->timeout_ms;
-		jsu_sink_published(s->sink);
-		st = js_PublishMsgAsync(s->js, &m, &po);
+		st = jsu_publish(s->sink, s->js, &m, &po);
 	}
 	natsMsg_Destroy(m);
 	if (st != NATS_OK) {

@@ -234,8 +234,7 @@ static natsStatus publish_async(struct workq *q, natsMsg **m)
 
 	jsPubOptions_Init(&po);
 	po.MaxWait = PUB_WAIT_MS;
-	jsu_sink_published(q->sink);
-	return js_PublishMsgAsync(q->js, m, &po);
+	return jsu_publish(q->sink, q->js, m, &po);
 }
 
 /*
@@ -286,7 +285,7 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
 	if (q != NULL)
 		on_ack_locked(q, msg, pa, pae);
 	else
-		natsMsg_Destroy(msg);	/* the queue is closed: a late ack or timeout */
+		jsu_msg_free(sink, msg);	/* the queue is closed: a late ack or timeout */
 	jsu_sink_leave(sink);
 }
 
@@ -298,7 +297,7 @@ static void on_ack_locked(struct workq *q, natsMsg *msg, jsPubAck *pa, jsPubAckE
 
 	if (pa != NULL && pa->Duplicate && strcmp(natsMsg_GetSubject(msg), q->subj_work) == 0) {
 		if (!republish_gone(q, msg, pa->Sequence))
-			natsMsg_Destroy(msg);
+			jsu_msg_free(q->sink, msg);
 		return;
 	}
 	/* Held throughout: workq_close() waits for an ack being sent. */
@@ -333,7 +332,7 @@ static void on_ack_locked(struct workq *q, natsMsg *msg, jsPubAck *pa, jsPubAckE
 		return;
 	}
 	pthread_mutex_unlock(&q->pmu);
-	natsMsg_Destroy(msg);
+	jsu_msg_free(q->sink, msg);
 }
 
 static void arm_retry(struct workq *q)
