@@ -430,6 +430,15 @@ server_start(struct app *app, int port)
 		return -1;
 	fd = evhttp_bound_socket_get_fd(srv->sock);
 	/*
+	 * libevent listens with a backlog of 128. A client that opens hundreds
+	 * of connections at once (two workers' first calls of a burst) would
+	 * have SYNs dropped, each retried a second later: a whole benchmark run
+	 * then takes up to twice as long. Linux takes a second listen() as a
+	 * new backlog (capped by net.core.somaxconn).
+	 */
+	if (listen(fd, 4096) != 0)
+		return -1;
+	/*
 	 * Accepted sockets inherit TCP_NODELAY on Linux. Without it a large
 	 * answer's last partial segment waits for the client's delayed ACK
 	 * (40 ms per getUpdates batch).
