@@ -421,7 +421,7 @@ void jsu_msg_free(struct jsu_sink *k, natsMsg *m)
 	natsMsg_Destroy(m);
 }
 
-int jsu_sink_has_published(struct jsu_sink *k)
+static int jsu_sink_has_published(struct jsu_sink *k)
 {
 	return __atomic_load_n(&k->published, __ATOMIC_ACQUIRE);
 }

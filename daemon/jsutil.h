@@ -101,7 +101,6 @@ void jsu_sink_leave(struct jsu_sink *k);
  */
 natsStatus jsu_publish(struct jsu_sink *k, jsCtx *js, natsMsg **m, jsPubOptions *po);
 void jsu_msg_free(struct jsu_sink *k, natsMsg *m);
-int jsu_sink_has_published(struct jsu_sink *k);
 /*
  * A JetStream context of `owner`'s own for async publishes: requests wait
  * `wait_ms`, at most 65,536 publishes are in flight, and every ack (or its

@@ -348,8 +348,6 @@ static void send_request(struct poller *p, int64_t offset, int limit, long timeo
 	if (p->state != P_CONFIRM)
 		p->state = P_REQUEST;
 	p->dropped = 0;
-	curl_easy_setopt(p->req.easy, CURLOPT_PREREQFUNCTION, on_prereq);
-	curl_easy_setopt(p->req.easy, CURLOPT_PREREQDATA, p);
 	p->sent_ms = clock_ms();
 	if (evcurl_add(p->ec, p->req.easy, on_done, p) != 0) {
 		p->state = P_IDLE;
@@ -375,6 +373,9 @@ struct poller *poller_new(struct event_base *base, struct evcurl *ec,
 		poller_free(p);
 		return NULL;
 	}
+	/* botapi_req_prepare() never resets the handle: set once, asked before every request. */
+	curl_easy_setopt(p->req.easy, CURLOPT_PREREQFUNCTION, on_prereq);
+	curl_easy_setopt(p->req.easy, CURLOPT_PREREQDATA, p);
 	return p;
 }
 

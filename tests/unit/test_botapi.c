@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "botapi.h"
+#include "loopback.h"
 
 #define TOKEN "123456789:AAH-test_TOKEN-do-not-log-0123456789"
 
@@ -61,17 +62,8 @@ static void oneshot_run(struct oneshot *o)
 
 static void oneshot_start(struct oneshot *o, const char *answer)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET };
-	socklen_t len = sizeof(a);
-
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	o->answer = answer;
-	o->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	assert_true(o->lfd >= 0);
-	assert_int_equal(bind(o->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
-	assert_int_equal(listen(o->lfd, 4), 0);
-	assert_int_equal(getsockname(o->lfd, (struct sockaddr *)&a, &len), 0);
-	o->port = ntohs(a.sin_port);
+	o->lfd = loopback_listen(&o->port);
 	o->pid = fork();
 	assert_true(o->pid >= 0);
 	if (o->pid == 0)

@@ -25,6 +25,7 @@
 #include "clock.h"
 #include "config.h"
 #include "evcurl.h"
+#include "loopback.h"
 #include "poller.h"
 
 #define TOKEN "123456789:AAH-test_TOKEN-do-not-log-0123456789"
@@ -78,17 +79,9 @@ static void server_run(int lfd, int report)
 
 static void server_start(struct server *s)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET };
-	socklen_t len = sizeof(a);
 	int p[2];
 
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	s->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	assert_true(s->lfd >= 0);
-	assert_int_equal(bind(s->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
-	assert_int_equal(listen(s->lfd, 4), 0);
-	assert_int_equal(getsockname(s->lfd, (struct sockaddr *)&a, &len), 0);
-	s->port = ntohs(a.sin_port);
+	s->lfd = loopback_listen(&s->port);
 	assert_int_equal(pipe(p), 0);
 	s->pid = fork();
 	assert_true(s->pid >= 0);
