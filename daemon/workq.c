@@ -29,7 +29,7 @@
 #define PUB_WAIT_MS 5000
 /* A work publish that failed is tried again after this. */
 #define RETRY_MS 200
-/* Closing waits at most this long for acks, and again for the pull subscription's drain. */
+/* Closing waits at most this long for the acks of completions under way. */
 #define CLOSE_WAIT_MS 1000
 /* Tries of a completion's publish before its item is left to AckWait. */
 #define DONE_TRIES 3
@@ -698,8 +698,14 @@ void workq_close(struct workq *q)
 	while (u64map_next(&q->out, &it, &k, &v))
 		free_item(v);
 	u64map_free(&q->out);
-	/* A pull whose answer is under way may still bring messages: drained. */
-	jsu_sub_end(q->sub, CLOSE_WAIT_MS);
+	/*
+	 * Destroyed, not drained (jsu_sub_end): the pull thread has stopped, so
+	 * at most the answer to its last pull may still come, and the queue
+	 * closes only when the daemon stops. With a drain here, one CI run of
+	 * test_workq_abandoned_redelivered saw the abandoned item come back as
+	 * delivery 1, not 2; why is not understood, so this stays as it was.
+	 */
+	natsSubscription_Destroy(q->sub);
 	if (q->retry_ev != NULL)
 		event_free(q->retry_ev);
 	kvStore_Destroy(q->dead);
