@@ -737,9 +737,12 @@ static void follow_stop(struct sjs *s)
 		/*
 		 * Drained on libnats' threads, then destroyed by on_sub_complete():
 		 * destroyed now, it could go while libnats reads a message for it
-		 * (jsutil.h, jsu_sub_end).
+		 * (jsutil.h, jsu_sub_end). Not while disconnected: nothing is read
+		 * then, and a drain across the reconnection corrupted the heap
+		 * inside libnats 3.4 (a leader cut off from NATS, in CI).
 		 */
 		if (s->sub != NULL &&
+		    natsConnection_Status(s->nc) == NATS_CONN_STATUS_CONNECTED &&
 		    natsSubscription_DrainTimeout(s->sub, FOLLOW_DRAIN_MS) == NATS_OK) {
 			pthread_mutex_lock(&fl->mu);
 			if (!fl->completed && fl->refs > 1) {	/* its callback is set */
